@@ -1,0 +1,27 @@
+"""The ``rlkit`` command line: one module per command, composed here.
+
+Only typer is imported at start-up; torch, SB3 and gymnasium load inside the commands, so
+``rlkit --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from rlkit.cli import envs_cmd, train_cmd
+
+app = typer.Typer(
+    name="rlkit",
+    help="Train, tune, evaluate and record DQN agents (Stable-Baselines3).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("train")(train_cmd.train)
+app.command("envs")(envs_cmd.envs)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="rlkit")

@@ -1,0 +1,61 @@
+"""``rlkit train``: train a preset, or resume an interrupted run."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from rlkit.cli.common import fail, one_line_errors, out
+
+
+@one_line_errors
+def train(
+    env: Annotated[
+        Optional[str],
+        typer.Argument(help="Preset alias (see `rlkit envs`), a gymnasium id, or a preset .yaml file."),
+    ] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed; a random one is drawn and recorded if unset.")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Training budget in environment steps (overrides the preset).")] = None,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", help="Override a preset key: key=value (YAML value; dotted keys for nesting). Repeatable."),
+    ] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML file of overrides laid over the preset.")] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    run_dir: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<alias>/<time>-s<seed>).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run directory.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display; only the summary.")] = False,
+) -> None:
+    """Train DQN on an environment, with evaluation, checkpoints and a live display."""
+    from rlkit import train as training
+
+    argv = training.default_argv()
+    if resume is not None:
+        if env is not None or steps is not None or set_ or config is not None or run_dir is not None or seed is not None:
+            raise fail("--resume continues a run with its saved config; give no env, --seed, --steps, --set, --config or --run-dir")
+        result = training.resume(resume, device=device, quiet=quiet, argv=argv)
+        if result is None:
+            out.print(f"{resume}: this run already finished; nothing to do.")
+            return
+    else:
+        if env is None:
+            raise fail("missing environment: rlkit train ENV (see `rlkit envs`) or rlkit train --resume RUN_DIR")
+        from rlkit.presets import resolve
+
+        overrides = list(set_ or [])
+        if steps is not None:
+            overrides.append(f"n_timesteps={steps}")
+        resolved = resolve(env, config_file=config, overrides=overrides)
+        chosen_seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
+        result = training.start(resolved, seed=chosen_seed, device=device, run_dir=run_dir, quiet=quiet, argv=argv)
+    final = result.final_eval
+    final_text = "-" if final is None else f"{final['mean_reward']:.1f} ± {final['std_reward']:.1f}"
+    best_text = "-" if result.best_mean_reward is None else f"{result.best_mean_reward:.1f}"
+    out.print(
+        f"done: {result.num_timesteps} steps in {result.wall_s:.0f}s ({result.steps_per_s:.0f} steps/s); "
+        f"final eval {final_text}; best eval {best_text}{'; solved' if result.solved else ''}"
+    )
+    out.print(f"run directory: {result.run_dir}")

@@ -1,0 +1,298 @@
+"""The typed configuration schema shared by presets, overrides, tuning and run directories.
+
+A preset (``envs/<alias>.yaml``) is a YAML mapping whose keys are the fields of :class:`Preset`.
+Every value is plain data: numbers, strings, booleans and lists. Nothing is ever ``eval``'d.
+Nested keys are addressed with dots everywhere (``--set policy_kwargs.net_arch=[64,64]``,
+search spaces, exported presets), so one name means the same thing in every place.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rlkit.errors import RlkitError
+
+ActivationName = Literal["relu", "tanh", "elu", "leaky_relu", "gelu", "silu"]
+PolicyName = Literal["auto", "MlpPolicy", "CnnPolicy"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PolicyKwargs(_Strict):
+    """Network shape, as plain data handed to SB3's policy."""
+
+    net_arch: list[int] | None = None
+    """Hidden layer sizes of the Q-network; unset means SB3's default ([64, 64] MLP, none after a CNN)."""
+
+    activation_fn: ActivationName = "relu"
+    """Activation between hidden layers."""
+
+    features_dim: int | None = Field(default=None, ge=1)
+    """CnnPolicy only: size of the NatureCNN output (SB3 default 512)."""
+
+    normalize_images: bool = True
+    """CnnPolicy only: divide pixel values by 255 before the network."""
+
+    @model_validator(mode="after")
+    def _positive_layers(self) -> PolicyKwargs:
+        if self.net_arch is not None and any(size < 1 for size in self.net_arch):
+            raise ValueError("every layer size in net_arch must be at least 1")
+        return self
+
+
+class AtariConfig(_Strict):
+    """The standard DQN Atari preprocessing (Mnih et al. 2015; SB3's AtariWrapper)."""
+
+    frame_skip: int = Field(default=4, ge=1)
+    """Repeat each action this many frames (max-pooled over the last two)."""
+
+    frame_stack: int = Field(default=4, ge=1)
+    """Number of consecutive 84x84 grayscale frames fed to the network."""
+
+    screen_size: int = Field(default=84, ge=16)
+    """Side of the square, grayscale observation."""
+
+    noop_max: int = Field(default=30, ge=0)
+    """Up to this many no-op actions at reset, for varied starts."""
+
+    terminal_on_life_loss: bool = True
+    """Training only: end an episode at each life lost (evaluation always plays full games)."""
+
+    clip_reward: bool = True
+    """Training only: clip rewards to their sign (evaluation reports the real game score)."""
+
+
+class Preset(_Strict):
+    """Everything needed to train DQN on one environment."""
+
+    # --- environment -------------------------------------------------------------------
+    env_id: str
+    """Gymnasium environment id, e.g. ``LunarLander-v3`` or ``PongNoFrameskip-v4``."""
+
+    description: str = ""
+    """One line shown by ``rlkit envs``."""
+
+    aliases: list[str] = Field(default_factory=list)
+    """Extra case-insensitive names for this preset (the file stem is always one)."""
+
+    env_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments passed to ``gymnasium.make``."""
+
+    atari: AtariConfig | None = None
+    """Atari preprocessing; filled in automatically for ALE environments."""
+
+    n_envs: int = Field(default=1, ge=1)
+    """Number of training environments stepped together."""
+
+    # --- algorithm and policy ----------------------------------------------------------
+    algo: Literal["dqn"] = "dqn"
+    """Algorithm; DQN (Stable-Baselines3)."""
+
+    policy: PolicyName = "auto"
+    """``auto`` picks CnnPolicy for image observations and MlpPolicy otherwise."""
+
+    policy_kwargs: PolicyKwargs = Field(default_factory=PolicyKwargs)
+    """Network shape."""
+
+    # --- SB3 DQN hyperparameters (same names and meaning as stable_baselines3.DQN) -----
+    learning_rate: float = Field(default=1e-4, gt=0, le=1)
+    """Adam learning rate."""
+
+    learning_rate_schedule: Literal["constant", "linear"] = "constant"
+    """``linear`` decays the learning rate to zero over the budget."""
+
+    buffer_size: int = Field(default=1_000_000, ge=1)
+    """Replay buffer capacity, in transitions."""
+
+    learning_starts: int = Field(default=100, ge=0)
+    """Environment steps collected before the first gradient step."""
+
+    batch_size: int = Field(default=32, ge=1)
+    """Minibatch size sampled from the replay buffer."""
+
+    tau: float = Field(default=1.0, gt=0, le=1)
+    """Target network update coefficient (1 = hard copy)."""
+
+    gamma: float = Field(default=0.99, ge=0, le=1)
+    """Discount factor."""
+
+    train_freq: int = Field(default=4, ge=1)
+    """Environment steps (per env) between two training phases."""
+
+    gradient_steps: int = Field(default=1, ge=-1)
+    """Gradient steps per training phase; -1 means as many as environment steps collected."""
+
+    n_steps: int = Field(default=1, ge=1)
+    """Multi-step returns: bootstrap after this many rewards."""
+
+    target_update_interval: int = Field(default=10_000, ge=1)
+    """Environment steps between target network syncs."""
+
+    exploration_fraction: float = Field(default=0.1, gt=0, le=1)
+    """Fraction of the budget over which epsilon decays linearly."""
+
+    exploration_initial_eps: float = Field(default=1.0, ge=0, le=1)
+    """Epsilon at the start of training."""
+
+    exploration_final_eps: float = Field(default=0.05, ge=0, le=1)
+    """Epsilon after the decay."""
+
+    max_grad_norm: float = Field(default=10.0, gt=0)
+    """Gradients are clipped to this global norm."""
+
+    optimize_memory_usage: bool = False
+    """Store each observation once in the replay buffer (SB3's memory-efficient variant)."""
+
+    # --- budget, evaluation and checkpoints ---------------------------------------------
+    n_timesteps: int = Field(default=100_000, ge=1)
+    """Training budget in environment steps (all envs together)."""
+
+    eval_freq: int = Field(default=10_000, ge=0)
+    """Evaluate every this many environment steps (0 disables periodic evaluation)."""
+
+    eval_episodes: int = Field(default=10, ge=1)
+    """Episodes per periodic evaluation (deterministic policy, separate env)."""
+
+    checkpoint_freq: int = Field(default=25_000, ge=0)
+    """Write a resumable checkpoint every this many environment steps (0 disables)."""
+
+    keep_checkpoints: int = Field(default=2, ge=1)
+    """Only the newest this many checkpoints are kept."""
+
+    checkpoint_replay_buffer: bool = True
+    """Save the replay buffer with each checkpoint (needed for an exact resume)."""
+
+    solved_score: float | None = None
+    """Mean evaluation return at which the task counts as solved."""
+
+    stop_on_solved: bool = False
+    """Stop training at the first evaluation that reaches ``solved_score``."""
+
+    torch_threads: int = Field(default=0, ge=0)
+    """CPU threads for torch; 0 picks 1 for MLP policies (measured fastest) and all cores for CNNs."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Preset:
+        if self.exploration_final_eps > self.exploration_initial_eps:
+            raise ValueError("exploration_final_eps must not exceed exploration_initial_eps")
+        if self.stop_on_solved and self.solved_score is None:
+            raise ValueError("stop_on_solved needs a solved_score")
+        return self
+
+
+# ----------------------------------------------------------------------------------------
+# Keys, overrides and one-line error messages
+# ----------------------------------------------------------------------------------------
+
+
+def field_paths(model: type[BaseModel] = Preset, prefix: str = "") -> list[str]:
+    """All dotted keys the schema accepts, nested models included."""
+    paths: list[str] = []
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        paths.append(path)
+        sub = _nested_model(info.annotation)
+        if sub is not None:
+            paths.extend(field_paths(sub, prefix=f"{path}."))
+    return paths
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    candidates = getattr(annotation, "__args__", None) or (annotation,)
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in choices}
+        close = [lowered[m] for m in difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)]
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def check_keys(data: dict[str, Any], source: str, prefix: str = "") -> None:
+    """Reject unknown keys with a did-you-mean before pydantic sees them."""
+    valid = field_paths()
+    free_dicts = {"env_kwargs"}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if path not in valid:
+            raise RlkitError(f"{source}: unknown key '{path}'{did_you_mean(path, valid)}")
+        if isinstance(value, dict) and path not in free_dicts:
+            check_keys(value, source, prefix=f"{path}.")
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``a.b.c`` in a nested dict, creating the intermediate mappings."""
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """A new dict: ``extra`` laid over ``base``, nested mappings merged key by key."""
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "env_kwargs":
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``"key=value"`` with the value read as YAML (numbers, booleans, lists)."""
+    import yaml
+
+    if "=" not in text:
+        raise RlkitError(f"--set expects key=value, got '{text}'")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise RlkitError(f"--set expects key=value, got '{text}'")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def validate(data: dict[str, Any], source: str) -> Preset:
+    """Validate a mapping against the schema; any problem becomes one clear line."""
+    check_keys(data, source)
+    try:
+        return Preset.model_validate(data)
+    except ValidationError as exc:
+        raise RlkitError(f"{source}: {format_validation_error(exc)}") from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """The first pydantic error as ``key: message (got value)``."""
+    err = exc.errors()[0]
+    loc = ".".join(str(part) for part in err["loc"] if not isinstance(part, int))
+    msg = err["msg"].removeprefix("Value error, ")
+    got = err.get("input")
+    shown = "" if isinstance(got, dict) else f" (got {got!r})"
+    if err["type"] == "missing":
+        return f"missing required key '{loc}'"
+    return f"{loc}: {msg}{shown}" if loc else f"{msg}"
+
+
+def to_plain(preset: Preset) -> dict[str, Any]:
+    """A JSON/YAML-ready dict of the resolved preset."""
+    return preset.model_dump(mode="json")

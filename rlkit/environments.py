@@ -1,0 +1,148 @@
+"""Building training and evaluation environments from a preset."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rlkit.config import AtariConfig, Preset
+
+if TYPE_CHECKING:
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import VecEnv
+
+
+def _register() -> None:
+    import ale_py
+    import gymnasium as gym
+
+    gym.register_envs(ale_py)
+
+
+@lru_cache(maxsize=1)
+def registered_env_ids() -> tuple[str, ...]:
+    """Every gymnasium id, Atari included (registered through ale-py)."""
+    import gymnasium as gym
+
+    _register()
+    return tuple(gym.registry)
+
+
+def is_atari(env_id: str) -> bool:
+    """Whether the id names an Arcade Learning Environment game."""
+    import gymnasium as gym
+
+    _register()
+    try:
+        spec = gym.spec(env_id)
+    except gym.error.Error:
+        return False
+    entry = spec.entry_point if isinstance(spec.entry_point, str) else repr(spec.entry_point)
+    return "ale_py" in entry
+
+
+def complete_preset(preset: Preset) -> Preset:
+    """Fill in what follows from the env id: Atari preprocessing, ALE's native frame skip off."""
+    if not is_atari(preset.env_id):
+        return preset
+    import gymnasium as gym
+
+    update: dict[str, Any] = {}
+    if preset.atari is None:
+        update["atari"] = AtariConfig()
+    spec_kwargs = gym.spec(preset.env_id).kwargs
+    if "frameskip" not in preset.env_kwargs and spec_kwargs.get("frameskip", 1) != 1:
+        # AtariWrapper does the frame skipping (with max-pooling); ALE must not skip as well.
+        update["env_kwargs"] = {**preset.env_kwargs, "frameskip": 1}
+    return preset.model_copy(update=update) if update else preset
+
+
+def _atari_wrapper(atari: AtariConfig, train: bool) -> tuple[Any, dict[str, Any]]:
+    from stable_baselines3.common.atari_wrappers import AtariWrapper
+
+    kwargs = {
+        "noop_max": atari.noop_max,
+        "frame_skip": atari.frame_skip,
+        "screen_size": atari.screen_size,
+        "terminal_on_life_loss": atari.terminal_on_life_loss and train,
+        "clip_reward": atari.clip_reward and train,
+    }
+    return AtariWrapper, kwargs
+
+
+def make_env(
+    preset: Preset,
+    *,
+    n_envs: int = 1,
+    seed: int | None = None,
+    monitor_dir: Path | None = None,
+    train: bool = True,
+    render_mode: str | None = None,
+    resume: bool = False,
+) -> VecEnv:
+    """A vectorised env for training (``train=True``) or evaluation.
+
+    Evaluation envs play full Atari games with the real, unclipped score; Monitor sits below
+    every wrapper, so recorded episode returns are always the environment's own. ``resume``
+    appends to the run's existing Monitor CSVs instead of starting them anew.
+    """
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
+
+    _register()
+    env_kwargs = dict(preset.env_kwargs)
+    if render_mode is not None:
+        env_kwargs["render_mode"] = render_mode
+    wrapper_class = None
+    wrapper_kwargs = None
+    if preset.atari is not None:
+        wrapper_class, wrapper_kwargs = _atari_wrapper(preset.atari, train)
+    if monitor_dir is not None:
+        monitor_dir.mkdir(parents=True, exist_ok=True)
+    venv = make_vec_env(
+        preset.env_id,
+        n_envs=n_envs,
+        seed=seed,
+        monitor_dir=str(monitor_dir) if monitor_dir is not None else None,
+        wrapper_class=wrapper_class,
+        wrapper_kwargs=wrapper_kwargs,
+        env_kwargs=env_kwargs,
+        vec_env_cls=DummyVecEnv,
+        monitor_kwargs={"override_existing": not resume},
+    )
+    if preset.atari is not None and preset.atari.frame_stack > 1:
+        venv = VecFrameStack(venv, n_stack=preset.atari.frame_stack)
+    return venv
+
+
+def policy_name(preset: Preset, observation_space: gym.Space[Any]) -> str:
+    """The SB3 policy: the preset's, or chosen from the observation space."""
+    if preset.policy != "auto":
+        return preset.policy
+    from stable_baselines3.common.preprocessing import is_image_space
+
+    return "CnnPolicy" if is_image_space(observation_space, check_channels=False) else "MlpPolicy"
+
+
+def policy_kwargs(preset: Preset, policy: str) -> dict[str, Any]:
+    """The preset's network shape as SB3 ``policy_kwargs``."""
+    import torch.nn as nn
+
+    activations: dict[str, type[nn.Module]] = {
+        "relu": nn.ReLU,
+        "tanh": nn.Tanh,
+        "elu": nn.ELU,
+        "leaky_relu": nn.LeakyReLU,
+        "gelu": nn.GELU,
+        "silu": nn.SiLU,
+    }
+    pk = preset.policy_kwargs
+    kwargs: dict[str, Any] = {"activation_fn": activations[pk.activation_fn]}
+    if pk.net_arch is not None:
+        kwargs["net_arch"] = list(pk.net_arch)
+    if policy == "CnnPolicy":
+        kwargs["normalize_images"] = pk.normalize_images
+        if pk.features_dim is not None:
+            kwargs["features_extractor_kwargs"] = {"features_dim": pk.features_dim}
+    return kwargs

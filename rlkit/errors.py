@@ -1,0 +1,13 @@
+"""The one exception type the CLI turns into a single clear line and a non-zero exit."""
+
+
+class RlkitError(Exception):
+    """A user-facing error: its message is printed as one line, without a traceback."""
+
+    exit_code: int = 2
+
+
+class Interrupted(RlkitError):
+    """Training stopped by Ctrl-C or SIGTERM after a checkpoint was written."""
+
+    exit_code = 130

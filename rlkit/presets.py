@@ -1,0 +1,131 @@
+"""The preset catalogue: reading ``envs/*.yaml``, resolving a name, applying overrides."""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlkit.config import Preset, deep_merge, did_you_mean, parse_assignment, set_dotted, validate
+from rlkit.errors import RlkitError
+from rlkit.paths import data_dir
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A validated configuration and where it came from."""
+
+    alias: str
+    """Short name used for run folders (``lunarlander``, ``cartpole-v1``, a file's stem)."""
+
+    preset: Preset
+    """The fully resolved configuration."""
+
+    source: str
+    """The preset file, or ``gymnasium defaults`` for an id without a preset."""
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML mapping from a file; anything else is a one-line error."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise RlkitError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise RlkitError(f"{path}:{where}: malformed YAML ({problem})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise RlkitError(f"{path}: expected a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def catalogue() -> dict[str, Path]:
+    """Every shipped preset, by its file stem."""
+    return {path.stem.lower(): path for path in sorted(data_dir("envs").glob("*.yaml"))}
+
+
+def load_preset_file(path: Path) -> Preset:
+    """Read and validate one preset file."""
+    return validate(read_yaml(path), str(path))
+
+
+def alias_table() -> dict[str, str]:
+    """Lower-cased name (stem, declared alias or env id) -> preset stem."""
+    table: dict[str, str] = {}
+    for stem, path in catalogue().items():
+        data = read_yaml(path)
+        table[stem] = stem
+        for alias in data.get("aliases", []) or []:
+            table.setdefault(str(alias).lower(), stem)
+        if "env_id" in data:
+            table.setdefault(str(data["env_id"]).lower(), stem)
+    return table
+
+
+def _slug(env_id: str) -> str:
+    return re.sub(r"[^a-z0-9.-]+", "-", env_id.lower()).strip("-")
+
+
+def base_config(name: str) -> tuple[str, dict[str, Any], str]:
+    """The alias, raw mapping and source for a preset name, a YAML path or a gymnasium id."""
+    as_path = Path(name)
+    if name.endswith((".yaml", ".yml")) or (as_path.is_file() and as_path.suffix):
+        if not as_path.is_file():
+            raise RlkitError(f"preset file not found: {name}")
+        return as_path.stem.lower(), read_yaml(as_path), str(as_path)
+    table = alias_table()
+    stem = table.get(name.lower())
+    if stem is not None:
+        path = catalogue()[stem]
+        return stem, read_yaml(path), str(path)
+    from rlkit.environments import registered_env_ids
+
+    ids = registered_env_ids()
+    if name in ids:
+        return _slug(name), {"env_id": name}, "gymnasium defaults"
+    by_lower = {env_id.lower(): env_id for env_id in ids}
+    if name.lower() in by_lower:
+        env_id = by_lower[name.lower()]
+        return _slug(env_id), {"env_id": env_id}, "gymnasium defaults"
+    presets = sorted(catalogue())
+    hint = did_you_mean(name, sorted(table) + sorted(ids))
+    raise RlkitError(
+        f"unknown environment '{name}'{hint}; presets: {', '.join(presets)} "
+        "(or any gymnasium id, or a preset .yaml file)"
+    )
+
+
+def resolve(
+    name: str,
+    config_file: Path | None = None,
+    overrides: list[str] | None = None,
+) -> Resolved:
+    """Preset (or id or file), then an overrides file, then ``--set`` pairs, validated once."""
+    alias, data, source = base_config(name)
+    validate(data, source)
+    if config_file is not None:
+        if not config_file.is_file():
+            raise RlkitError(f"--config file not found: {config_file}")
+        extra = read_yaml(config_file)
+        validate(deep_merge(data, extra), str(config_file))
+        data = deep_merge(data, extra)
+    for item in overrides or []:
+        key, value = parse_assignment(item)
+        candidate = copy.deepcopy(data)
+        set_dotted(candidate, key, value)
+        validate(candidate, f"--set {key}")
+        data = candidate
+    preset = validate(data, source)
+    from rlkit.environments import complete_preset
+
+    return Resolved(alias=alias, preset=complete_preset(preset), source=source)

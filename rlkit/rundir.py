@@ -1,0 +1,207 @@
+"""Run directories: one folder per training run, never reused, holding everything about it.
+
+Layout::
+
+    runs/<alias>/<YYYYmmdd-HHMMSS>-s<seed>/
+        config.yaml         fully resolved preset
+        command.txt         the exact command line(s), one per start or resume
+        meta.json           versions, device, threads, host, start time
+        state.json          status, step counter, best evaluation, wall-clock
+        monitor/            SB3 Monitor CSVs of the training episodes
+        tb/                 TensorBoard logs
+        evaluations.csv     periodic evaluation history
+        best_model.zip      best model by mean evaluation return
+        model.zip           final (or latest interrupted) model
+        checkpoints/        step-<N>/ {model.zip, replay_buffer.pkl, state.json}
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import os
+import platform
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlkit import atomic
+from rlkit.config import Preset, to_plain, validate
+from rlkit.errors import RlkitError
+
+EVAL_FIELDS = ["timesteps", "mean_reward", "std_reward", "min_reward", "max_reward", "mean_ep_length", "wall_s"]
+
+
+def default_root() -> Path:
+    """``$RLKIT_RUNS_DIR`` or ``./runs``."""
+    return Path(os.environ.get("RLKIT_RUNS_DIR", "runs"))
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths inside one run directory."""
+
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def command(self) -> Path:
+        return self.path / "command.txt"
+
+    @property
+    def meta(self) -> Path:
+        return self.path / "meta.json"
+
+    @property
+    def state_file(self) -> Path:
+        return self.path / "state.json"
+
+    @property
+    def monitor(self) -> Path:
+        return self.path / "monitor"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / "tb"
+
+    @property
+    def evaluations(self) -> Path:
+        return self.path / "evaluations.csv"
+
+    @property
+    def best_model(self) -> Path:
+        return self.path / "best_model.zip"
+
+    @property
+    def final_model(self) -> Path:
+        return self.path / "model.zip"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    # --- creation and opening ---------------------------------------------------------
+
+    @classmethod
+    def create(cls, alias: str, seed: int, root: Path | None = None, path: Path | None = None) -> RunDir:
+        """A brand-new run folder; an existing non-empty folder is never reused."""
+        if path is not None:
+            if path.exists() and (not path.is_dir() or any(path.iterdir())):
+                raise RlkitError(
+                    f"run directory {path} already exists and is not empty; "
+                    f"continue it with --resume {path} or choose another --run-dir"
+                )
+            path.mkdir(parents=True, exist_ok=True)
+            return cls(path)
+        base = (root or default_root()) / alias
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        for n in range(1, 1000):
+            name = f"{stamp}-s{seed}" + ("" if n == 1 else f"-{n}")
+            candidate = base / name
+            try:
+                candidate.mkdir(parents=True, exist_ok=False)
+            except FileExistsError:
+                continue
+            return cls(candidate)
+        raise RlkitError(f"could not create a run directory under {base}")
+
+    @classmethod
+    def open(cls, path: Path) -> RunDir:
+        """An existing run; anything else is a one-line error."""
+        run = cls(path)
+        if not path.is_dir():
+            raise RlkitError(f"not a run directory: {path} does not exist")
+        if not run.config.is_file() or not run.meta.is_file():
+            raise RlkitError(f"not an rlkit run directory: {path} has no config.yaml and meta.json")
+        return run
+
+    # --- contents -----------------------------------------------------------------------
+
+    def write_config(self, preset: Preset, alias: str, source: str, seed: int) -> None:
+        header = f"# rlkit resolved config: preset '{alias}' from {source}, seed {seed}\n"
+        body = yaml.safe_dump({"alias": alias, "seed": seed, "preset": to_plain(preset)}, sort_keys=False)
+        atomic.write_text(self.config, header + body)
+
+    def read_config(self) -> tuple[str, int, Preset]:
+        """Alias, seed and validated preset of this run."""
+        try:
+            data = yaml.safe_load(self.config.read_text())
+            return str(data["alias"]), int(data["seed"]), validate(data["preset"], str(self.config))
+        except (yaml.YAMLError, KeyError, TypeError) as exc:
+            raise RlkitError(f"{self.config}: damaged run config ({exc})") from None
+
+    def append_command(self, argv: list[str] | None = None) -> None:
+        line = f"{now_iso()}  {shlex.join(argv if argv is not None else sys.argv)}\n"
+        previous = self.command.read_text() if self.command.exists() else ""
+        atomic.write_text(self.command, previous + line)
+
+    def write_meta(self, extra: dict[str, Any]) -> None:
+        atomic.write_json(self.meta, {**environment_info(), **extra})
+
+    def read_meta(self) -> dict[str, Any]:
+        return dict(json.loads(self.meta.read_text()))
+
+    def read_state(self) -> dict[str, Any]:
+        if not self.state_file.exists():
+            return {}
+        return dict(json.loads(self.state_file.read_text()))
+
+    def update_state(self, **changes: Any) -> dict[str, Any]:
+        state = {**self.read_state(), **changes, "updated": now_iso()}
+        atomic.write_json(self.state_file, state)
+        return state
+
+    # --- evaluation history -------------------------------------------------------------
+
+    def read_evaluations(self) -> list[dict[str, float]]:
+        if not self.evaluations.exists():
+            return []
+        with open(self.evaluations, newline="") as handle:
+            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+    def write_evaluations(self, rows: list[dict[str, float]]) -> None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=EVAL_FIELDS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row[k] for k in EVAL_FIELDS})
+        atomic.write_text(self.evaluations, buffer.getvalue())
+
+    def checkpoint_dirs(self) -> list[Path]:
+        """Complete checkpoints, oldest first (half-written staging folders are ignored)."""
+        if not self.checkpoints.is_dir():
+            return []
+        found = [p for p in self.checkpoints.glob("step-*") if p.is_dir() and (p / "state.json").exists()]
+        return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def environment_info() -> dict[str, Any]:
+    """Versions and machine facts recorded with every run."""
+    from importlib import metadata
+
+    versions: dict[str, str] = {}
+    for dist in ("rlkit", "stable-baselines3", "sb3-contrib", "torch", "gymnasium", "ale-py", "numpy", "optuna"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "host": platform.node(),
+        "cpu_count": os.cpu_count(),
+        "versions": versions,
+    }

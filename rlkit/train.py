@@ -1,0 +1,217 @@
+"""Training, start to finish, and resuming an interrupted run.
+
+Read top to bottom: resolve the device, create the run directory and record the config,
+build environments and the model, attach the callbacks (evaluation, checkpoints, signals,
+live display), learn, then save the final model and state. ``resume`` rebuilds the same
+pieces from the run directory's newest checkpoint and continues the same step counter.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rlkit import atomic
+from rlkit.config import Preset
+from rlkit.errors import Interrupted, RlkitError
+from rlkit.presets import Resolved
+from rlkit.rundir import RunDir, now_iso
+
+if TYPE_CHECKING:
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.vec_env import VecEnv
+
+EVAL_SEED_OFFSET = 1_000_003
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or early-stopped) run reports."""
+
+    run_dir: Path
+    num_timesteps: int
+    wall_s: float
+    steps_per_s: float
+    best_mean_reward: float | None
+    final_eval: dict[str, float] | None
+    solved: bool
+
+
+def start(
+    resolved: Resolved,
+    *,
+    seed: int,
+    device: str = "auto",
+    run_dir: Path | None = None,
+    runs_root: Path | None = None,
+    quiet: bool = False,
+    argv: list[str] | None = None,
+) -> TrainResult:
+    """Train a new run from a resolved preset."""
+    from rlkit.environments import make_env, policy_name
+    from rlkit.model import build_model, configure_threads, resolve_device
+
+    torch_device = resolve_device(device)  # fails before anything is written
+    preset = resolved.preset
+    run = RunDir.create(resolved.alias, seed, root=runs_root, path=run_dir)
+    run.write_config(preset, resolved.alias, resolved.source, seed)
+    run.append_command(argv)
+    env = make_env(preset, n_envs=preset.n_envs, seed=seed, monitor_dir=run.monitor)
+    policy = policy_name(preset, env.observation_space)
+    threads = configure_threads(preset, policy, torch_device)
+    run.write_meta({"device": _device_name(torch_device), "torch_threads": threads, "policy": policy, "created": now_iso()})
+    run.update_state(status="running", num_timesteps=0, n_timesteps=preset.n_timesteps, wall_s=0.0)
+    model = build_model(preset, env, seed=seed, device=torch_device, tensorboard_log=run.tensorboard)
+    eval_env = make_env(preset, n_envs=1, seed=seed + EVAL_SEED_OFFSET, train=False)
+    return _learn(run, preset, model, eval_env, resumed_from=None, quiet=quiet)
+
+
+def resume(run_path: Path, *, device: str = "auto", quiet: bool = False, argv: list[str] | None = None) -> TrainResult | None:
+    """Continue a run from its newest checkpoint; ``None`` when it had already finished."""
+    from rlkit.environments import make_env, policy_name
+    from rlkit.model import configure_threads, load_model, resolve_device
+
+    run = RunDir.open(run_path)
+    torch_device = resolve_device(device)
+    alias, seed, preset = run.read_config()
+    state = run.read_state()
+    if state.get("status") == "finished":
+        return None
+    checkpoints = run.checkpoint_dirs()
+    if not checkpoints:
+        raise RlkitError(f"{run_path} has no checkpoint to resume from (it stopped before the first one)")
+    ckpt = checkpoints[-1]
+    ckpt_state = _read_json(ckpt / "state.json")
+    steps = int(ckpt_state["num_timesteps"])
+    run.append_command(argv)
+    env = make_env(preset, n_envs=preset.n_envs, seed=seed + steps, monitor_dir=run.monitor, resume=True)
+    policy = policy_name(preset, env.observation_space)
+    configure_threads(preset, policy, torch_device)
+    model = load_model(ckpt / "model.zip", env, torch_device)
+    if (ckpt / "replay_buffer.pkl").exists():
+        model.load_replay_buffer(ckpt / "replay_buffer.pkl", truncate_last_traj=False)
+    model.set_random_seed(seed + steps)
+    model.tensorboard_log = str(run.tensorboard)
+    model._last_obs = None  # type: ignore[assignment]  # the fresh env must be reset
+    # Evaluations logged after the checkpoint belong to steps that will be replayed.
+    run.write_evaluations([row for row in run.read_evaluations() if row["timesteps"] <= steps])
+    run.update_state(status="running", num_timesteps=steps, wall_s=float(ckpt_state.get("wall_s", 0.0)))
+    eval_env = make_env(preset, n_envs=1, seed=seed + EVAL_SEED_OFFSET + steps, train=False)
+    best = ckpt_state.get("best_mean_reward")
+    return _learn(
+        run,
+        preset,
+        model,
+        eval_env,
+        resumed_from=(steps, float(ckpt_state.get("wall_s", 0.0)), -math.inf if best is None else float(best)),
+        quiet=quiet,
+    )
+
+
+def _learn(
+    run: RunDir,
+    preset: Preset,
+    model: DQN,
+    eval_env: VecEnv,
+    *,
+    resumed_from: tuple[int, float, float] | None,
+    quiet: bool,
+) -> TrainResult:
+    from stable_baselines3.common.callbacks import CallbackList
+
+    from rlkit.callbacks import Checkpointer, Clock, DisplayUpdater, Evaluator, StopOnSignal
+    from rlkit.display import TrainingDisplay
+
+    start_steps, wall_before, best = resumed_from or (0, 0.0, -math.inf)
+    clock = Clock(wall_before)
+    display = TrainingDisplay(preset.n_timesteps, start_steps, quiet=quiet)
+    evaluator = Evaluator(
+        run,
+        eval_env,
+        eval_freq=preset.eval_freq,
+        n_episodes=preset.eval_episodes,
+        clock=clock,
+        best_mean_reward=best,
+        solved_score=preset.solved_score,
+        stop_on_solved=preset.stop_on_solved,
+        display=display,
+    )
+    checkpointer = Checkpointer(
+        run,
+        every=preset.checkpoint_freq,
+        keep=preset.keep_checkpoints,
+        save_buffer=preset.checkpoint_replay_buffer,
+        clock=clock,
+        evaluator=evaluator,
+        display=display,
+    )
+    stopper = StopOnSignal()
+    callbacks = CallbackList([stopper, evaluator, checkpointer, DisplayUpdater(display)])
+    verb = f"resuming at step {start_steps}" if resumed_from else "training"
+    display.message(f"{verb}: {preset.env_id} for {preset.n_timesteps} steps -> {run.path}")
+    stopper.install()
+    try:
+        with display:
+            model.learn(
+                total_timesteps=preset.n_timesteps - start_steps,
+                callback=callbacks,
+                reset_num_timesteps=resumed_from is None,
+                tb_log_name="dqn",
+            )
+    except BaseException as exc:
+        run.update_state(status="crashed", error=f"{type(exc).__name__}: {exc}", wall_s=clock.seconds())
+        raise
+    finally:
+        stopper.uninstall()
+
+    steps = int(model.num_timesteps)
+    if stopper.received is not None:
+        checkpointer.save()
+        atomic.write_with(run.final_model, model.save)
+        run.update_state(status="interrupted", num_timesteps=steps, wall_s=clock.seconds())
+        resume_cmd = f"rlkit train --resume {shlex.quote(str(run.path))}"
+        raise Interrupted(f"interrupted at step {steps}/{preset.n_timesteps}; checkpoint saved. Resume with: {resume_cmd}")
+
+    final_eval = evaluator.history[-1] if evaluator.history else None
+    if preset.eval_freq > 0 and (final_eval is None or int(final_eval["timesteps"]) != steps):
+        evaluator.evaluate()
+        final_eval = evaluator.history[-1]
+    atomic.write_with(run.final_model, model.save)
+    wall = clock.seconds()
+    done = steps - start_steps
+    sps = done / (wall - wall_before) if wall > wall_before else 0.0
+    best_value = evaluator.best_mean_reward if math.isfinite(evaluator.best_mean_reward) else None
+    run.update_state(
+        status="finished",
+        num_timesteps=steps,
+        wall_s=wall,
+        steps_per_s=sps,
+        best_mean_reward=best_value,
+        final_eval=final_eval,
+        solved=evaluator.solved,
+        finished=now_iso(),
+    )
+    return TrainResult(run.path, steps, wall, sps, best_value, final_eval, evaluator.solved)
+
+
+def _device_name(device: str) -> str:
+    if device == "cuda":
+        import torch
+
+        return f"cuda ({torch.cuda.get_device_name(0)})"
+    return "cpu"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    return dict(json.loads(path.read_text()))
+
+
+def default_argv() -> list[str]:
+    """The command line as typed, with the program shown as ``rlkit``."""
+    return ["rlkit", *sys.argv[1:]]
