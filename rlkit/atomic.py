@@ -44,7 +44,11 @@ def write_with(path: Path, writer: Callable[[Path], None]) -> None:
 
 def write_text(path: Path, text: str) -> None:
     """Atomically replace ``path`` with ``text``."""
-    write_with(path, lambda tmp: tmp.write_text(text))
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text)
+
+    write_with(path, write)
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from rlkit import atomic
 from rlkit.rundir import RunDir
@@ -172,7 +173,7 @@ class Checkpointer(BaseCallback):
         self._last = 0
 
     def _init_callback(self) -> None:
-        self._last = self.num_timesteps
+        self._last = self.model.num_timesteps
 
     def _on_step(self) -> bool:
         if _crossed(self._last, self.num_timesteps, self.every):
@@ -182,15 +183,17 @@ class Checkpointer(BaseCallback):
 
     def save(self) -> Path:
         """Write a checkpoint of the current state now; returns its folder."""
-        steps = self.model.num_timesteps
+        model = self.model
+        assert isinstance(model, OffPolicyAlgorithm)
+        steps = model.num_timesteps
         final = self.run.checkpoints / f"step-{steps:012d}"
         staging = self.run.checkpoints / f".staging-{steps:012d}"
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
-        self.model.save(staging / "model.zip")
+        model.save(staging / "model.zip")
         if self.save_buffer:
-            self.model.save_replay_buffer(staging / "replay_buffer.pkl")
+            model.save_replay_buffer(staging / "replay_buffer.pkl")
         best = self.evaluator.best_mean_reward if self.evaluator is not None else -math.inf
         atomic.write_json(
             staging / "state.json",
@@ -198,7 +201,7 @@ class Checkpointer(BaseCallback):
                 "num_timesteps": steps,
                 "best_mean_reward": best if math.isfinite(best) else None,
                 "wall_s": self.clock.seconds(),
-                "exploration_rate": float(self.model.exploration_rate),
+                "exploration_rate": float(getattr(model, "exploration_rate", 0.0)),
                 "replay_buffer": self.save_buffer,
             },
         )

@@ -102,13 +102,14 @@ class TrainingDisplay:
                 f"step {int(row['timesteps'])}/{self.total}: eval {self.last_eval}{star}  "
                 f"train return {_fmt(ret)}  {_fmt(sps, '.0f')} steps/s  eps {_fmt(self.stats.get('epsilon'), '.3f')}",
                 highlight=False,
+                soft_wrap=True,
             )
 
     def on_checkpoint(self, steps: int) -> None:
         if not self.live and not self.quiet:
-            self.console.print(f"step {steps}/{self.total}: checkpoint saved", highlight=False)
+            self.console.print(f"step {steps}/{self.total}: checkpoint saved", highlight=False, soft_wrap=True)
 
     def message(self, text: str) -> None:
         """A line printed above the bar (or plainly), unless quiet."""
         if not self.quiet:
-            self.console.print(text, highlight=False)
+            self.console.print(text, highlight=False, soft_wrap=True)

@@ -58,6 +58,29 @@ def complete_preset(preset: Preset) -> Preset:
     return preset.model_copy(update=update) if update else preset
 
 
+def check_env(preset: Preset) -> None:
+    """Make the env once to catch bad ids, bad ``env_kwargs`` and non-discrete action spaces early."""
+    import gymnasium as gym
+
+    from rlkit.errors import RlkitError
+
+    _register()
+    try:
+        env = gym.make(preset.env_id, **preset.env_kwargs)
+    except TypeError as exc:
+        raise RlkitError(f"env_kwargs do not fit {preset.env_id}: {exc}") from None
+    except gym.error.Error as exc:
+        raise RlkitError(f"cannot make {preset.env_id}: {exc}") from None
+    try:
+        if not isinstance(env.action_space, gym.spaces.Discrete):
+            raise RlkitError(
+                f"{preset.env_id} has a {type(env.action_space).__name__} action space; "
+                "DQN needs discrete actions (e.g. CartPole-v1, LunarLander-v3, Atari)"
+            )
+    finally:
+        env.close()
+
+
 def _atari_wrapper(atari: AtariConfig, train: bool) -> tuple[Any, dict[str, Any]]:
     from stable_baselines3.common.atari_wrappers import AtariWrapper
 

@@ -10,4 +10,6 @@ class RlkitError(Exception):
 class Interrupted(RlkitError):
     """Training stopped by Ctrl-C or SIGTERM after a checkpoint was written."""
 
-    exit_code = 130
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum  # 130 for SIGINT, 143 for SIGTERM, as shells report them

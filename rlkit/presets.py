@@ -123,9 +123,10 @@ def resolve(
         key, value = parse_assignment(item)
         candidate = copy.deepcopy(data)
         set_dotted(candidate, key, value)
-        validate(candidate, f"--set {key}")
+        validate(candidate, "--set")
         data = candidate
     preset = validate(data, source)
-    from rlkit.environments import complete_preset
+    from rlkit.environments import check_env, complete_preset
 
+    check_env(preset)
     return Resolved(alias=alias, preset=complete_preset(preset), source=source)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from rlkit.rundir import RunDir, now_iso
 
 if TYPE_CHECKING:
     from stable_baselines3 import DQN
+    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import VecEnv
 
 EVAL_SEED_OFFSET = 1_000_003
@@ -50,8 +50,9 @@ def start(
     runs_root: Path | None = None,
     quiet: bool = False,
     argv: list[str] | None = None,
+    callbacks: list[BaseCallback] | None = None,
 ) -> TrainResult:
-    """Train a new run from a resolved preset."""
+    """Train a new run from a resolved preset; ``callbacks`` are extra SB3 callbacks."""
     from rlkit.environments import make_env, policy_name
     from rlkit.model import build_model, configure_threads, resolve_device
 
@@ -63,21 +64,30 @@ def start(
     env = make_env(preset, n_envs=preset.n_envs, seed=seed, monitor_dir=run.monitor)
     policy = policy_name(preset, env.observation_space)
     threads = configure_threads(preset, policy, torch_device)
-    run.write_meta({"device": _device_name(torch_device), "torch_threads": threads, "policy": policy, "created": now_iso()})
+    run.write_meta(
+        {"device": _device_name(torch_device), "torch_threads": threads, "policy": policy, "created": now_iso()}
+    )
     run.update_state(status="running", num_timesteps=0, n_timesteps=preset.n_timesteps, wall_s=0.0)
     model = build_model(preset, env, seed=seed, device=torch_device, tensorboard_log=run.tensorboard)
     eval_env = make_env(preset, n_envs=1, seed=seed + EVAL_SEED_OFFSET, train=False)
-    return _learn(run, preset, model, eval_env, resumed_from=None, quiet=quiet)
+    return _learn(run, preset, model, eval_env, resumed_from=None, quiet=quiet, extra=callbacks)
 
 
-def resume(run_path: Path, *, device: str = "auto", quiet: bool = False, argv: list[str] | None = None) -> TrainResult | None:
+def resume(
+    run_path: Path,
+    *,
+    device: str = "auto",
+    quiet: bool = False,
+    argv: list[str] | None = None,
+    callbacks: list[BaseCallback] | None = None,
+) -> TrainResult | None:
     """Continue a run from its newest checkpoint; ``None`` when it had already finished."""
     from rlkit.environments import make_env, policy_name
     from rlkit.model import configure_threads, load_model, resolve_device
 
     run = RunDir.open(run_path)
     torch_device = resolve_device(device)
-    alias, seed, preset = run.read_config()
+    _alias, seed, preset = run.read_config()
     state = run.read_state()
     if state.get("status") == "finished":
         return None
@@ -96,7 +106,7 @@ def resume(run_path: Path, *, device: str = "auto", quiet: bool = False, argv: l
         model.load_replay_buffer(ckpt / "replay_buffer.pkl", truncate_last_traj=False)
     model.set_random_seed(seed + steps)
     model.tensorboard_log = str(run.tensorboard)
-    model._last_obs = None  # type: ignore[assignment]  # the fresh env must be reset
+    model._last_obs = None  # the fresh env must be reset
     # Evaluations logged after the checkpoint belong to steps that will be replayed.
     run.write_evaluations([row for row in run.read_evaluations() if row["timesteps"] <= steps])
     run.update_state(status="running", num_timesteps=steps, wall_s=float(ckpt_state.get("wall_s", 0.0)))
@@ -109,6 +119,7 @@ def resume(run_path: Path, *, device: str = "auto", quiet: bool = False, argv: l
         eval_env,
         resumed_from=(steps, float(ckpt_state.get("wall_s", 0.0)), -math.inf if best is None else float(best)),
         quiet=quiet,
+        extra=callbacks,
     )
 
 
@@ -120,6 +131,7 @@ def _learn(
     *,
     resumed_from: tuple[int, float, float] | None,
     quiet: bool,
+    extra: list[BaseCallback] | None = None,
 ) -> TrainResult:
     from stable_baselines3.common.callbacks import CallbackList
 
@@ -150,7 +162,7 @@ def _learn(
         display=display,
     )
     stopper = StopOnSignal()
-    callbacks = CallbackList([stopper, evaluator, checkpointer, DisplayUpdater(display)])
+    callbacks = CallbackList([stopper, evaluator, checkpointer, DisplayUpdater(display), *(extra or [])])
     verb = f"resuming at step {start_steps}" if resumed_from else "training"
     display.message(f"{verb}: {preset.env_id} for {preset.n_timesteps} steps -> {run.path}")
     stopper.install()
@@ -168,13 +180,20 @@ def _learn(
     finally:
         stopper.uninstall()
 
+    if stopper.received is not None:
+        # SB3 counts the step whose callback asked to stop but never stores its transition;
+        # un-count it so the checkpoint's step counter equals the transitions it holds.
+        model.num_timesteps -= model.n_envs
     steps = int(model.num_timesteps)
     if stopper.received is not None:
         checkpointer.save()
         atomic.write_with(run.final_model, model.save)
         run.update_state(status="interrupted", num_timesteps=steps, wall_s=clock.seconds())
         resume_cmd = f"rlkit train --resume {shlex.quote(str(run.path))}"
-        raise Interrupted(f"interrupted at step {steps}/{preset.n_timesteps}; checkpoint saved. Resume with: {resume_cmd}")
+        raise Interrupted(
+            f"interrupted at step {steps}/{preset.n_timesteps}; checkpoint saved. Resume with: {resume_cmd}",
+            stopper.received,
+        )
 
     final_eval = evaluator.history[-1] if evaluator.history else None
     if preset.eval_freq > 0 and (final_eval is None or int(final_eval["timesteps"]) != steps):
@@ -210,8 +229,3 @@ def _read_json(path: Path) -> dict[str, Any]:
     import json
 
     return dict(json.loads(path.read_text()))
-
-
-def default_argv() -> list[str]:
-    """The command line as typed, with the program shown as ``rlkit``."""
-    return ["rlkit", *sys.argv[1:]]

@@ -9,12 +9,12 @@ from typing import ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
-from rlkit.errors import RlkitError
+from rlkit.errors import Interrupted, RlkitError
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
 
 
@@ -31,6 +31,9 @@ def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
+        except Interrupted as exc:
+            err.print(f"[bold yellow]stopped:[/] {exc}", markup=True, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
         except RlkitError as exc:
             raise fail(str(exc), exc.exit_code) from None
 

@@ -8,13 +8,16 @@ from rlkit.cli.common import one_line_errors, out
 @one_line_errors
 def envs() -> None:
     """List the shipped presets: alias, env id, policy, budget and solved score."""
+    from rich import box
     from rich.table import Table
 
     from rlkit.presets import catalogue, load_preset_file
 
-    table = Table(title="rlkit presets (envs/*.yaml)")
-    for column in ("alias", "env id", "policy", "budget", "solved", "description"):
-        table.add_column(column, no_wrap=column != "description")
+    wide = out.width >= 120
+    table = Table(title="rlkit presets (envs/*.yaml)", box=box.SIMPLE_HEAD, pad_edge=False)
+    columns = ["alias", "env id", "policy", "budget", "solved"] + (["description"] if wide else [])
+    for column in columns:
+        table.add_column(column, no_wrap=column != "description", justify="right" if column == "budget" else "left")
     for alias, path in catalogue().items():
         preset = load_preset_file(path)
         names = ", ".join([alias, *preset.aliases])
@@ -24,7 +27,7 @@ def envs() -> None:
             preset.policy,
             f"{preset.n_timesteps:,}",
             "-" if preset.solved_score is None else f"{preset.solved_score:g}",
-            preset.description,
+            *([preset.description] if wide else []),
         )
     out.print(table)
     out.print("Any gymnasium id works too (defaults, policy chosen from the observation space).")

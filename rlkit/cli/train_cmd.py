@@ -17,25 +17,42 @@ def train(
         Optional[str],
         typer.Argument(help="Preset alias (see `rlkit envs`), a gymnasium id, or a preset .yaml file."),
     ] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed; a random one is drawn and recorded if unset.")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Training budget in environment steps (overrides the preset).")] = None,
+    seed: Annotated[
+        Optional[int], typer.Option(help="Random seed; a random one is drawn and recorded if unset.")
+    ] = None,
+    steps: Annotated[
+        Optional[int], typer.Option(min=1, help="Training budget in environment steps (overrides the preset).")
+    ] = None,
     set_: Annotated[
         Optional[list[str]],
-        typer.Option("--set", help="Override a preset key: key=value (YAML value; dotted keys for nesting). Repeatable."),
+        typer.Option(
+            "--set", help="Override a preset key: key=value (YAML value; dotted keys for nesting). Repeatable."
+        ),
     ] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML file of overrides laid over the preset.")] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
-    run_dir: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<alias>/<time>-s<seed>).")] = None,
+    run_dir: Annotated[
+        Optional[Path], typer.Option(help="Run directory (default runs/<alias>/<time>-s<seed>).")
+    ] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run directory.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display; only the summary.")] = False,
 ) -> None:
     """Train DQN on an environment, with evaluation, checkpoints and a live display."""
     from rlkit import train as training
 
-    argv = training.default_argv()
     if resume is not None:
-        if env is not None or steps is not None or set_ or config is not None or run_dir is not None or seed is not None:
-            raise fail("--resume continues a run with its saved config; give no env, --seed, --steps, --set, --config or --run-dir")
+        if (
+            env is not None
+            or steps is not None
+            or set_
+            or config is not None
+            or run_dir is not None
+            or seed is not None
+        ):
+            raise fail(
+                "--resume continues a run with its saved config; give no env, --seed, --steps, --set, --config or --run-dir"
+            )
+        argv = ["rlkit", "train", "--resume", str(resume), "--device", device, *(["--quiet"] if quiet else [])]
         result = training.resume(resume, device=device, quiet=quiet, argv=argv)
         if result is None:
             out.print(f"{resume}: this run already finished; nothing to do.")
@@ -50,6 +67,7 @@ def train(
             overrides.append(f"n_timesteps={steps}")
         resolved = resolve(env, config_file=config, overrides=overrides)
         chosen_seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
+        argv = _command_line(env, chosen_seed, steps, set_ or [], config, device, run_dir, quiet)
         result = training.start(resolved, seed=chosen_seed, device=device, run_dir=run_dir, quiet=quiet, argv=argv)
     final = result.final_eval
     final_text = "-" if final is None else f"{final['mean_reward']:.1f} ± {final['std_reward']:.1f}"
@@ -59,3 +77,29 @@ def train(
         f"final eval {final_text}; best eval {best_text}{'; solved' if result.solved else ''}"
     )
     out.print(f"run directory: {result.run_dir}")
+
+
+def _command_line(
+    env: str,
+    seed: int,
+    steps: int | None,
+    sets: list[str],
+    config: Path | None,
+    device: str,
+    run_dir: Path | None,
+    quiet: bool,
+) -> list[str]:
+    """The command that reproduces this run, with the seed actually used."""
+    argv = ["rlkit", "train", env, "--seed", str(seed)]
+    if steps is not None:
+        argv += ["--steps", str(steps)]
+    for pair in sets:
+        argv += ["--set", pair]
+    if config is not None:
+        argv += ["--config", str(config)]
+    argv += ["--device", device]
+    if run_dir is not None:
+        argv += ["--run-dir", str(run_dir)]
+    if quiet:
+        argv.append("--quiet")
+    return argv

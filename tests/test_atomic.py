@@ -1,0 +1,67 @@
+"""A crash in the middle of a save never destroys the last good file or checkpoint."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from rlkit import atomic, train
+from rlkit.callbacks import Checkpointer
+from rlkit.errors import Interrupted
+from rlkit.presets import resolve
+from rlkit.rundir import RunDir
+from tests.conftest import tiny_overrides
+from tests.test_resume import SignalAt
+
+
+def test_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "model.zip"
+    target.write_text("good")
+
+    def torn(tmp: Path) -> None:
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic.write_with(target, torn)
+    assert target.read_text() == "good"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.zip"], "no temp file left behind"
+
+
+def test_crash_while_checkpointing_keeps_the_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"
+    resolved = resolve("cartpole", overrides=tiny_overrides(1000, checkpoint_freq=300, eval_freq=0))
+    original = Checkpointer.save
+    calls = {"n": 0}
+
+    def crash_on_second(self: Checkpointer) -> Path:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            self.model.save_replay_buffer = _boom  # type: ignore[method-assign]
+        return original(self)
+
+    monkeypatch.setattr(Checkpointer, "save", crash_on_second)
+    with pytest.raises(RuntimeError, match="power cut"):
+        train.start(resolved, seed=0, run_dir=run, quiet=True)
+    good = RunDir(run).checkpoint_dirs()
+    assert [p.name for p in good] == ["step-000000000300"]
+    assert (good[0] / "replay_buffer.pkl").stat().st_size > 0
+    monkeypatch.setattr(Checkpointer, "save", original)
+    result = train.resume(run, quiet=True)
+    assert result is not None and result.num_timesteps >= 1000
+
+
+def _boom(*args: object, **kwargs: object) -> None:
+    raise RuntimeError("power cut")
+
+
+def test_interrupt_saves_even_between_checkpoints(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    resolved = resolve("cartpole", overrides=tiny_overrides(2000, checkpoint_freq=100_000))
+    with pytest.raises(Interrupted):
+        train.start(resolved, seed=0, run_dir=run, quiet=True, callbacks=[SignalAt(350, signal.SIGINT)])
+    assert len(RunDir(run).checkpoint_dirs()) == 1

@@ -1,0 +1,53 @@
+"""Every preset builds its model and really steps; evaluation envs play full Atari games."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlkit.environments import make_env, policy_name
+from rlkit.model import build_model
+from rlkit.presets import catalogue, resolve
+
+SMALL = ["buffer_size=2000", "learning_starts=100", "batch_size=16", "train_freq=4", "gradient_steps=1"]
+
+
+@pytest.mark.parametrize("alias", sorted(catalogue()))
+def test_preset_builds_and_steps(alias: str) -> None:
+    preset = resolve(alias, overrides=SMALL).preset
+    env = make_env(preset, n_envs=preset.n_envs, seed=0)
+    model = build_model(preset, env, seed=0, device="cpu", tensorboard_log=None)
+    expected = "NatureCNN" if preset.atari is not None else "FlattenExtractor"
+    assert type(model.q_net.features_extractor).__name__ == expected
+    model.learn(300)
+    assert model.num_timesteps >= 300
+    assert model.replay_buffer is not None and model.replay_buffer.size() >= 300
+    assert model._n_updates > 0, "gradient steps ran"
+    env.close()
+
+
+def test_auto_policy_follows_the_observation_space() -> None:
+    atari = resolve("ALE/Breakout-v5", overrides=SMALL).preset
+    env = make_env(atari, seed=0)
+    assert env.observation_space.shape == (84, 84, 4)
+    assert policy_name(atari, env.observation_space) == "CnnPolicy"
+    vector = resolve("CartPole-v0").preset
+    cart = make_env(vector, seed=0)
+    assert policy_name(vector, cart.observation_space) == "MlpPolicy"
+
+
+def _wrapper_names(vec_env: object) -> list[str]:
+    env = vec_env.envs[0]  # type: ignore[attr-defined]
+    names = []
+    while hasattr(env, "env"):
+        names.append(type(env).__name__)
+        env = env.env
+    return names
+
+
+def test_atari_eval_env_plays_full_games_with_real_score() -> None:
+    preset = resolve("pong").preset
+    train_names = _wrapper_names(make_env(preset, seed=0, train=True))
+    eval_names = _wrapper_names(make_env(preset, seed=0, train=False))
+    assert "ClipRewardEnv" in train_names and "EpisodicLifeEnv" in train_names
+    assert "ClipRewardEnv" not in eval_names and "EpisodicLifeEnv" not in eval_names
+    assert "Monitor" in eval_names

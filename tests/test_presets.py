@@ -1,0 +1,50 @@
+"""Resolving names: aliases, gymnasium ids, did-you-mean; the data folder."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlkit.errors import RlkitError
+from rlkit.paths import data_dir
+from rlkit.presets import resolve
+
+
+@pytest.mark.parametrize("name", ["lunarlander", "LunarLander", "LUNAR", "LunarLander-v3", "lunarlander-v3"])
+def test_aliases_are_case_insensitive(name: str) -> None:
+    resolved = resolve(name)
+    assert resolved.alias == "lunarlander"
+    assert resolved.preset.env_id == "LunarLander-v3"
+
+
+def test_typo_suggests_the_preset() -> None:
+    with pytest.raises(RlkitError, match=r"unknown environment 'lunarlnder' \(did you mean 'lunarlander'\?\)"):
+        resolve("lunarlnder")
+
+
+def test_gymnasium_id_without_preset_gets_defaults() -> None:
+    resolved = resolve("CartPole-v0")
+    assert resolved.source == "gymnasium defaults"
+    assert resolved.preset.policy == "auto"
+    assert resolved.alias == "cartpole-v0"
+
+
+def test_atari_id_without_preset_is_registered_and_preprocessed() -> None:
+    resolved = resolve("ALE/Pong-v5")
+    assert resolved.preset.atari is not None
+    # AtariWrapper skips frames itself, so ALE's own frame skip is switched off.
+    assert resolved.preset.env_kwargs["frameskip"] == 1
+
+
+def test_continuous_actions_are_refused() -> None:
+    with pytest.raises(RlkitError, match="DQN needs discrete actions"):
+        resolve("Pendulum-v1")
+
+
+def test_bad_env_kwargs_are_one_line() -> None:
+    with pytest.raises(RlkitError, match="env_kwargs do not fit CartPole-v1"):
+        resolve("cartpole", overrides=["env_kwargs.nope=1"])
+
+
+def test_data_dirs_are_found() -> None:
+    assert (data_dir("envs") / "lunarlander.yaml").is_file()
+    assert data_dir("tuning").is_dir()
