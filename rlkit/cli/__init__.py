@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from rlkit.cli import envs_cmd, train_cmd
+from rlkit.cli import envs_cmd, evaluate_cmd, train_cmd
 
 app = typer.Typer(
     name="rlkit",
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 app.command("train")(train_cmd.train)
 app.command("envs")(envs_cmd.envs)
+app.command("evaluate")(evaluate_cmd.evaluate)
 
 
 def main() -> None:
