@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from rlkit.cli import envs_cmd, evaluate_cmd, train_cmd
+from rlkit.cli import envs_cmd, evaluate_cmd, record_cmd, train_cmd
 
 app = typer.Typer(
     name="rlkit",
@@ -21,6 +21,7 @@ app = typer.Typer(
 app.command("train")(train_cmd.train)
 app.command("envs")(envs_cmd.envs)
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("record")(record_cmd.record)
 
 
 def main() -> None:
