@@ -199,7 +199,8 @@ def record_run(
     _, _, preset = run.read_config()
     choice = resolve_model(run, model_name)
     model = load_run_model(run, choice)
-    env = make_env(preset, n_envs=1, seed=DEFAULT_EVAL_SEED if seed is None else seed, train=False, render_mode="rgb_array")
+    seed = DEFAULT_EVAL_SEED if seed is None else seed
+    env = make_env(preset, n_envs=1, seed=seed, train=False, render_mode="rgb_array")
     rate = fps if fps is not None else default_fps(preset, env)
     result: dict[str, Any] = {}
 

@@ -42,11 +42,18 @@ def record(
         raise RlkitError(f"--gif writes a GIF but --out is {out_path.name}; give a .gif path or drop --gif")
     with episode_progress(episodes, "record") as on_episode:
         result = record_run(
-            run_dir, out_path, model_name=model, episodes=episodes, fps=fps, seed=seed, force=force, on_episode=on_episode
+            run_dir,
+            out_path,
+            model_name=model,
+            episodes=episodes,
+            fps=fps,
+            seed=seed,
+            force=force,
+            on_episode=on_episode,
         )
     out.print(
         f"wrote {result.path} ({result.frames} frames, {result.size[0]}x{result.size[1]}, "
         f"{result.fps:g} fps, model {result.model})"
     )
-    for i, (ret, length) in enumerate(zip(result.returns, result.lengths), start=1):
+    for i, (ret, length) in enumerate(zip(result.returns, result.lengths, strict=True), start=1):
         out.print(f"  episode {i}: return {ret:.2f}, length {length}")
