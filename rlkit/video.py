@@ -64,7 +64,7 @@ def default_fps(preset: Preset, env: VecEnv) -> float:
     if preset.atari is not None:
         return 60.0 / preset.atari.frame_skip
     fps = env.metadata.get("render_fps") if env.metadata else None
-    return float(fps) if fps else 30.0
+    return float(fps) if isinstance(fps, (int, float)) and fps > 0 else 30.0
 
 
 def upscale(frame: Frame) -> Frame:
