@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from rlkit.cli import envs_cmd, evaluate_cmd, record_cmd, train_cmd
+from rlkit.cli import envs_cmd, evaluate_cmd, plot_cmd, record_cmd, train_cmd
 
 app = typer.Typer(
     name="rlkit",
@@ -22,6 +22,7 @@ app.command("train")(train_cmd.train)
 app.command("envs")(envs_cmd.envs)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("record")(record_cmd.record)
+app.command("plot")(plot_cmd.plot)
 
 
 def main() -> None:
