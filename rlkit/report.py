@@ -131,7 +131,8 @@ SCRIPT = """
   document.querySelectorAll('img').forEach(function(img){
     function ok(){img.dataset.state='loaded';}
     function bad(){img.dataset.state='error';console.error('image failed to load: '+img.alt);}
-    if(img.complete){img.naturalWidth>0?ok():bad();}else{img.addEventListener('load',ok);img.addEventListener('error',bad);}
+    if(img.complete){img.naturalWidth>0?ok():bad();}
+    else{img.addEventListener('load',ok);img.addEventListener('error',bad);}
   });
   document.querySelectorAll('video').forEach(function(v){
     function ok(){v.dataset.state='ready';}
@@ -286,7 +287,8 @@ MAX_COMPARE_KEYS = 10
 def headline(results: list[EvalResult]) -> EvalResult | None:
     """The evaluation a comparison shows: the newest greedy one, else the newest."""
     greedy = [r for r in results if r.epsilon is None]
-    return (greedy or results or [None])[-1]
+    chosen = greedy or results
+    return chosen[-1] if chosen else None
 
 
 def differing_keys(flats: list[dict[str, Any]]) -> list[str]:
