@@ -121,7 +121,8 @@ th{background:#f3f5f9}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:1rem}
 img.curve{max-width:100%;border:1px solid #e3e7ee}video{max-width:100%;background:#000}
 .note{color:#5b6676;font-size:.88rem}.ok{color:#137333}.bad{color:#b3261e}
-.scroll{overflow-x:auto}details summary{cursor:pointer;font-weight:600;margin:.4rem 0}code{background:#f3f5f9;padding:0 .25rem}
+.scroll{overflow-x:auto}details summary{cursor:pointer;font-weight:600;margin:.4rem 0}
+code{background:#f3f5f9;padding:0 .25rem}
 """
 
 # Marks media as loaded (data-state) and reports failures on the console, so a headless
