@@ -70,6 +70,8 @@ class EvalResult:
     """Fraction of episodes whose return is at or above the preset's solved score."""
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
+    length_unit: str = "steps"
+    """``steps``, or ``emulator frames`` for Atari (Monitor sits below the frame skip)."""
     created: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,6 +141,11 @@ def load_run_model(run: RunDir, choice: ModelChoice, device: str = "cpu") -> DQN
     _, _, preset = run.read_config()
     configure_threads(preset, policy_name(preset, model.observation_space), torch_device)
     return model
+
+
+def length_unit(preset: Preset) -> str:
+    """Unit of episode lengths: Atari's Monitor counts emulator frames (agent steps times the frame skip)."""
+    return "emulator frames" if preset.atari is not None else "steps"
 
 
 def score_kind(preset: Preset) -> str:
@@ -253,6 +260,7 @@ def evaluate_run(
         solved_score=preset.solved_score,
         returns=returns,
         lengths=lengths,
+        length_unit=length_unit(preset),
         created=now_iso(),
         **stats,  # type: ignore[arg-type]
     )

@@ -213,8 +213,8 @@ def evaluation_table(results: list[EvalResult]) -> str:
         for r in results
     ]
     headers = ["model", "episodes", "policy", "mean ± std", "median", "min", "max", "mean length", "solved", "seed"]
-    kinds = sorted({r.score_kind for r in results})
-    note = f'<p class="note">Score: {esc("; ".join(kinds))}.</p>'
+    kinds = sorted({f"{r.score_kind}; lengths in {r.length_unit}" for r in results})
+    note = f'<p class="note">Score: {esc(" / ".join(kinds))}.</p>'
     return table(headers, rows, numeric={1, 3, 4, 5, 6, 7}) + note
 
 

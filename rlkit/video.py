@@ -47,6 +47,7 @@ class Recording:
     fps: float
     size: tuple[int, int]
     """Width and height of the written frames."""
+    length_unit: str = "steps"
 
 
 def check_output(path: Path, force: bool) -> None:
@@ -186,7 +187,7 @@ def record_run(
 ) -> Recording:
     """Play ``episodes`` greedy evaluation episodes of a run's model and write them to ``out``."""
     from rlkit.environments import make_env
-    from rlkit.evaluation import DEFAULT_EVAL_SEED, load_run_model, play, resolve_model
+    from rlkit.evaluation import DEFAULT_EVAL_SEED, length_unit, load_run_model, play, resolve_model
     from rlkit.rundir import RunDir
 
     if episodes < 1:
@@ -217,7 +218,7 @@ def record_run(
     atomic.write_with(out, encode)
     returns, lengths = result["episodes"]
     writer = result["writer"]
-    return Recording(out, choice.label, returns, lengths, writer.count, writer.fps, writer.size)
+    return Recording(out, choice.label, returns, lengths, writer.count, writer.fps, writer.size, length_unit(preset))
 
 
 def default_video_path(run_path: Path, model: str, episodes: int, gif: bool) -> Path:

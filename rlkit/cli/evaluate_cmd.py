@@ -69,7 +69,7 @@ def _print_table(result: EvalResult) -> None:
         ("median", f"{result.median:.2f}"),
         ("min", f"{result.min:.2f}"),
         ("max", f"{result.max:.2f}"),
-        ("mean episode length", f"{result.mean_length:.1f}"),
+        (f"mean episode length ({result.length_unit})", f"{result.mean_length:.1f}"),
     ]
     if result.solved_score is not None and result.solved_fraction is not None:
         rows.append((f"episodes >= {result.solved_score:g} (solved)", f"{result.solved_fraction:.0%}"))

@@ -56,4 +56,4 @@ def record(
         f"{result.fps:g} fps, model {result.model})"
     )
     for i, (ret, length) in enumerate(zip(result.returns, result.lengths, strict=True), start=1):
-        out.print(f"  episode {i}: return {ret:.2f}, length {length}")
+        out.print(f"  episode {i}: return {ret:.2f}, length {length} {result.length_unit}")
