@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from rlkit.cli import app
 
 runner = CliRunner()
 
 
-def invoke(*args: str):  # type: ignore[no-untyped-def]
+def invoke(*args: object) -> Result:
     """Run ``rlkit ARGS`` in-process; the result has ``exit_code``, ``stdout`` and ``stderr``."""
     return runner.invoke(app, [str(a) for a in args])
 
 
-def assert_one_line_error(result, *fragments: str) -> str:  # type: ignore[no-untyped-def]
+def assert_one_line_error(result: Result, *fragments: str) -> str:
     """A non-zero exit, one ``error:`` line on stderr mentioning every fragment, no traceback."""
     assert result.exit_code != 0, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)

@@ -6,16 +6,18 @@ import json
 import shutil
 import statistics
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from clitools import assert_one_line_error, invoke
+from typer.testing import Result
 
 from rlkit.evaluation import resolve_model, summarize
 from rlkit.rundir import RunDir
 
 
-def _json(result) -> dict:  # type: ignore[no-untyped-def]
+def _json(result: Result) -> dict[str, Any]:
     assert result.exit_code == 0, result.output
     return dict(json.loads(result.stdout))
 

@@ -16,11 +16,7 @@ EPISODE_LINE = re.compile(r"episode \d+: return (-?[\d.]+), length (\d+)")
 def _decode(path: Path) -> list[np.ndarray]:
     import imageio.v2 as iio
 
-    reader = iio.get_reader(path)
-    try:
-        return [np.asarray(frame) for frame in reader]
-    finally:
-        reader.close()
+    return [np.asarray(frame) for frame in iio.mimread(path, memtest=False)]
 
 
 def _episodes(stdout: str) -> tuple[list[float], list[int]]:
@@ -96,7 +92,9 @@ def test_atari_records_the_full_colour_screen(tmp_path: Path) -> None:
     from rlkit.train import start
 
     overrides = ["n_timesteps=64", "learning_starts=1000", "buffer_size=100", "eval_freq=0", "checkpoint_freq=0"]
-    run = start(resolve("pong", overrides=overrides), seed=0, device="cpu", run_dir=tmp_path / "pong", quiet=True).run_dir
+    run = start(
+        resolve("pong", overrides=overrides), seed=0, device="cpu", run_dir=tmp_path / "pong", quiet=True
+    ).run_dir
     out = tmp_path / "pong.mp4"
     result = invoke("record", run, "--out", out)
     assert result.exit_code == 0, result.output
