@@ -82,17 +82,20 @@ def gather(path: Path, *, episodes: int, video: bool, notify: Notify) -> RunFact
         result = evaluate_run(path, episodes=episodes)
         save_result(result)
         facts.evaluations = [result]
-    facts.video = newest_video(run)
-    if video and facts.video is None:
-        from rlkit.video import default_video_path, record_run
-
-        target = default_video_path(path, resolve_model(run).label, 1, gif=False)
-        target.parent.mkdir(exist_ok=True)
-        notify(f"{path}: no video; recording one episode to {target}")
-        facts.video = record_run(path, target).path
-    if not video:
-        facts.video = None
+    if video:
+        facts.video = newest_video(run) or record_one_episode(run, notify)
     return facts
+
+
+def record_one_episode(run: RunDir, notify: Notify) -> Path:
+    """Record one greedy episode into ``<run>/videos`` for a run that has no video yet."""
+    from rlkit.evaluation import resolve_model
+    from rlkit.video import default_video_path, record_run
+
+    target = default_video_path(run.path, resolve_model(run).label, 1, gif=False)
+    target.parent.mkdir(exist_ok=True)
+    notify(f"{run.path}: no video; recording one episode to {target}")
+    return record_run(run.path, target).path
 
 
 def learning_curve_png(paths: list[Path]) -> bytes | None:
