@@ -1,8 +1,9 @@
-"""Shared fixtures: tiny real runs and an isolated runs folder."""
+"""Shared fixtures: an isolated runs folder, tiny real runs made once per test session."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,40 @@ def tiny_overrides(steps: int = 600, **extra: object) -> list[str]:
         **extra,
     }
     return [f"{k}={v}" for k, v in pairs.items()]
+
+
+# A few thousand CartPole steps: enough for evaluations, checkpoints, Monitor CSVs and models.
+TINY_CARTPOLE = [
+    "n_timesteps=2000",
+    "learning_starts=200",
+    "train_freq=64",
+    "gradient_steps=16",
+    "eval_freq=1000",
+    "eval_episodes=3",
+    "checkpoint_freq=1000",
+    "keep_checkpoints=2",
+]
+
+
+def _train(root: Path, name: str, seed: int) -> Path:
+    from rlkit.presets import resolve
+    from rlkit.train import start
+
+    resolved = resolve("cartpole", overrides=TINY_CARTPOLE)
+    result = start(resolved, seed=seed, device="cpu", run_dir=root / name, quiet=True, argv=["pytest"])
+    return result.run_dir
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two finished CartPole runs of the same config, seeds 0 and 1 (treat as read-only)."""
+    root = tmp_path_factory.mktemp("runs")
+    return _train(root, "cartpole-s0", 0), _train(root, "cartpole-s1", 1)
+
+
+@pytest.fixture
+def run_copy(trained_runs: tuple[Path, Path], tmp_path: Path) -> Path:
+    """A private copy of the seed-0 run as training left it (no evaluations, videos or plots of other tests)."""
+    target = tmp_path / "run"
+    shutil.copytree(trained_runs[0], target, ignore=shutil.ignore_patterns("evaluation-*", "videos", "*.png"))
+    return target

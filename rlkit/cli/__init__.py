@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from rlkit.cli import envs_cmd, train_cmd
+from rlkit.cli import envs_cmd, evaluate_cmd, plot_cmd, record_cmd, report_cmd, train_cmd
 
 app = typer.Typer(
     name="rlkit",
@@ -20,6 +20,10 @@ app = typer.Typer(
 )
 app.command("train")(train_cmd.train)
 app.command("envs")(envs_cmd.envs)
+app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("record")(record_cmd.record)
+app.command("plot")(plot_cmd.plot)
+app.command("report")(report_cmd.report)
 
 
 def main() -> None:

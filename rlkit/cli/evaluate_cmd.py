@@ -1,0 +1,79 @@
+"""``rlkit evaluate``: the score of a trained run, with its spread, saved beside the run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from rlkit.cli.common import one_line_errors, out
+from rlkit.cli.progress import episode_progress
+
+if TYPE_CHECKING:
+    from rlkit.evaluation import EvalResult
+
+ModelOption = Annotated[
+    str,
+    typer.Option(help="auto (best if present, else final), best, final, or a checkpoint: step-<N> or <N>."),
+]
+
+
+@one_line_errors
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `rlkit train`.")],
+    episodes: Annotated[int, typer.Option(help="Number of full evaluation episodes.")] = 50,
+    model: ModelOption = "auto",
+    stochastic: Annotated[
+        bool, typer.Option("--stochastic", help="Epsilon-greedy instead of the greedy (deterministic) policy.")
+    ] = False,
+    epsilon: Annotated[Optional[float], typer.Option(help="Epsilon of --stochastic (default 0.05).")] = None,
+    seed: Annotated[
+        Optional[int], typer.Option(help="Seed of the evaluation episodes (default 100000, the same for every run).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (nothing else on stdout).")] = False,
+) -> None:
+    """Evaluate a trained model: mean, std, median, min, max return, mean length, solved fraction."""
+    from rlkit.errors import RlkitError
+    from rlkit.evaluation import DEFAULT_EPSILON, DEFAULT_EVAL_SEED, evaluate_run, save_result
+
+    if epsilon is not None and not stochastic:
+        raise RlkitError("--epsilon only applies to --stochastic evaluation; add --stochastic or drop --epsilon")
+    eps = (DEFAULT_EPSILON if epsilon is None else epsilon) if stochastic else None
+    seed = DEFAULT_EVAL_SEED if seed is None else seed
+    with episode_progress(episodes, "evaluate", enabled=not as_json) as on_episode:
+        result = evaluate_run(
+            run_dir, model_name=model, episodes=episodes, seed=seed, epsilon=eps, device=device, on_episode=on_episode
+        )
+    path = save_result(result)
+    if as_json:
+        typer.echo(json.dumps({**result.to_dict(), "saved_to": str(path)}, indent=2))
+        return
+    _print_table(result)
+    out.print(f"saved: {path}")
+
+
+def _print_table(result: EvalResult) -> None:
+    from rich.table import Table
+
+    policy = "greedy (deterministic)" if result.epsilon is None else f"epsilon-greedy, epsilon={result.epsilon:g}"
+    table = Table(title=f"{result.alias} ({result.env_id}) · model {result.model} ({result.model_path})")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("episodes", f"{result.episodes}"),
+        ("mean return", f"{result.mean:.2f}"),
+        ("std", f"{result.std:.2f}"),
+        ("median", f"{result.median:.2f}"),
+        ("min", f"{result.min:.2f}"),
+        ("max", f"{result.max:.2f}"),
+        (f"mean episode length ({result.length_unit})", f"{result.mean_length:.1f}"),
+    ]
+    if result.solved_score is not None and result.solved_fraction is not None:
+        rows.append((f"episodes >= {result.solved_score:g} (solved)", f"{result.solved_fraction:.0%}"))
+    for name, value in rows:
+        table.add_row(name, value)
+    out.print(table)
+    out.print(f"score: {result.score_kind}; policy: {policy}; seed {result.seed}")

@@ -1,0 +1,59 @@
+"""``rlkit record``: an MP4 (or GIF) of a trained agent playing full evaluation episodes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from rlkit.cli.common import one_line_errors, out
+from rlkit.cli.progress import episode_progress
+
+
+@one_line_errors
+def record(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `rlkit train`.")],
+    out_path: Annotated[
+        Optional[Path],
+        typer.Option("--out", "-o", help="Output .mp4 or .gif (default RUN_DIR/videos/<model>-<N>ep.mp4)."),
+    ] = None,
+    episodes: Annotated[int, typer.Option(help="Number of full episodes in the video.")] = 1,
+    fps: Annotated[Optional[float], typer.Option(help="Frames per second (default: the game's real time).")] = None,
+    model: Annotated[
+        str, typer.Option(help="auto (best if present, else final), best, final, or a checkpoint: step-<N> or <N>.")
+    ] = "auto",
+    gif: Annotated[bool, typer.Option("--gif", help="Write an animated GIF (for slides) instead of MP4.")] = False,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the episodes (default: as `rlkit evaluate`).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
+) -> None:
+    """Record the agent (greedy policy) headless; prints the file, episode returns and lengths."""
+    from rlkit.errors import RlkitError
+    from rlkit.evaluation import resolve_model
+    from rlkit.rundir import RunDir
+    from rlkit.video import default_video_path, record_run
+
+    if out_path is None:
+        run = RunDir.open(run_dir)
+        out_path = default_video_path(run_dir, resolve_model(run, model).label, episodes, gif)
+        if episodes >= 1:
+            out_path.parent.mkdir(exist_ok=True)
+    elif gif and out_path.suffix.lower() != ".gif":
+        raise RlkitError(f"--gif writes a GIF but --out is {out_path.name}; give a .gif path or drop --gif")
+    with episode_progress(episodes, "record") as on_episode:
+        result = record_run(
+            run_dir,
+            out_path,
+            model_name=model,
+            episodes=episodes,
+            fps=fps,
+            seed=seed,
+            force=force,
+            on_episode=on_episode,
+        )
+    out.print(
+        f"wrote {result.path} ({result.frames} frames, {result.size[0]}x{result.size[1]}, "
+        f"{result.fps:g} fps, model {result.model})"
+    )
+    for i, (ret, length) in enumerate(zip(result.returns, result.lengths, strict=True), start=1):
+        out.print(f"  episode {i}: return {ret:.2f}, length {length} {result.length_unit}")

@@ -1,0 +1,127 @@
+"""``rlkit report``: a self-contained HTML page, checked in a real headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from clitools import assert_one_line_error, invoke
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/system-deps)")
+
+
+def load_in_chromium(page: Path, tmp_path: Path) -> tuple[str, list[str]]:
+    """The DOM after load (scripts run, media given time to decode) and the page's console messages."""
+    assert CHROMIUM is not None
+    profile = tmp_path / "chromium-profile"
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        page.resolve().as_uri(),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+    return done.stdout, console
+
+
+@pytest.fixture(scope="module")
+def two_run_report(trained_runs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    result = invoke("report", *trained_runs, "-o", out, "--episodes", "3")
+    assert result.exit_code == 0, result.output
+    assert "self-contained" in result.stdout
+    return out
+
+
+def test_report_is_self_contained_with_everything_users_need(
+    two_run_report: Path, trained_runs: tuple[Path, Path]
+) -> None:
+    page = two_run_report.read_text()
+    assert "http://" not in page and "https://" not in page  # nothing fetched from anywhere
+    assert not re.search(r'(src|href)="(?!data:)', page)  # every asset is embedded
+    assert page.count('<img class="curve"') == 1
+    assert page.count("<video") == 2 and page.count('src="data:video/mp4;base64,') == 2
+    for text in (
+        "Comparison",
+        "CartPole-v1",
+        "target_update_interval",  # resolved hyperparameters
+        "stable-baselines3",  # versions
+        "torch threads",  # device
+        "wall-clock",
+        "finished",  # status
+        "mean ± std",  # evaluation table
+        "Score: episode return",
+    ):
+        assert text in page, text
+    # The embedded videos are the runs' newest MP4s (recorded by the report), byte for byte.
+    embedded = [base64.b64decode(data) for data in re.findall(r'src="data:video/mp4;base64,([^"]+)"', page)]
+    newest = [max((run / "videos").glob("*.mp4"), key=lambda p: p.stat().st_mtime) for run in trained_runs]
+    assert embedded == [path.read_bytes() for path in newest]
+
+
+@needs_chromium
+def test_report_loads_in_headless_chromium(two_run_report: Path, tmp_path: Path) -> None:
+    dom, console = load_in_chromium(two_run_report, tmp_path)
+    assert console == [], console
+    assert re.search(r'<img class="curve"[^>]*data-state="loaded"', dom)
+    videos = re.findall(r"<video[^>]*>", dom)
+    assert len(videos) == 2
+    assert all('data-state="ready"' in v for v in videos), [v[:200] for v in videos]
+
+
+@needs_chromium
+def test_the_browser_check_catches_a_broken_video(two_run_report: Path, tmp_path: Path) -> None:
+    page = two_run_report.read_text()
+    broken = re.sub(r'src="data:video/mp4;base64,[^"]+"', 'src="data:video/mp4;base64,AAAAAAAA"', page, count=1)
+    damaged = tmp_path / "broken.html"
+    damaged.write_text(broken)
+    dom, console = load_in_chromium(damaged, tmp_path)
+    assert any("video failed to load" in line for line in console), console
+    assert 'data-state="error"' in dom
+
+
+def test_single_run_report_evaluates_and_records_when_missing(run_copy: Path, tmp_path: Path) -> None:
+    out = tmp_path / "one.html"
+    result = invoke("report", run_copy, "-o", out, "--episodes", "2")
+    assert result.exit_code == 0, result.output
+    assert list(run_copy.glob("evaluation-best-2ep-*.json"))
+    assert (run_copy / "videos" / "best-1ep.mp4").is_file()
+    page = out.read_text()
+    assert "Comparison" not in page and page.count("<video") == 1
+    no_video = invoke("report", run_copy, "-o", tmp_path / "nv.html", "--no-video")
+    assert no_video.exit_code == 0 and "<video" not in (tmp_path / "nv.html").read_text()
+
+
+def test_bad_input(run_copy: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    out.write_text("keep me")
+    assert_one_line_error(invoke("report", run_copy, "-o", out), "already exists", "--force")
+    assert out.read_text() == "keep me"
+    assert_one_line_error(invoke("report", run_copy, "-o", tmp_path / "no" / "r.html"), "does not exist")
+    assert_one_line_error(invoke("report", run_copy, "-o", tmp_path / "r.pdf"), ".html")
+    assert_one_line_error(
+        invoke("report", run_copy, tmp_path / "nope", "-o", tmp_path / "s.html"), "not a run directory"
+    )
+    (run_copy / "best_model.zip").unlink()
+    (run_copy / "model.zip").unlink()
+    shutil.rmtree(run_copy / "checkpoints")
+    assert_one_line_error(invoke("report", run_copy, "-o", tmp_path / "s.html"), "no saved model yet")
+    assert not (tmp_path / "s.html").exists()
