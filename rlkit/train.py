@@ -22,7 +22,7 @@ from rlkit.presets import Resolved
 from rlkit.rundir import RunDir, now_iso
 
 if TYPE_CHECKING:
-    from stable_baselines3 import DQN
+    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
     from stable_baselines3.common.vec_env import VecEnv
 
 EVAL_SEED_OFFSET = 1_000_003
@@ -115,7 +115,7 @@ def resume(run_path: Path, *, device: str = "auto", quiet: bool = False, argv: l
 def _learn(
     run: RunDir,
     preset: Preset,
-    model: DQN,
+    model: OffPolicyAlgorithm,
     eval_env: VecEnv,
     *,
     resumed_from: tuple[int, float, float] | None,
