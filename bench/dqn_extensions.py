@@ -1,11 +1,14 @@
 """Throughput of rlkit's DQN training loop against plain SB3 DQN, in the same process.
 
 Prints JSON: steps/s per variant (best of ``--rounds`` interleaved rounds, to damp noise from
-other processes) and each variant's ratio to plain SB3. Variants: plain SB3 ``DQN``; ``RlkitDQN``
-with diagnostics off; with diagnostics at the default interval; with prioritized replay; with
-prioritized replay and 3-step returns.
+other processes) and each variant's ratio to plain SB3. ``--mode train`` times only the
+gradient steps (``model.train``) on a buffer filled once, where the extensions' cost lives;
+``--mode learn`` (default) times whole ``learn()`` calls, environment stepping included.
+Variants: plain SB3 ``DQN``; ``RlkitDQN`` with diagnostics off; with diagnostics at the default
+interval; with prioritized replay; with prioritized replay and 3-step returns.
 
     PYTHONPATH=. python bench/dqn_extensions.py --env lunarlander --steps 5000 --rounds 3
+    PYTHONPATH=. python bench/dqn_extensions.py --mode train --steps 300 --rounds 7
 """
 
 from __future__ import annotations
@@ -65,6 +68,32 @@ def _time(name: str, env_name: str, sets: list[str], steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
+def _train_models(env_name: str) -> dict[str, Any]:
+    """Every variant with the same 5000 random transitions in its buffer and no training yet."""
+    from rlkit.environments import make_env
+    from rlkit.model import build_model
+    from rlkit.presets import resolve
+
+    models: dict[str, Any] = {}
+    for name, sets in {"sb3_plain": [], **_variants()}.items():
+        preset = resolve(env_name, overrides=["learning_starts=5000", *sets]).preset
+        env = make_env(preset, n_envs=1, seed=0)
+        model = (
+            _plain_sb3(preset, env)
+            if name == "sb3_plain"
+            else build_model(preset, env, seed=0, device="cpu", tensorboard_log=None)
+        )
+        model.learn(5000)  # collection only: learning_starts is not reached
+        models[name] = model
+    return models
+
+
+def _time_train(model: Any, steps: int) -> float:
+    start = time.perf_counter()
+    model.train(gradient_steps=steps, batch_size=model.batch_size)
+    return steps / (time.perf_counter() - start)
+
+
 def main() -> None:
     import torch
 
@@ -72,18 +101,26 @@ def main() -> None:
     parser.add_argument("--env", default="lunarlander")
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--mode", choices=["learn", "train"], default="learn")
     args = parser.parse_args()
     torch.set_num_threads(1)
     variants = {"sb3_plain": [], **_variants()}
     best: dict[str, float] = {}
+    models = _train_models(args.env) if args.mode == "train" else {}
     for _ in range(args.rounds):
         for name, sets in variants.items():
-            best[name] = max(best.get(name, 0.0), _time(name, args.env, sets, args.steps))
+            if args.mode == "train":
+                sps = _time_train(models[name], args.steps)
+            else:
+                sps = _time(name, args.env, sets, args.steps)
+            best[name] = max(best.get(name, 0.0), sps)
     base = best["sb3_plain"]
     print(
         json.dumps(
             {
                 "env": args.env,
+                "mode": args.mode,
+                "unit": "gradient steps/s" if args.mode == "train" else "env steps/s",
                 "steps": args.steps,
                 "rounds": args.rounds,
                 "steps_per_s": {k: round(v, 1) for k, v in best.items()},

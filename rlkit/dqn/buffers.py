@@ -40,12 +40,10 @@ class SumTree:
         """Set leaves to values (later duplicates win) and recompute the sums above them."""
         idx = np.asarray(leaf, dtype=np.int64) + self.leaves
         self.tree[idx] = values
-        idx = np.unique(idx >> 1)
-        while True:
+        # Parents are recomputed from their children, so duplicate indices just write the same sum.
+        for _ in range(self.depth):
+            idx >>= 1
             self.tree[idx] = self.tree[2 * idx] + self.tree[2 * idx + 1]
-            if idx[0] <= 1:
-                break
-            idx = np.unique(idx >> 1)
 
     def find(self, mass: np.ndarray) -> np.ndarray:
         """For each prefix-sum ``mass`` in ``[0, total)``, the leaf whose interval contains it."""
@@ -129,6 +127,8 @@ class PrioritizedReplayBuffer(NStepReplayBuffer):
         SB3 draws the env index at random inside ``_get_samples``; prioritized replay must read
         exactly the sampled pair, so this repeats its vectorised n-step computation with them.
         """
+        if self.n_steps == 1:
+            return self._gather_one_step(batch_inds, env_indices, env)
         last_valid = self.pos - 1
         original = self.timeouts[last_valid].copy()
         # The newest transition may continue into data not yet written: treat it as truncated.
@@ -156,4 +156,17 @@ class PrioritizedReplayBuffer(NStepReplayBuffer):
             dones=self.to_torch(final_dones.reshape(-1, 1).astype(np.float32)),
             rewards=self.to_torch(returns.astype(np.float32)),
             discounts=self.to_torch(bootstrap),
+        )
+
+    def _gather_one_step(
+        self, batch_inds: np.ndarray, env_indices: np.ndarray, env: VecNormalize | None
+    ) -> ReplayBufferSamples:
+        """SB3's ``ReplayBuffer._get_samples`` for given (position, env) pairs (timeouts do not end episodes)."""
+        dones = self.dones[batch_inds, env_indices] * (1.0 - self.timeouts[batch_inds, env_indices])
+        return ReplayBufferSamples(
+            observations=self.to_torch(self._normalize_obs(self.observations[batch_inds, env_indices], env)),  # type: ignore[arg-type]
+            actions=self.to_torch(self.actions[batch_inds, env_indices]),
+            next_observations=self.to_torch(self._normalize_obs(self.next_observations[batch_inds, env_indices], env)),  # type: ignore[arg-type]
+            dones=self.to_torch(dones.reshape(-1, 1).astype(np.float32)),
+            rewards=self.to_torch(self._normalize_reward(self.rewards[batch_inds, env_indices].reshape(-1, 1), env)),
         )
