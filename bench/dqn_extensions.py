@@ -4,8 +4,8 @@ Prints JSON: steps/s per variant (best of ``--rounds`` interleaved rounds, to da
 other processes) and each variant's ratio to plain SB3. ``--mode train`` times only the
 gradient steps (``model.train``) on a buffer filled once, where the extensions' cost lives;
 ``--mode learn`` (default) times whole ``learn()`` calls, environment stepping included.
-Variants: plain SB3 ``DQN``; ``RlkitDQN`` with diagnostics off; with diagnostics at the default
-interval; with prioritized replay; with prioritized replay and 3-step returns.
+Variants: plain SB3 ``DQN``; ``RlkitDQN`` with diagnostics off; at the default interval; at every
+gradient step (an upper bound); with prioritized replay; with prioritized replay and 3-step returns.
 
     PYTHONPATH=. python bench/dqn_extensions.py --env lunarlander --steps 5000 --rounds 3
     PYTHONPATH=. python bench/dqn_extensions.py --mode train --steps 300 --rounds 7
@@ -23,6 +23,7 @@ def _variants() -> dict[str, list[str]]:
     return {
         "rlkit_diag_off": ["diagnostics_interval=0"],
         "rlkit_diag_default": [],
+        "rlkit_diag_every_step": ["diagnostics_interval=1"],
         "rlkit_per": ["prioritized_replay=true"],
         "rlkit_per_nstep3": ["prioritized_replay=true", "n_steps=3"],
     }
