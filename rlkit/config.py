@@ -90,8 +90,8 @@ class Preset(_Strict):
     """Number of training environments stepped together."""
 
     # --- algorithm and policy ----------------------------------------------------------
-    algo: Literal["dqn"] = "dqn"
-    """Algorithm; DQN (Stable-Baselines3)."""
+    algo: Literal["dqn", "qrdqn"] = "dqn"
+    """``dqn`` (Stable-Baselines3) or ``qrdqn`` (sb3-contrib's distributional QR-DQN)."""
 
     policy: PolicyName = "auto"
     """``auto`` picks CnnPolicy for image observations and MlpPolicy otherwise."""
@@ -148,6 +148,49 @@ class Preset(_Strict):
     optimize_memory_usage: bool = False
     """Store each observation once in the replay buffer (SB3's memory-efficient variant)."""
 
+    # --- DQN extensions (rlkit.dqn); all off means SB3's vanilla DQN -------------------
+    double_q: bool = False
+    """Double DQN targets: the online network picks the next action, the target network values it."""
+
+    dueling: bool = False
+    """Dueling Q-network head (value and mean-subtracted advantage streams); dqn only."""
+
+    noisy: bool = False
+    """NoisyNet layers in the Q-network head replace epsilon-greedy (epsilon is then 0); dqn only."""
+
+    noisy_sigma0: float = Field(default=0.5, gt=0)
+    """Initial noise scale of the NoisyNet layers (sigma0 / sqrt(fan-in) per weight)."""
+
+    prioritized_replay: bool = False
+    """Proportional prioritized replay (sum-tree, importance-sampling weights); works with n_steps."""
+
+    per_alpha: float = Field(default=0.6, ge=0)
+    """Prioritization exponent: 0 is uniform sampling, 1 fully proportional to |TD error|."""
+
+    per_beta0: float = Field(default=0.4, ge=0, le=1)
+    """Importance-sampling exponent at the start of training."""
+
+    per_beta_final: float = Field(default=1.0, ge=0, le=1)
+    """Importance-sampling exponent reached after ``per_beta_fraction`` of the budget."""
+
+    per_beta_fraction: float = Field(default=1.0, gt=0, le=1)
+    """Fraction of the budget over which beta anneals linearly from ``per_beta0`` to ``per_beta_final``."""
+
+    per_eps: float = Field(default=1e-6, gt=0)
+    """Added to |TD error| so that every transition keeps a non-zero priority."""
+
+    loss: Literal["huber", "mse"] = "huber"
+    """TD loss: ``huber`` (SB3's smooth L1) or ``mse``; QR-DQN always uses the quantile Huber loss."""
+
+    n_quantiles: int = Field(default=50, ge=2)
+    """QR-DQN only: number of quantiles per action."""
+
+    diagnostics_interval: int = Field(default=100, ge=0)
+    """Log TD-error, gradient and Q statistics under ``diag/`` every this many gradient steps (0 disables)."""
+
+    divergence_q_bound: float = Field(default=1e6, gt=0)
+    """Stop training with an error when any |Q| exceeds this (or the loss is not finite)."""
+
     # --- budget, evaluation and checkpoints ---------------------------------------------
     n_timesteps: int = Field(default=100_000, ge=1)
     """Training budget in environment steps (all envs together)."""
@@ -182,6 +225,18 @@ class Preset(_Strict):
             raise ValueError("exploration_final_eps must not exceed exploration_initial_eps")
         if self.stop_on_solved and self.solved_score is None:
             raise ValueError("stop_on_solved needs a solved_score")
+        if self.algo == "qrdqn":
+            for switch in ("dueling", "noisy"):
+                if getattr(self, switch):
+                    raise ValueError(f"{switch} is not supported with algo qrdqn (valid with algo dqn)")
+            if self.loss != "huber":
+                raise ValueError("loss mse is not supported with algo qrdqn (it always uses the quantile Huber loss)")
+        if self.optimize_memory_usage and (self.prioritized_replay or self.n_steps > 1):
+            raise ValueError(
+                "optimize_memory_usage works only with uniform 1-step replay (no prioritized_replay, n_steps 1)"
+            )
+        if self.per_beta_final < self.per_beta0:
+            raise ValueError("per_beta_final must be at least per_beta0 (beta anneals upwards)")
         return self
 
 

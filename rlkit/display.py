@@ -75,7 +75,8 @@ class TrainingDisplay:
         values = model.logger.name_to_value
         if "train/loss" in values:
             self.loss = float(values["train/loss"])
-        self.extra = {k: float(v) for k, v in values.items() if k.startswith("diag/")}
+        # diag/ figures are logged every few gradient steps and cleared at each logger dump: keep the latest.
+        self.extra.update({k: float(v) for k, v in values.items() if k.startswith("diag/") and isinstance(v, float)})
         episodes = list(model.ep_info_buffer)[-20:]
         ret = sum(e["r"] for e in episodes) / len(episodes) if episodes else None
         self.stats = {
@@ -88,9 +89,20 @@ class TrainingDisplay:
         if self.progress is not None:
             line = (
                 f"{_fmt(self.stats['sps'], '.0f')} steps/s  return {_fmt(ret)}  "
-                f"eps {_fmt(self.stats['epsilon'], '.3f')}  loss {_fmt(self.loss, '.4f')}  eval {self.last_eval}"
+                f"eps {_fmt(self.stats['epsilon'], '.3f')}  loss {_fmt(self.loss, '.4f')}{self.diag_text()}  "
+                f"eval {self.last_eval}"
             )
             self.progress.update(self.task, completed=steps, stats=line)
+
+    def diag_text(self) -> str:
+        """``  Q 12.3  td 0.45  |g| 3.2``: greedy Q mean, mean |TD error|, gradient norm (empty until logged)."""
+        e = self.extra
+        if "diag/q_greedy_mean" not in e:
+            return ""
+        return (
+            f"  Q {e['diag/q_greedy_mean']:.1f}  td {e.get('diag/td_error_abs_mean', 0.0):.3f}"
+            f"  |g| {e.get('diag/grad_norm', 0.0):.2f}"
+        )
 
     def on_eval(self, row: dict[str, float], new_best: bool) -> None:
         star = " *best*" if new_best else ""
@@ -100,7 +112,8 @@ class TrainingDisplay:
             ret = self.stats.get("return")
             self.console.print(
                 f"step {int(row['timesteps'])}/{self.total}: eval {self.last_eval}{star}  "
-                f"train return {_fmt(ret)}  {_fmt(sps, '.0f')} steps/s  eps {_fmt(self.stats.get('epsilon'), '.3f')}",
+                f"train return {_fmt(ret)}  {_fmt(sps, '.0f')} steps/s  eps {_fmt(self.stats.get('epsilon'), '.3f')}"
+                f"{self.diag_text()}",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -21,7 +21,7 @@ from rlkit.errors import RlkitError
 from rlkit.rundir import RunDir, now_iso
 
 if TYPE_CHECKING:
-    from stable_baselines3 import DQN
+    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
     from stable_baselines3.common.vec_env import VecEnv
 
 DEFAULT_EVAL_SEED = 100_000
@@ -131,7 +131,7 @@ def resolve_model(run: RunDir, name: str = "auto") -> ModelChoice:
     raise RlkitError(f"unknown --model '{name}'{did_you_mean(name, valid)}; available: {', '.join(valid)}")
 
 
-def load_run_model(run: RunDir, choice: ModelChoice, device: str = "cpu") -> DQN:
+def load_run_model(run: RunDir, choice: ModelChoice, device: str = "cpu") -> OffPolicyAlgorithm:
     """Load the chosen model on ``device`` with torch threads set as in training."""
     from rlkit.environments import policy_name
     from rlkit.model import configure_threads, load_model, resolve_device
@@ -161,7 +161,7 @@ def score_kind(preset: Preset) -> str:
 
 
 def play(
-    model: DQN,
+    model: OffPolicyAlgorithm,
     env: VecEnv,
     episodes: int,
     *,
@@ -176,7 +176,7 @@ def play(
     from stable_baselines3.common.evaluation import evaluate_policy
 
     if epsilon is not None:
-        model.exploration_rate = epsilon
+        model.exploration_rate = epsilon  # type: ignore[attr-defined]  # DQN and QR-DQN both have it
 
     def callback(local: dict[str, Any], _globals: dict[str, Any]) -> None:
         info = local["info"]

@@ -1,17 +1,22 @@
-"""Turning a preset into a configured SB3 DQN, and choosing the device and threads."""
+"""Turning a preset into a configured SB3 DQN (or QR-DQN), and choosing the device and threads.
+
+With every extension off the model uses SB3's own policy and replay buffer classes, so its
+saved file loads in plain ``stable_baselines3.DQN.load``; the algorithm class is always
+:class:`rlkit.dqn.algorithms.RlkitDQN` (diagnostics and the divergence guard) or ``RlkitQRDQN``.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from rlkit.config import Preset
 from rlkit.environments import policy_kwargs, policy_name
 from rlkit.errors import RlkitError
 
 if TYPE_CHECKING:
-    from stable_baselines3 import DQN
+    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
     from stable_baselines3.common.vec_env import VecEnv
 
 DeviceChoice = Literal["auto", "cpu", "cuda"]
@@ -48,18 +53,17 @@ def build_model(
     seed: int | None,
     device: str,
     tensorboard_log: Path | None,
-) -> DQN:
-    """A fresh DQN with every hyperparameter taken from the preset."""
-    from stable_baselines3 import DQN
+) -> OffPolicyAlgorithm:
+    """A fresh DQN or QR-DQN with every hyperparameter and extension switch taken from the preset."""
     from stable_baselines3.common.utils import LinearSchedule
+
+    from rlkit.dqn.algorithms import RlkitDQN, RlkitQRDQN
 
     policy = policy_name(preset, env.observation_space)
     lr: float | LinearSchedule = preset.learning_rate
     if preset.learning_rate_schedule == "linear":
         lr = LinearSchedule(preset.learning_rate, 0.0, 1.0)
-    return DQN(
-        policy,
-        env,
+    kwargs: dict[str, Any] = dict(
         learning_rate=lr,
         buffer_size=preset.buffer_size,
         learning_starts=preset.learning_starts,
@@ -70,29 +74,78 @@ def build_model(
         gradient_steps=preset.gradient_steps,
         n_steps=preset.n_steps,
         optimize_memory_usage=preset.optimize_memory_usage,
-        replay_buffer_kwargs={"handle_timeout_termination": not preset.optimize_memory_usage},
         target_update_interval=preset.target_update_interval,
         exploration_fraction=preset.exploration_fraction,
-        exploration_initial_eps=preset.exploration_initial_eps,
-        exploration_final_eps=preset.exploration_final_eps,
+        exploration_initial_eps=0.0 if preset.noisy else preset.exploration_initial_eps,
+        exploration_final_eps=0.0 if preset.noisy else preset.exploration_final_eps,
         max_grad_norm=preset.max_grad_norm,
-        policy_kwargs=policy_kwargs(preset, policy),
         tensorboard_log=str(tensorboard_log) if tensorboard_log is not None else None,
         seed=seed,
         device=device,
         verbose=0,
+        double_q=preset.double_q,
+        loss=preset.loss,
+        per_beta0=preset.per_beta0,
+        per_beta_final=preset.per_beta_final,
+        per_beta_fraction=preset.per_beta_fraction,
+        diagnostics_interval=preset.diagnostics_interval,
+        divergence_q_bound=preset.divergence_q_bound,
     )
+    kwargs.update(_replay_buffer(preset))
+    net_kwargs = policy_kwargs(preset, policy)
+    if preset.algo == "qrdqn":
+        return RlkitQRDQN(policy, env, policy_kwargs={**net_kwargs, "n_quantiles": preset.n_quantiles}, **kwargs)
+    return RlkitDQN(_dqn_policy(preset, policy), env, policy_kwargs={**net_kwargs, **_head_kwargs(preset)}, **kwargs)
 
 
-def load_model(path: Path, env: VecEnv | None, device: str) -> DQN:
-    """Load a saved DQN; a missing, truncated or foreign file is a one-line error."""
+def _replay_buffer(preset: Preset) -> dict[str, Any]:
+    """SB3's buffer (chosen by SB3 from n_steps), or the prioritized one with its settings."""
+    options: dict[str, Any] = {"handle_timeout_termination": not preset.optimize_memory_usage}
+    if not preset.prioritized_replay:
+        return {"replay_buffer_kwargs": options}
+    from rlkit.dqn.buffers import PrioritizedReplayBuffer
+
+    options.update(alpha=preset.per_alpha, eps=preset.per_eps)
+    return {"replay_buffer_class": PrioritizedReplayBuffer, "replay_buffer_kwargs": options}
+
+
+def _dqn_policy(preset: Preset, policy: str) -> Any:
+    """SB3's policy by name when the head is vanilla; rlkit's subclass for dueling or noisy heads."""
+    if not (preset.dueling or preset.noisy):
+        return policy
+    from rlkit.dqn.policies import RlkitCnnPolicy, RlkitDQNPolicy
+
+    return RlkitCnnPolicy if policy == "CnnPolicy" else RlkitDQNPolicy
+
+
+def _head_kwargs(preset: Preset) -> dict[str, Any]:
+    if not (preset.dueling or preset.noisy):
+        return {}
+    return {"dueling": preset.dueling, "noisy": preset.noisy, "noisy_sigma0": preset.noisy_sigma0}
+
+
+def saved_algo(path: Path) -> str:
+    """``qrdqn`` or ``dqn``: read from the saved file's JSON data, without building the model."""
+    import json
     import zipfile
 
-    from stable_baselines3 import DQN
+    with zipfile.ZipFile(path) as archive:
+        data = json.loads(archive.read("data"))
+    if "rlkit_algo" in data:
+        return str(data["rlkit_algo"])
+    return "qrdqn" if "n_quantiles" in data else "dqn"
+
+
+def load_model(path: Path, env: VecEnv | None, device: str) -> OffPolicyAlgorithm:
+    """Load a saved DQN or QR-DQN with every switch restored; a bad file is a one-line error."""
+    import zipfile
+
+    from rlkit.dqn.algorithms import RlkitDQN, RlkitQRDQN
 
     if not path.is_file():
         raise RlkitError(f"model file not found: {path}")
     try:
-        return DQN.load(path, env=env, device=device)
+        cls = RlkitQRDQN if saved_algo(path) == "qrdqn" else RlkitDQN
+        return cls.load(path, env=env, device=device)
     except (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError) as exc:
         raise RlkitError(f"cannot load model {path}: corrupted or not an SB3 DQN model ({exc})") from None

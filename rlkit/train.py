@@ -21,8 +21,8 @@ from rlkit.presets import Resolved
 from rlkit.rundir import RunDir, now_iso
 
 if TYPE_CHECKING:
-    from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
     from stable_baselines3.common.vec_env import VecEnv
 
 EVAL_SEED_OFFSET = 1_000_003
@@ -126,7 +126,7 @@ def resume(
 def _learn(
     run: RunDir,
     preset: Preset,
-    model: DQN,
+    model: OffPolicyAlgorithm,
     eval_env: VecEnv,
     *,
     resumed_from: tuple[int, float, float] | None,

@@ -1,0 +1,242 @@
+"""``RlkitDQN`` and ``RlkitQRDQN``: SB3's DQN and sb3-contrib's QR-DQN with a richer ``train()``.
+
+Only ``train()`` (and, for NoisyNet, ``_on_step``) is overridden; rollouts, schedules, target
+syncs, saving and loading are the parents'. The switches are plain attributes, so SB3's
+``save``/``load`` store and restore them. Per gradient step the loop:
+
+1. samples a batch (proportionally to priority with prioritized replay, plus IS weights),
+2. computes targets (Double DQN optional), the per-sample loss (Huber or MSE; quantile Huber for
+   QR-DQN), weights and averages it, steps the optimizer with gradient clipping,
+3. updates priorities from the TD errors, and every ``diagnostics_interval`` steps logs ``diag/``.
+
+After the phase, one host sync fetches the mean loss and the largest |Q| for the divergence guard.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch as th
+from sb3_contrib import QRDQN
+from stable_baselines3 import DQN
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+from rlkit.dqn.buffers import PrioritizedReplayBuffer
+from rlkit.dqn.diagnostics import BatchOutput, Diagnostics, check_divergence
+from rlkit.dqn.targets import LossName, elementwise_loss, quantile_huber_per_sample, quantile_td_targets, td_targets
+
+# Attributes rebuilt by _setup_model, never saved (so a vanilla model stays loadable by plain SB3).
+_RUNTIME = ["_diag", "_trained_params"]
+
+
+def extension_kwargs(
+    *,
+    double_q: bool = False,
+    loss: LossName = "huber",
+    per_beta0: float = 0.4,
+    per_beta_final: float = 1.0,
+    per_beta_fraction: float = 1.0,
+    diagnostics_interval: int = 100,
+    divergence_q_bound: float = 1e6,
+) -> dict[str, Any]:
+    """The switches both classes take, with their defaults."""
+    return {
+        "double_q": double_q,
+        "loss": loss,
+        "per_beta0": per_beta0,
+        "per_beta_final": per_beta_final,
+        "per_beta_fraction": per_beta_fraction,
+        "diagnostics_interval": diagnostics_interval,
+        "divergence_q_bound": divergence_q_bound,
+    }
+
+
+class _Extensions:
+    """The switches as plain attributes (JSON-serialisable, so SB3 saves and restores them)."""
+
+    double_q: bool
+    loss_kind: LossName
+    per_beta0: float
+    per_beta_final: float
+    per_beta_fraction: float
+    diagnostics_interval: int
+    divergence_q_bound: float
+    rlkit_algo: str
+
+    def _set_extensions(self, algo: str, options: dict[str, Any]) -> None:
+        settings = extension_kwargs(**options)
+        self.rlkit_algo = algo
+        self.double_q = bool(settings["double_q"])
+        self.loss_kind = settings["loss"]
+        self.per_beta0 = float(settings["per_beta0"])
+        self.per_beta_final = float(settings["per_beta_final"])
+        self.per_beta_fraction = float(settings["per_beta_fraction"])
+        self.diagnostics_interval = int(settings["diagnostics_interval"])
+        self.divergence_q_bound = float(settings["divergence_q_bound"])
+
+
+def _setup_with_per(setup: Callable[[], None], model: OffPolicyAlgorithm) -> None:
+    """Run SB3's ``_setup_model``; a prioritized buffer gets n_steps and gamma itself."""
+    cls = model.replay_buffer_class
+    if cls is not None and issubclass(cls, PrioritizedReplayBuffer):
+        model.replay_buffer_kwargs.update({"n_steps": model.n_steps, "gamma": model.gamma})
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is ignored because a custom `replay_buffer_class`")
+            setup()
+    else:
+        setup()
+
+
+def per_beta(model: Any) -> float:
+    """Importance-sampling exponent, annealed linearly over ``per_beta_fraction`` of the budget."""
+    progress = 1.0 - float(model._current_progress_remaining)
+    frac = min(1.0, progress / model.per_beta_fraction) if model.per_beta_fraction > 0 else 1.0
+    return float(model.per_beta0 + (model.per_beta_final - model.per_beta0) * frac)
+
+
+def run_gradient_steps(
+    model: Any, gradient_steps: int, batch_size: int, batch_fn: Callable[[ReplayBufferSamples], BatchOutput]
+) -> None:
+    """The shared training phase of :class:`RlkitDQN` and :class:`RlkitQRDQN` (see module docstring)."""
+    policy = model.policy
+    policy.set_training_mode(True)
+    model._update_learning_rate(policy.optimizer)
+    buffer = model.replay_buffer
+    prioritized = isinstance(buffer, PrioritizedReplayBuffer)
+    beta = per_beta(model) if prioritized else 1.0
+    noisy = bool(getattr(policy, "noisy", False))
+    diag: Diagnostics = model._diag
+    params: list[th.nn.Parameter] = model._trained_params
+    max_norm = float(model.max_grad_norm) if model.max_grad_norm is not None else float("inf")
+    loss_sum = th.zeros((), device=model.device)
+    q_abs_max = th.zeros((), device=model.device)
+    for _ in range(gradient_steps):
+        if noisy:
+            policy.reset_noise()
+        if prioritized:
+            data, weights, leaves = buffer.sample_prioritized(batch_size, beta, env=model._vec_normalize_env)
+            out = batch_fn(data)
+            loss = (out.loss * weights.reshape(-1)).mean()
+        else:
+            out = batch_fn(buffer.sample(batch_size, env=model._vec_normalize_env))
+            loss = out.loss.mean()
+        policy.optimizer.zero_grad()
+        loss.backward()
+        grad_norm = th.nn.utils.clip_grad_norm_(params, max_norm)
+        policy.optimizer.step()
+        model._n_updates += 1
+        loss_sum += loss.detach()
+        q_abs_max = th.maximum(q_abs_max, out.q_all.abs().max())
+        diag.count_clip(grad_norm > max_norm)
+        if prioritized:
+            buffer.update_priorities(leaves, out.td.abs().cpu().numpy())
+        if diag.due(model._n_updates):
+            diag.record(model.logger, out, loss, grad_norm, _extra_figures(model, beta if prioritized else None))
+    if gradient_steps <= 0:
+        return
+    mean_loss, q_max = (th.stack([loss_sum / gradient_steps, q_abs_max])).tolist()
+    check_divergence(int(model.num_timesteps), mean_loss, q_max, model.divergence_q_bound)
+    model.logger.record("train/n_updates", model._n_updates, exclude="tensorboard")
+    model.logger.record("train/loss", mean_loss)
+
+
+def _extra_figures(model: Any, beta: float | None) -> dict[str, float]:
+    buffer = model.replay_buffer
+    figures = {
+        "target_syncs": float(model._n_calls // max(model.target_update_interval // model.n_envs, 1)),
+        "epsilon": float(model.exploration_rate),
+        "buffer_fill": buffer.size() / buffer.buffer_size,
+    }
+    if beta is not None:
+        figures["per_beta"] = beta
+        figures["per_max_priority"] = float(buffer.max_priority)
+    return figures
+
+
+class RlkitDQN(_Extensions, DQN):
+    """SB3 DQN plus Double DQN, loss choice, prioritized replay, NoisyNet, diagnostics and the guard.
+
+    With SB3's own policy classes and replay buffers (no extension switched on) a saved model
+    loads in plain ``stable_baselines3.DQN.load``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        options = {key: kwargs.pop(key) for key in list(kwargs) if key in extension_kwargs()}
+        self._set_extensions("dqn", options)
+        super().__init__(*args, **kwargs)
+
+    def _setup_model(self) -> None:
+        _setup_with_per(super()._setup_model, self)
+        self._diag = Diagnostics(self.diagnostics_interval, self.device)
+        self._trained_params = [p for group in self.policy.optimizer.param_groups for p in group["params"]]
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), *_RUNTIME]
+
+    def _on_step(self) -> None:
+        super()._on_step()
+        if getattr(self.policy, "noisy", False):
+            self.policy.q_net.reset_noise()  # type: ignore[operator]  # fresh exploration noise every env step
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        run_gradient_steps(self, gradient_steps, batch_size, self._batch)
+
+    def _batch(self, data: ReplayBufferSamples) -> BatchOutput:
+        discounts = data.discounts if data.discounts is not None else self.gamma
+        obs, next_obs = data.observations, data.next_observations
+        if self.double_q and isinstance(obs, th.Tensor) and isinstance(next_obs, th.Tensor):
+            # One forward pass over both halves; the next-state half only picks actions (no gradient).
+            both = self.q_net(th.cat([obs, next_obs]))
+            q_all, next_online = both[: obs.shape[0]], both[obs.shape[0] :].detach()
+        else:
+            q_all = self.q_net(obs)
+            next_online = self.q_net(next_obs).detach() if self.double_q else None
+        with th.no_grad():
+            next_target = self.q_net_target(next_obs)
+            target = td_targets(data.rewards, data.dones, discounts, next_target, next_online)
+        q_taken = q_all.gather(1, data.actions.long())
+        loss = elementwise_loss(q_taken, target, self.loss_kind)
+        q_taken = q_taken.detach()
+        return BatchOutput(loss, (target - q_taken).reshape(-1), q_all.detach(), q_taken, target)
+
+
+class RlkitQRDQN(_Extensions, QRDQN):
+    """sb3-contrib QR-DQN with Double targets, prioritized replay, diagnostics and the guard.
+
+    Q-values in diagnostics are quantile means; the TD error is the difference of means.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        options = {key: kwargs.pop(key) for key in list(kwargs) if key in extension_kwargs()}
+        self._set_extensions("qrdqn", options)
+        super().__init__(*args, **kwargs)
+
+    def _setup_model(self) -> None:
+        _setup_with_per(super()._setup_model, self)
+        self._diag = Diagnostics(self.diagnostics_interval, self.device)
+        self._trained_params = [p for group in self.policy.optimizer.param_groups for p in group["params"]]
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), *_RUNTIME]
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        run_gradient_steps(self, gradient_steps, batch_size, self._batch)
+
+    def _batch(self, data: ReplayBufferSamples) -> BatchOutput:
+        discounts = data.discounts if data.discounts is not None else self.gamma
+        with th.no_grad():
+            next_target = self.quantile_net_target(data.next_observations)
+            next_online = self.quantile_net(data.next_observations) if self.double_q else None
+            target = quantile_td_targets(data.rewards, data.dones, discounts, next_target, next_online)
+        current_all = self.quantile_net(data.observations)  # (batch, n_quantiles, n_actions)
+        index = data.actions.long()[..., None].expand(-1, self.n_quantiles, 1)
+        current = current_all.gather(2, index).squeeze(2)
+        loss = quantile_huber_per_sample(current, target)
+        q_taken = current.detach().mean(dim=1, keepdim=True)
+        target_mean = target.mean(dim=1, keepdim=True)
+        return BatchOutput(
+            loss, (target_mean - q_taken).reshape(-1), current_all.detach().mean(dim=1), q_taken, target_mean
+        )
