@@ -10,6 +10,6 @@ class RlkitError(Exception):
 class Interrupted(RlkitError):
     """Training stopped by Ctrl-C or SIGTERM after a checkpoint was written."""
 
-    def __init__(self, message: str, signum: int) -> None:
+    def __init__(self, message: str, signum: int = 2) -> None:
         super().__init__(message)
         self.exit_code = 128 + signum  # 130 for SIGINT, 143 for SIGTERM, as shells report them

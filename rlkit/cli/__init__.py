@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from rlkit.cli import envs_cmd, evaluate_cmd, plot_cmd, record_cmd, report_cmd, train_cmd
+from rlkit.cli import benchmark_cmd, envs_cmd, evaluate_cmd, plot_cmd, record_cmd, report_cmd, train_cmd
 
 app = typer.Typer(
     name="rlkit",
@@ -24,6 +24,7 @@ app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("record")(record_cmd.record)
 app.command("plot")(plot_cmd.plot)
 app.command("report")(report_cmd.report)
+app.command("benchmark")(benchmark_cmd.benchmark)
 
 
 def main() -> None:

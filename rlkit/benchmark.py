@@ -1,0 +1,379 @@
+"""``rlkit benchmark``: several seeds of one configuration, trained, evaluated and summarised.
+
+Read top to bottom: the resolved preset is written once into a results folder named after its
+content (so the same configuration always lands in the same folder); each seed is a normal run
+directory inside it, trained in its own process (``--jobs`` at a time) and reused when it has
+already finished (resumed when it was interrupted); every final and best model is evaluated over
+``episodes`` deterministic episodes; the figures across seeds (mean, median, IQM with 95%
+bootstrap confidence intervals, seeds that solve, steps and wall-clock to solve, steps/s) go to
+``benchmark.json``, ``benchmark.md`` and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlkit import atomic
+from rlkit.config import Preset, to_plain, validate
+from rlkit.errors import Interrupted, RlkitError
+from rlkit.presets import Resolved
+from rlkit.rundir import RunDir, default_root, now_iso
+
+BOOTSTRAP_SAMPLES = 10_000
+
+
+@dataclass
+class SeedResult:
+    """One seed's figures."""
+
+    seed: int
+    run_dir: str
+    final_mean: float
+    best_mean: float
+    steps: int
+    wall_s: float
+    steps_per_s: float
+    solved_final: bool
+    solved_best: bool
+    first_solved_step: int | None
+    """First periodic evaluation (during training) at or above the solved score."""
+    first_solved_wall_s: float | None
+
+
+# ----------------------------------------------------------------------------------------
+# The results folder
+# ----------------------------------------------------------------------------------------
+
+
+def config_digest(preset: Preset) -> str:
+    """A short hash of the resolved configuration."""
+    text = json.dumps(to_plain(preset), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def results_dir(resolved: Resolved, out: Path | None) -> Path:
+    """``out``, or ``runs/benchmarks/<alias>-<n_timesteps>-<digest>``; a folder of another config is refused."""
+    folder = (
+        out
+        or default_root()
+        / "benchmarks"
+        / f"{resolved.alias}-{resolved.preset.n_timesteps}-{config_digest(resolved.preset)}"
+    )
+    preset_file = folder / "preset.yaml"
+    if preset_file.exists():
+        saved = validate(yaml.safe_load(preset_file.read_text()), str(preset_file))
+        if to_plain(saved) != to_plain(resolved.preset):
+            raise RlkitError(f"{folder} holds a benchmark of a different configuration; choose another --out")
+    elif folder.exists() and any(folder.iterdir()):
+        raise RlkitError(f"{folder} exists and is not a benchmark folder; choose another --out")
+    return folder
+
+
+def write_preset(folder: Path, resolved: Resolved) -> Path:
+    """The resolved preset as a file every seed trains from."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "preset.yaml"
+    if not path.exists():
+        header = f"# rlkit benchmark: resolved from '{resolved.alias}' ({resolved.source})\n"
+        atomic.write_text(path, header + yaml.safe_dump(to_plain(resolved.preset), sort_keys=False))
+    return path
+
+
+# ----------------------------------------------------------------------------------------
+# One seed (runs in a worker process)
+# ----------------------------------------------------------------------------------------
+
+
+def seed_job(preset_file: str, alias: str, seed: int, run_dir: str, episodes: int, device: str) -> dict[str, Any]:
+    """Train (or reuse, or resume) one seed, then evaluate its final and best models."""
+    from rlkit import train
+    from rlkit.evaluation import evaluate_run, save_result, saved_results
+    from rlkit.presets import resolve
+
+    run_path = Path(run_dir)
+    run = RunDir(run_path)
+    state = run.read_state() if run.state_file.exists() else {}
+    if state.get("status") != "finished":
+        if run.checkpoint_dirs():
+            train.resume(run_path, device=device, quiet=True)
+        else:
+            if run_path.exists():  # started, but died before its first checkpoint: start over
+                shutil.rmtree(run_path)
+            resolved = resolve(preset_file)
+            resolved = Resolved(alias=alias, preset=resolved.preset, source=resolved.source)
+            train.start(
+                resolved, seed=seed, device=device, run_dir=run_path, quiet=True, argv=_argv(preset_file, seed, run_dir)
+            )
+    figures: dict[str, float] = {}
+    for label in ("final", "best"):
+        cached = [r for r in saved_results(run) if r.model == label and r.episodes == episodes and r.epsilon is None]
+        result = cached[-1] if cached else evaluate_run(run_path, model_name=label, episodes=episodes, device=device)
+        if not cached:
+            save_result(result)
+        figures[label] = result.mean
+    return {"seed": seed, "final": figures["final"], "best": figures["best"]}
+
+
+def _argv(preset_file: str, seed: int, run_dir: str) -> list[str]:
+    return ["rlkit", "train", preset_file, "--seed", str(seed), "--run-dir", run_dir, "--quiet"]
+
+
+# ----------------------------------------------------------------------------------------
+# Running every seed
+# ----------------------------------------------------------------------------------------
+
+
+def run_seeds(
+    folder: Path,
+    resolved: Resolved,
+    seeds: list[int],
+    *,
+    jobs: int,
+    episodes: int,
+    device: str,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[int, dict[str, Any]]:
+    """Every seed in worker processes, ``jobs`` at a time; returns the evaluation figures by seed."""
+    import multiprocessing
+
+    preset_file = str(write_preset(folder, resolved))
+    done: dict[int, dict[str, Any]] = {}
+    budget = resolved.preset.n_timesteps * len(seeds)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures: dict[Future[dict[str, Any]], int] = {
+            pool.submit(seed_job, preset_file, resolved.alias, s, str(folder / f"seed-{s}"), episodes, device): s
+            for s in seeds
+        }
+        pending = set(futures)
+        try:
+            while pending:
+                finished, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    done[futures[future]] = future.result()
+                if on_progress is not None:
+                    on_progress(sum(_steps_done(folder / f"seed-{s}") for s in seeds), budget)
+        except Interrupted:
+            raise
+        except KeyboardInterrupt:
+            for future in pending:
+                future.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise Interrupted(
+                "benchmark interrupted; every seed saved a checkpoint. Run the same command again to continue.", 2
+            ) from None
+    return done
+
+
+def _steps_done(run_path: Path) -> int:
+    """Environment steps of finished episodes so far, from the Monitor CSVs (cheap to poll)."""
+    total = 0
+    for csv_path in (run_path / "monitor").glob("*.monitor.csv"):
+        try:
+            lines = csv_path.read_text().splitlines()[2:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split(",")
+            if len(parts) >= 2 and parts[1].isdigit():
+                total += int(parts[1])
+    state = RunDir(run_path).read_state() if (run_path / "state.json").exists() else {}
+    if state.get("status") == "finished":
+        return int(state.get("n_timesteps", total))
+    return total
+
+
+# ----------------------------------------------------------------------------------------
+# Figures
+# ----------------------------------------------------------------------------------------
+
+
+def iqm(values: list[float]) -> float:
+    """Interquartile mean: the mean of the middle 50% (rliable's robust aggregate; scipy's trim_mean(x, 0.25))."""
+    ordered = sorted(values)
+    cut = int(0.25 * len(ordered))
+    middle = ordered[cut : len(ordered) - cut]
+    return sum(middle) / len(middle)
+
+
+def bootstrap_ci(values: list[float], statistic: Callable[[list[float]], float], seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap confidence interval of ``statistic`` across seeds."""
+    import numpy as np
+
+    if len(values) < 2:
+        return (values[0], values[0]) if values else (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    data = np.asarray(values, dtype=float)
+    picks = rng.integers(0, len(data), size=(BOOTSTRAP_SAMPLES, len(data)))
+    stats = np.array([statistic(list(data[row])) for row in picks])
+    low, high = np.percentile(stats, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def aggregate(values: list[float]) -> dict[str, Any]:
+    """Mean, median and IQM, each with its 95% bootstrap interval."""
+    import statistics
+
+    def mean(v: list[float]) -> float:
+        return sum(v) / len(v)
+
+    def median(v: list[float]) -> float:
+        return float(statistics.median(v))
+
+    return {
+        name: {"value": fn(values), "ci95": list(bootstrap_ci(values, fn))}
+        for name, fn in (("mean", mean), ("median", median), ("iqm", iqm))
+    }
+
+
+def seed_result(run_path: Path, seed: int, figures: dict[str, Any], solved: float | None) -> SeedResult:
+    """Everything reported for one seed, from its run directory and evaluation figures."""
+    run = RunDir(run_path)
+    state = run.read_state()
+    first_step: int | None = None
+    first_wall: float | None = None
+    if solved is not None:
+        for row in run.read_evaluations():
+            if row["mean_reward"] >= solved:
+                first_step, first_wall = int(row["timesteps"]), float(row["wall_s"])
+                break
+    return SeedResult(
+        seed=seed,
+        run_dir=str(run_path),
+        final_mean=float(figures["final"]),
+        best_mean=float(figures["best"]),
+        steps=int(state.get("num_timesteps", 0)),
+        wall_s=float(state.get("wall_s", 0.0)),
+        steps_per_s=float(state.get("steps_per_s", 0.0)),
+        solved_final=solved is not None and figures["final"] >= solved,
+        solved_best=solved is not None and figures["best"] >= solved,
+        first_solved_step=first_step,
+        first_solved_wall_s=first_wall,
+    )
+
+
+def summarize(resolved: Resolved, results: list[SeedResult], episodes: int) -> dict[str, Any]:
+    """The benchmark's JSON document."""
+    import statistics
+
+    preset = resolved.preset
+    solve_steps = [r.first_solved_step for r in results if r.first_solved_step is not None]
+    solve_walls = [r.first_solved_wall_s for r in results if r.first_solved_wall_s is not None]
+    return {
+        "alias": resolved.alias,
+        "env_id": preset.env_id,
+        "n_timesteps": preset.n_timesteps,
+        "seeds": [r.seed for r in results],
+        "eval_episodes": episodes,
+        "solved_score": preset.solved_score,
+        "final": aggregate([r.final_mean for r in results]),
+        "best": aggregate([r.best_mean for r in results]),
+        "seeds_solved_final": sum(r.solved_final for r in results),
+        "seeds_solved_best": sum(r.solved_best for r in results),
+        "median_steps_to_solve": statistics.median(solve_steps) if solve_steps else None,
+        "median_wall_s_to_solve": statistics.median(solve_walls) if solve_walls else None,
+        "steps_per_s": {"mean": sum(r.steps_per_s for r in results) / len(results)},
+        "per_seed": [asdict(r) for r in results],
+        "machine": {"cpu_count": os.cpu_count(), "python": sys.version.split()[0]},
+        "created": now_iso(),
+    }
+
+
+def markdown(doc: dict[str, Any], command: str) -> str:
+    """A Markdown table of the benchmark, with the command that produced it."""
+
+    def ci(entry: dict[str, Any]) -> str:
+        low, high = entry["ci95"]
+        return f"{entry['value']:.1f} [{low:.1f}, {high:.1f}]"
+
+    n = len(doc["seeds"])
+    lines = [
+        f"### {doc['alias']} ({doc['env_id']}), {doc['n_timesteps']:,} steps, {n} seeds",
+        "",
+        f"Command: `{command}`  ",
+        f"Date: {doc['created']}; machine: {doc['machine']['cpu_count']} CPU cores; "
+        f"evaluation: {doc['eval_episodes']} deterministic episodes per model.",
+        "",
+        "| model | mean [95% CI] | median [95% CI] | IQM [95% CI] | seeds solved |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for label in ("final", "best"):
+        entry = doc[label]
+        lines.append(
+            f"| {label} | {ci(entry['mean'])} | {ci(entry['median'])} | {ci(entry['iqm'])} | {doc[f'seeds_solved_{label}']}/{n} |"
+        )
+    lines += [
+        "",
+        "| seed | final | best | first solved at (steps) | (wall s) | steps/s |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in doc["per_seed"]:
+        step = "-" if r["first_solved_step"] is None else f"{r['first_solved_step']:,}"
+        wall = "-" if r["first_solved_wall_s"] is None else f"{r['first_solved_wall_s']:.0f}"
+        lines.append(
+            f"| {r['seed']} | {r['final_mean']:.1f} | {r['best_mean']:.1f} | {step} | {wall} | {r['steps_per_s']:.0f} |"
+        )
+    median_steps = doc["median_steps_to_solve"]
+    median_wall = doc["median_wall_s_to_solve"]
+    if median_steps is not None:
+        lines += [
+            "",
+            f"Median steps to first solving evaluation: {median_steps:,.0f}; median wall-clock: {median_wall:.0f} s.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(folder: Path, doc: dict[str, Any], command: str) -> list[Path]:
+    """``benchmark.json``, ``benchmark.md`` and ``curves.png`` in the results folder."""
+    from rlkit.plots import plot_runs
+
+    json_path, md_path, png_path = folder / "benchmark.json", folder / "benchmark.md", folder / "curves.png"
+    atomic.write_json(json_path, {**doc, "command": command})
+    atomic.write_text(md_path, markdown(doc, command))
+    plot_runs([Path(r["run_dir"]) for r in doc["per_seed"]], png_path, force=True)
+    return [json_path, md_path, png_path]
+
+
+def benchmark(
+    resolved: Resolved,
+    *,
+    seeds: int,
+    jobs: int,
+    episodes: int,
+    device: str,
+    out: Path | None,
+    command: str,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Train and evaluate ``seeds`` seeds (0..seeds-1) and write the summary; returns folder and document."""
+    from rlkit.model import resolve_device
+
+    if seeds < 1:
+        raise RlkitError(f"--seeds must be at least 1 (got {seeds})")
+    if episodes < 1:
+        raise RlkitError(f"--episodes must be at least 1 (got {episodes})")
+    resolve_device(device)
+    jobs = max(1, min(jobs, seeds))
+    folder = results_dir(resolved, out)
+    started = time.perf_counter()
+    figures = run_seeds(
+        folder, resolved, list(range(seeds)), jobs=jobs, episodes=episodes, device=device, on_progress=on_progress
+    )
+    results = [seed_result(folder / f"seed-{s}", s, figures[s], resolved.preset.solved_score) for s in sorted(figures)]
+    doc = summarize(resolved, results, episodes)
+    doc["benchmark_wall_s"] = time.perf_counter() - started
+    write_outputs(folder, doc, command)
+    return folder, doc
