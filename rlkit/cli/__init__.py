@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from rlkit.cli import envs_cmd, train_cmd
+from rlkit.cli import envs_cmd, train_cmd, tune_cmd
 
 app = typer.Typer(
     name="rlkit",
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 app.command("train")(train_cmd.train)
 app.command("envs")(envs_cmd.envs)
+app.add_typer(tune_cmd.app, name="tune")
 
 
 def main() -> None:
