@@ -74,7 +74,8 @@ def diverged(model: DQN) -> str | None:
     """Why the model has diverged, or None: NaN/inf loss, weights or Q-values, or |Q| > Q_LIMIT."""
     import torch
 
-    loss = model.logger.name_to_value.get("train/loss") if model.logger is not None else None
+    logger = getattr(model, "_logger", None)  # set once learn() has started
+    loss = logger.name_to_value.get("train/loss") if logger is not None else None
     if loss is not None and not math.isfinite(float(loss)):
         return f"loss is {loss}"
     for name, param in model.q_net.named_parameters():
