@@ -142,6 +142,7 @@ def run(
 
 def _display(prepared: Any, quiet: bool) -> Any:
     from rlkit.tuning.display import TuneDisplay
+    from rlkit.tuning.storage import worker_name
 
     return TuneDisplay(
         study_name=prepared.study_name,
@@ -151,6 +152,7 @@ def _display(prepared: Any, quiet: bool) -> Any:
         space=prepared.space,
         storage_shown=prepared.url.shown,
         quiet=quiet,
+        only_worker=worker_name() if prepared.request.jobs == 1 else None,
         console=out,
     )
 

@@ -33,7 +33,11 @@ def format_value(value: Any) -> str:
 
 
 class TuneDisplay:
-    """A rich ``Live`` table refreshed from the storage; ``quiet`` prints one line per finished trial."""
+    """A rich ``Live`` table refreshed from the storage.
+
+    ``quiet`` prints one line per finished trial instead: the trials of ``only_worker`` (this
+    process, when it runs trials itself), or every trial (a ``--jobs`` parent).
+    """
 
     def __init__(
         self,
@@ -45,6 +49,7 @@ class TuneDisplay:
         space: SearchSpace,
         storage_shown: str,
         quiet: bool = False,
+        only_worker: str | None = None,
         console: Console | None = None,
     ) -> None:
         self.study_name = study_name
@@ -54,6 +59,7 @@ class TuneDisplay:
         self.space = space
         self.storage_shown = storage_shown
         self.quiet = quiet
+        self.only_worker = only_worker
         self.console = console or Console()
         self.counts: dict[str, int] = {}
         self.best: tuple[float, int, dict[str, Any]] | None = None
@@ -92,7 +98,8 @@ class TuneDisplay:
                 durations.append(trial.duration.total_seconds())
             if self.quiet and trial.state.is_finished() and trial.number not in self._seen:
                 self._seen.add(trial.number)
-                self._print_trial(trial)
+                if self.only_worker is None or trial.user_attrs.get("worker") == self.only_worker:
+                    self._print_trial(trial)
         self.counts = counts
         self.mean_trial_s = sum(durations) / len(durations) if durations else None
         self.best = best_summary(study, self.space)

@@ -10,8 +10,6 @@ full configuration and seeds in ``user_attrs`` so it can be re-trained exactly.
 from __future__ import annotations
 
 import math
-import os
-import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -20,6 +18,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from rlkit.errors import RlkitError
 from rlkit.train import EVAL_SEED_OFFSET
 from rlkit.tuning.space import SearchSpace, build_preset
+from rlkit.tuning.storage import worker_name
 
 if TYPE_CHECKING:
     import optuna
@@ -167,11 +166,6 @@ class TrialReporter(BaseCallback):
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at step {step}: evaluation {mean:.2f} below the pruner's bar")
         return mean
-
-
-def worker_name() -> str:
-    """``host:pid`` of this process, recorded on each trial."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class Objective:

@@ -10,6 +10,9 @@ PostgreSQL is shared by any number of processes on any number of machines.
 from __future__ import annotations
 
 import os
+import random
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,7 +96,7 @@ def open_storage(
     import warnings
 
     import optuna
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.sqlite_path is not None:
@@ -107,22 +110,31 @@ def open_storage(
         engine_kwargs["connect_args"] = {"timeout": 60}
     elif url.dialect == "postgresql":
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        try:
-            return optuna.storages.RDBStorage(
-                url.url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat_s,
-                grace_period=grace_s,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
-            )
-        except ModuleNotFoundError as exc:
-            hint = " (pip install 'rlkit[postgres]')" if url.dialect == "postgresql" else ""
-            raise RlkitError(f"storage {url.shown}: database driver missing: {exc.name}{hint}") from None
-        except (SQLAlchemyError, OSError) as exc:
-            first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            raise RlkitError(f"cannot open storage {url.shown}: {first}") from None
+    for attempt in range(3):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            try:
+                return optuna.storages.RDBStorage(
+                    url.url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_s,
+                    grace_period=grace_s,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=MAX_RETRY
+                    ),
+                )
+            except ModuleNotFoundError as exc:
+                hint = " (pip install 'rlkit[postgres]')" if url.dialect == "postgresql" else ""
+                raise RlkitError(f"storage {url.shown}: database driver missing: {exc.name}{hint}") from None
+            except (IntegrityError, ProgrammingError):
+                # Workers starting together on an empty database race to create Optuna's tables.
+                if attempt == 2:
+                    raise
+                time.sleep(0.5 + random.random())
+            except (SQLAlchemyError, OSError) as exc:
+                first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                raise RlkitError(f"cannot open storage {url.shown}: {first}") from None
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
@@ -136,12 +148,6 @@ def local_studies(runs_root: Path | None = None) -> list[str]:
     return sorted(p.stem for p in root.glob("*.db")) if root.is_dir() else []
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a local process still exists."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def worker_name() -> str:
+    """``host:pid`` of this process, recorded on each trial it runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"

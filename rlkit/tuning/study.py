@@ -315,7 +315,8 @@ def work(prepared: Prepared, *, display: Any = None) -> Outcome:
 
     from rlkit.tuning.objective import Interrupted, Objective, TrialSettings
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Optuna would log an interrupted trial's traceback; rlkit reports trials itself.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     request, study, record = prepared.request, prepared.study, prepared.record
     settings = TrialSettings(
         base=record["base"],
@@ -361,9 +362,7 @@ def work(prepared: Prepared, *, display: Any = None) -> Outcome:
 
 
 def _last_interrupted(study: optuna.Study) -> int:
-    from rlkit.tuning.objective import worker_name
-
-    me = worker_name()
+    me = storages.worker_name()
     for trial in reversed(study.get_trials(deepcopy=False)):
         if trial.user_attrs.get("interrupted") and trial.user_attrs.get("worker") == me:
             return trial.number
