@@ -136,3 +136,12 @@ def test_a_study_of_another_env_is_refused_untouched(runs_dir: Path) -> None:
     assert (runs_dir / "tune" / "mine.db").read_bytes() == before
     code, output = tune("show", "mien")
     assert code == 2 and "did you mean 'mine'?" in output
+
+
+@pytest.mark.parametrize(("sampler", "pruner"), [("random", "halving"), ("cmaes", "hyperband"), ("gp", "median")])
+def test_every_sampler_and_pruner_runs(runs_dir: Path, sampler: str, pruner: str) -> None:
+    code, output = tune(
+        "cartpole", "--trials", "2", "--steps", "200", "--sampler", sampler, "--pruner", pruner, "-q", *FAST
+    )
+    assert code == 0, output
+    assert len(load(runs_dir, "cartpole").trials) == 2
