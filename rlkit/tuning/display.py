@@ -117,7 +117,8 @@ class TuneDisplay:
             return None
         finished = self.counts.get("COMPLETE", 0) + self.counts.get("PRUNED", 0)
         left = max(0, self.target - finished)
-        return self.mean_trial_s * math.ceil(left / max(1, self.workers))
+        parallel = max(1, self.workers, self.counts.get("RUNNING", 0))  # other machines' workers count too
+        return self.mean_trial_s * math.ceil(left / parallel)
 
     def __rich__(self) -> Group:
         finished = self.counts.get("COMPLETE", 0) + self.counts.get("PRUNED", 0)

@@ -145,3 +145,12 @@ def test_every_sampler_and_pruner_runs(runs_dir: Path, sampler: str, pruner: str
     )
     assert code == 0, output
     assert len(load(runs_dir, "cartpole").trials) == 2
+
+
+def test_tune_help_lists_the_subcommands_and_env_is_the_default_run() -> None:
+    code, output = tune("--help")
+    assert code == 0
+    for word in ("run", "show", "plot", "export", "rlkit tune ENV"):
+        assert word in output
+    code, output = tune("cartpole", "--help")  # routed to `run`
+    assert code == 0 and "--seeds-per-trial" in output
