@@ -125,8 +125,6 @@ def make_pruner(name: str, steps: int, seeds: int, evals: int) -> optuna.pruners
 
 def prepare(request: TuneRequest) -> Prepared:
     """Validate the whole request, then open (or create) the study; nothing is written on error."""
-    import copy
-
     import optuna
 
     from rlkit.presets import resolve
@@ -174,10 +172,7 @@ def prepare(request: TuneRequest) -> Prepared:
             raise RlkitError(
                 f"study '{study_name}' in {url.shown} was not created by rlkit tune; choose another --study"
             )
-        _check_same(study_name, record, resolved.preset.env_id, wanted)
-        record = copy.deepcopy(record)
-        record["space"] = space.to_plain()
-        record["space_name"] = space.name
+        _check_same(study_name, record, resolved.preset.env_id, wanted, base, space)
     else:
         steps = request.steps or resolved.preset.n_timesteps
         seeds = request.seeds_per_trial or 1
@@ -198,7 +193,7 @@ def prepare(request: TuneRequest) -> Prepared:
         if ATTR not in study.user_attrs:
             study.set_user_attr(ATTR, record)
         else:  # a concurrent worker created it first
-            _check_same(study_name, study.user_attrs[ATTR], resolved.preset.env_id, wanted)
+            _check_same(study_name, study.user_attrs[ATTR], resolved.preset.env_id, wanted, base, space)
             record = study.user_attrs[ATTR]
     seed = sampler_seed(request.seed, len(study.get_trials(deepcopy=False)), request.worker_index)
     study.sampler = make_sampler(request.sampler, seed)
@@ -206,7 +201,15 @@ def prepare(request: TuneRequest) -> Prepared:
     return Prepared(request, study_name, url, record["alias"], record["env_id"], space, record, study, not existing)
 
 
-def _check_same(name: str, record: dict[str, Any], env_id: str, wanted: dict[str, int | None]) -> None:
+def _check_same(
+    name: str,
+    record: dict[str, Any],
+    env_id: str,
+    wanted: dict[str, int | None],
+    base: dict[str, Any],
+    space: SearchSpace,
+) -> None:
+    """A study continues only with the env, budget, base preset and space it was started with."""
     if record.get("env_id") != env_id:
         raise RlkitError(
             f"study '{name}' tunes {record.get('env_id')} ({record.get('alias')}), not {env_id}; "
@@ -219,6 +222,30 @@ def _check_same(name: str, record: dict[str, Any], env_id: str, wanted: dict[str
                 f"study '{name}' was run with {flag} {record.get(key)}, not {value}; "
                 f"use the same value (or leave it out) to continue it, or choose another --study"
             )
+    changed = _first_difference(record.get("base", {}), base)
+    if changed is not None:
+        key, was, now = changed
+        raise RlkitError(
+            f"study '{name}' was run with base preset {key}={was!r}, now {now!r}; "
+            "use the same --set/--config to continue it, or choose another --study"
+        )
+    if record.get("space") != space.to_plain():
+        raise RlkitError(
+            f"study '{name}' was run with another search space ({record.get('space_name')}) than {space.source}; "
+            "use the same space to continue it, or choose another --study"
+        )
+
+
+def _first_difference(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> tuple[str, Any, Any] | None:
+    for key in sorted(set(old) | set(new)):
+        was, now = old.get(key), new.get(key)
+        if isinstance(was, dict) and isinstance(now, dict):
+            found = _first_difference(was, now, f"{prefix}{key}.")
+            if found is not None:
+                return found
+        elif was != now:
+            return f"{prefix}{key}", was, now
+    return None
 
 
 # ----------------------------------------------------------------------------------------

@@ -133,6 +133,10 @@ def test_a_study_of_another_env_is_refused_untouched(runs_dir: Path) -> None:
     assert "study 'mine' tunes CartPole-v1 (cartpole), not Acrobot-v1" in output
     code, output = tune("cartpole", "--trials", "2", "--steps", "300", "--study", "mine", "-q", *FAST)
     assert code == 2 and "was run with --steps 200, not 300" in output
+    code, output = tune("cartpole", "--trials", "2", "--study", "mine", "-q", *FAST, "--set", "gamma=0.9")
+    assert code == 2 and "was run with base preset gamma=0.99, now 0.9" in output
+    code, output = tune("cartpole", "--trials", "2", "--study", "mine", "-q", *FAST, "--space", "classic")
+    assert code == 2 and "another search space" in output
     assert (runs_dir / "tune" / "mine.db").read_bytes() == before
     code, output = tune("show", "mien")
     assert code == 2 and "did you mean 'mine'?" in output
