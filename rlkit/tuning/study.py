@@ -147,7 +147,8 @@ def prepare(request: TuneRequest) -> Prepared:
 
     resolved = resolve(request.env, config_file=request.config, overrides=request.overrides)
     base = to_plain(resolved.preset)
-    space_name = request.space or resolved.preset.search_space or spaces.family(resolved.preset.env_id)
+    space_name = request.space or preset_space(resolved.preset.search_space, resolved.source)
+    space_name = space_name or spaces.family(resolved.preset.env_id)
     space = spaces.load(space_name, base)
     study_name = request.study or resolved.alias
     url = storages.parse(request.storage or storages.default_url(study_name, request.runs_root))
@@ -199,6 +200,14 @@ def prepare(request: TuneRequest) -> Prepared:
     study.sampler = make_sampler(request.sampler, seed)
     study.pruner = make_pruner(request.pruner, record["steps"], record["seeds_per_trial"], record["evals_per_trial"])
     return Prepared(request, study_name, url, record["alias"], record["env_id"], space, record, study, not existing)
+
+
+def preset_space(name: str | None, source: str) -> str | None:
+    """A preset's own ``search_space``; a relative file path is relative to the preset file."""
+    if name is None or not name.endswith((".yaml", ".yml")) or Path(name).is_absolute():
+        return name
+    beside = Path(source).parent / name
+    return str(beside) if beside.is_file() else name
 
 
 def _check_same(

@@ -11,6 +11,7 @@ from rlkit.config import to_plain
 from rlkit.errors import RlkitError
 from rlkit.presets import resolve
 from rlkit.tuning import space as spaces
+from rlkit.tuning.study import preset_space
 
 REQUIRED = {
     "learning_rate",
@@ -39,8 +40,11 @@ def test_a_preset_can_name_its_own_space(tmp_path: Path) -> None:
     own = tmp_path / "own.yaml"
     own.write_text("params:\n  gamma: {type: categorical, choices: [0.9, 0.99]}\n")
     preset_file = tmp_path / "mine.yaml"
-    preset_file.write_text(f"env_id: CartPole-v1\nsearch_space: {own}\n")
-    assert resolve(str(preset_file)).preset.search_space == str(own)
+    preset_file.write_text("env_id: CartPole-v1\nsearch_space: own.yaml\n")  # relative to the preset file
+    resolved = resolve(str(preset_file))
+    assert resolved.preset.search_space == "own.yaml"
+    assert preset_space(resolved.preset.search_space, resolved.source) == str(own)
+    assert preset_space("box2d", resolved.source) == "box2d"
 
 
 def test_sampling_gives_real_values_and_decodes_stored_params() -> None:
