@@ -238,6 +238,7 @@ def plot(
     out_dir: Annotated[
         Optional[Path], typer.Option(help="Folder for the PNG files (default runs/tune/<study>-plots).")
     ] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite existing plots.")] = False,
 ) -> None:
     """Optimization history, parameter importances, intermediate values and parallel coordinates as PNG."""
     from rlkit.tuning import storage as storages
@@ -246,7 +247,7 @@ def plot(
 
     opened = open_study(study, storage)
     folder = out_dir or storages.tune_root() / f"{study}-plots"
-    written, skipped = make_plots(opened, folder)
+    written, skipped = make_plots(opened, folder, force=force)
     for path in written:
         out.print(f"wrote {path}")
     for reason in skipped:

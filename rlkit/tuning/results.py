@@ -85,8 +85,13 @@ def importances(study: optuna.Study) -> dict[str, float] | None:
 PLOTS = ("history", "importances", "intermediate", "parallel")
 
 
-def plot(opened: Opened, out_dir: Path) -> tuple[list[Path], list[str]]:
+def plot(opened: Opened, out_dir: Path, *, force: bool = False) -> tuple[list[Path], list[str]]:
     """Write the study's plots as PNG files; returns (written, skipped with reasons)."""
+    existing = [
+        out_dir / f"{opened.name}-{name}.png" for name in PLOTS if (out_dir / f"{opened.name}-{name}.png").exists()
+    ]
+    if existing and not force:
+        raise RlkitError(f"{existing[0]} already exists; use --force to overwrite the plots in {out_dir}")
     import warnings
 
     import matplotlib

@@ -58,6 +58,9 @@ def test_study_runs_continues_and_its_best_trial_retrains_exactly(runs_dir: Path
         "cartpole-intermediate.png",
         "cartpole-parallel.png",
     ]
+    code, output = tune("plot", "cartpole", "--out-dir", "plots")
+    assert code == 2 and "already exists; use --force" in output
+    assert tune("plot", "cartpole", "--out-dir", "plots", "--force")[0] == 0
 
     code, output = tune("export", "cartpole", "--out", "best.yaml")
     assert code == 0, output
