@@ -9,7 +9,9 @@ from pathlib import Path
 
 import optuna
 from sqlalchemy.exc import SQLAlchemyError
+from typer.testing import CliRunner
 
+from rlkit.cli import app
 from tests.tuning.conftest import FAST, rlkit_cmd, worker_env
 
 
@@ -56,6 +58,12 @@ def test_two_workers_on_postgresql_share_one_study(postgres_url: str, tmp_path: 
     assert len(by_worker) == 2, "both workers ran trials"
     reported = [line.split()[1] for out in outputs for line in out.splitlines() if line.startswith("trial ")]
     assert sorted(reported, key=int) == [str(t.number) for t in finished]  # each trial reported by one worker once
+    show = CliRunner().invoke(app, ["tune", "show", "pg", "--storage", postgres_url])
+    assert show.exit_code == 0 and "best 5 trial(s)" in show.output, show.output
+    exported = CliRunner().invoke(
+        app, ["tune", "export", "pg", "--storage", postgres_url, "--out", str(tmp_path / "x.yaml")]
+    )
+    assert exported.exit_code == 0 and (tmp_path / "x.yaml").is_file(), exported.output
 
 
 def test_jobs_spawn_local_workers_on_the_embedded_storage(tmp_path: Path) -> None:
