@@ -219,6 +219,10 @@ class Preset(_Strict):
     torch_threads: int = Field(default=0, ge=0)
     """CPU threads for torch; 0 picks 1 for MLP policies (measured fastest) and all cores for CNNs."""
 
+    # --- tuning ------------------------------------------------------------------------
+    search_space: str | None = None
+    """``rlkit tune``'s search space: a name in ``tuning/`` (``classic``) or a YAML file; unset picks by family."""
+
     @model_validator(mode="after")
     def _consistent(self) -> Preset:
         if self.exploration_final_eps > self.exploration_initial_eps:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from rlkit.cli import benchmark_cmd, envs_cmd, evaluate_cmd, plot_cmd, record_cmd, report_cmd, train_cmd
+from rlkit.cli import benchmark_cmd, envs_cmd, evaluate_cmd, plot_cmd, record_cmd, report_cmd, train_cmd, tune_cmd
 
 app = typer.Typer(
     name="rlkit",
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 app.command("train")(train_cmd.train)
 app.command("envs")(envs_cmd.envs)
+app.add_typer(tune_cmd.app, name="tune")
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("record")(record_cmd.record)
 app.command("plot")(plot_cmd.plot)

@@ -1,0 +1,273 @@
+"""``rlkit tune``: Optuna studies (``rlkit tune ENV``), and ``show``, ``plot``, ``export`` for their results.
+
+``rlkit tune cartpole`` is short for ``rlkit tune run cartpole``: the group falls back to its
+``run`` command whenever the first word is not one of its subcommands.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from rlkit.cli.common import err, one_line_errors, out
+
+
+class DefaultRunGroup(TyperGroup):
+    """A group whose first word is a subcommand, or else the arguments of ``run``."""
+
+    default_command = "run"
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # ctx: typer's (vendored) click Context
+        help_names = ctx.help_option_names
+        if args and args[0] not in self.commands and args[0] not in help_names:
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    name="tune",
+    cls=DefaultRunGroup,
+    help=(
+        "Tune hyperparameters with Optuna. `rlkit tune ENV [OPTIONS]` runs (or continues) a study; "
+        "`show`, `plot` and `export` use its results."
+    ),
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+StorageOpt = Annotated[
+    Optional[str],
+    typer.Option(help="Study storage URL (default: the embedded file runs/tune/<study>.db)."),
+]
+
+
+@app.command("run")
+@one_line_errors
+def run(
+    env: Annotated[
+        str, typer.Argument(help="Preset alias (see `rlkit envs`), a gymnasium id, or a preset .yaml file.")
+    ],
+    trials: Annotated[int, typer.Option(help="Finished (complete or pruned) trials the study should hold.")] = 20,
+    timeout: Annotated[Optional[float], typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    steps: Annotated[
+        Optional[int], typer.Option(help="Training steps per seed in each trial (default: the preset's).")
+    ] = None,
+    seeds_per_trial: Annotated[
+        Optional[int], typer.Option(help="Seeds trained per trial; the objective is their mean (default 1).")
+    ] = None,
+    evals_per_trial: Annotated[
+        Optional[int], typer.Option(help="Evaluations per seed, reported to the pruner (default 5).")
+    ] = None,
+    sampler: Annotated[str, typer.Option(help="tpe, random, cmaes or gp (seeded with --seed).")] = "tpe",
+    pruner: Annotated[str, typer.Option(help="median, halving, hyperband or none.")] = "median",
+    jobs: Annotated[int, typer.Option(help="Local worker processes sharing the study.")] = 1,
+    study: Annotated[Optional[str], typer.Option(help="Study name (default: the env's alias).")] = None,
+    storage: StorageOpt = None,
+    seed: Annotated[
+        int, typer.Option(help="Seeds the sampler (and, for a new study, the trials' training seeds).")
+    ] = 0,
+    space: Annotated[
+        Optional[str], typer.Option(help="Search space: a name in tuning/ (classic, box2d, atari) or a .yaml file.")
+    ] = None,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", help="Override a key of the base preset: key=value (dotted keys). Repeatable."),
+    ] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML file of overrides laid over the base preset.")] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    heartbeat: Annotated[
+        int,
+        typer.Option(
+            help="Seconds between a running trial's heartbeats; a dead worker's trial is retried.", hidden=True
+        ),
+    ] = 20,
+    worker_index: Annotated[
+        int, typer.Option(help="Index of a --jobs worker (varies its sampler's seed).", hidden=True)
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display; one line per finished trial.")] = False,
+) -> None:
+    """Run an Optuna study on ENV, or continue it (the same command again continues it)."""
+    from rlkit.model import resolve_device
+    from rlkit.tuning.study import TuneRequest, prepare, spawn_workers, work
+
+    request = TuneRequest(
+        env=env,
+        trials=trials,
+        timeout=timeout,
+        steps=steps,
+        seeds_per_trial=seeds_per_trial,
+        evals_per_trial=evals_per_trial,
+        sampler=sampler,
+        pruner=pruner,
+        jobs=jobs,
+        study=study,
+        storage=storage,
+        seed=seed,
+        space=space,
+        overrides=list(set_ or []),
+        config=config,
+        device=resolve_device(device),
+        heartbeat=heartbeat,
+        worker_index=worker_index,
+    )
+    prepared = prepare(request)
+    record = prepared.record
+    verb = "created" if prepared.created else "continuing"
+    out.print(
+        f"{verb} study '{prepared.study_name}' ({prepared.env_id}) in {prepared.url.shown}: "
+        f"{record['steps']:,} steps x {record['seeds_per_trial']} seed(s) per trial, "
+        f"{record['evals_per_trial']} evaluations each, space {prepared.space.name}, "
+        f"sampler {sampler}, pruner {pruner}, {jobs} worker(s)"
+    )
+    display = _display(prepared, quiet)
+    problems: list[str] = []
+    with display:
+        if jobs > 1:
+            outcome, problems = spawn_workers(prepared, display=display)
+        else:
+            outcome = work(prepared, display=display)
+    for line in problems:
+        err.print(f"[bold red]error:[/] {line}", markup=True, soft_wrap=True)
+    _summary(prepared, outcome)
+    if outcome == "interrupted":
+        raise typer.Exit(130)
+    if problems:
+        raise typer.Exit(1)
+
+
+def _display(prepared: Any, quiet: bool) -> Any:
+    from rlkit.tuning.display import TuneDisplay
+    from rlkit.tuning.storage import worker_name
+
+    return TuneDisplay(
+        study_name=prepared.study_name,
+        env_id=prepared.env_id,
+        target=prepared.request.trials,
+        workers=prepared.request.jobs,
+        space=prepared.space,
+        storage_shown=prepared.url.shown,
+        quiet=quiet,
+        only_worker=worker_name() if prepared.request.jobs == 1 else None,
+        console=out,
+    )
+
+
+def _continue_command(prepared: Any) -> str:
+    argv = ["rlkit", *sys.argv[1:]] if sys.argv and "tune" in sys.argv[1:3] else []
+    if not argv:
+        argv = ["rlkit", "tune", prepared.request.env, "--study", prepared.study_name]
+    return shlex.join(argv)
+
+
+def _summary(prepared: Any, outcome: str) -> None:
+    from rlkit.tuning.study import best_summary, count
+
+    counts = count(prepared.study)
+    best = best_summary(prepared.study, prepared.space)
+    best_text = "no completed trial yet" if best is None else f"best {best[0]:.2f} (trial {best[1]})"
+    out.print(
+        f"{outcome}: {counts.finished}/{prepared.request.trials} trials finished "
+        f"({counts.complete} complete, {counts.pruned} pruned, {counts.failed} failed); {best_text}"
+    )
+    storage_opt = "" if prepared.request.storage is None else f" --storage {shlex.quote(prepared.url.shown)}"
+    if outcome != "done":
+        out.print(f"continue with: {_continue_command(prepared)}")
+    out.print(
+        f"results: rlkit tune show {prepared.study_name}{storage_opt}; "
+        f"export: rlkit tune export {prepared.study_name}{storage_opt} --out {prepared.study_name}-best.yaml"
+    )
+
+
+@app.command("show")
+@one_line_errors
+def show(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    storage: StorageOpt = None,
+    top: Annotated[int, typer.Option(help="How many of the best trials to list.")] = 5,
+) -> None:
+    """The best trials, their parameters, and parameter importances."""
+    from rich.table import Table
+
+    from rlkit.tuning.display import format_value
+    from rlkit.tuning.results import completed, importances, open_study
+    from rlkit.tuning.study import count
+
+    opened = open_study(study, storage)
+    counts = count(opened.study)
+    record = opened.record
+    out.print(
+        f"study '{opened.name}': {record['env_id']} ({record['alias']}), {record['steps']:,} steps x "
+        f"{record['seeds_per_trial']} seed(s) per trial; {counts.complete} complete, {counts.pruned} pruned, "
+        f"{counts.failed} failed, {counts.running} running, {counts.waiting} waiting"
+    )
+    best = completed(opened.study)[: max(1, top)]
+    if not best:
+        out.print("no completed trial yet")
+        return
+    table = Table(title=f"best {len(best)} trial(s)")
+    table.add_column("parameter")
+    for trial in best:
+        table.add_column(f"trial {trial.number}", justify="right")
+    table.add_row("[bold]value[/]", *[f"[bold]{trial.value:.2f}[/]" for trial in best])
+    decoded = [opened.space.decode(trial.params) for trial in best]
+    for key in opened.space.params:
+        table.add_row(key, *[format_value(params.get(key, "-")) for params in decoded])
+    out.print(table)
+    weights = importances(opened.study)
+    if weights:
+        imp = Table(title="parameter importances (fANOVA)")
+        imp.add_column("parameter")
+        imp.add_column("importance", justify="right")
+        for key, weight in weights.items():
+            imp.add_row(key, f"{weight:.3f}")
+        out.print(imp)
+    else:
+        out.print("parameter importances: need at least 2 completed trials")
+
+
+@app.command("plot")
+@one_line_errors
+def plot(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    storage: StorageOpt = None,
+    out_dir: Annotated[
+        Optional[Path], typer.Option(help="Folder for the PNG files (default runs/tune/<study>-plots).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite existing plots.")] = False,
+) -> None:
+    """Optimization history, parameter importances, intermediate values and parallel coordinates as PNG."""
+    from rlkit.tuning import storage as storages
+    from rlkit.tuning.results import open_study
+    from rlkit.tuning.results import plot as make_plots
+
+    opened = open_study(study, storage)
+    folder = out_dir or storages.tune_root() / f"{study}-plots"
+    written, skipped = make_plots(opened, folder, force=force)
+    for path in written:
+        out.print(f"wrote {path}")
+    for reason in skipped:
+        out.print(f"skipped {reason}")
+
+
+@app.command("export")
+@one_line_errors
+def export(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Preset file to write (.yaml).")],
+    trial: Annotated[Optional[int], typer.Option(help="Trial number (default: the best completed trial).")] = None,
+    storage: StorageOpt = None,
+    force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
+) -> None:
+    """Write a trial's configuration as a preset file that `rlkit train FILE.yaml` accepts."""
+    from rlkit.tuning.results import export as write_preset
+    from rlkit.tuning.results import open_study
+
+    opened = open_study(study, storage)
+    chosen = write_preset(opened, trial, out_file, force=force)
+    value = "-" if chosen.value is None else f"{chosen.value:.2f}"
+    out.print(f"wrote {out_file}: trial {chosen.number} (objective {value}); train it with: rlkit train {out_file}")

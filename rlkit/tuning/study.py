@@ -1,0 +1,531 @@
+"""A study from start to finish: check the request, open or create the study, run workers.
+
+``prepare`` validates everything (env, search space, sampler, pruner, storage) before anything
+is written, then creates the study or re-opens it, refusing one that belongs to another env or
+was run with another budget. ``work`` runs trials in this process until the study holds
+``trials`` finished (complete or pruned) trials; ``--jobs N`` starts N such worker processes
+on the same storage, which is exactly how workers on other machines join a PostgreSQL study.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Literal
+
+from rlkit.config import did_you_mean, to_plain
+from rlkit.errors import RlkitError
+from rlkit.tuning import storage as storages
+from rlkit.tuning.space import SearchSpace
+
+if TYPE_CHECKING:
+    import optuna
+
+    from rlkit.config import Preset
+
+SAMPLERS = ("tpe", "random", "cmaes", "gp")
+PRUNERS = ("median", "halving", "hyperband", "none")
+ATTR = "rlkit"
+"""Study user attribute holding rlkit's record of the study (env, base config, budget, space)."""
+
+FINISHED = ("COMPLETE", "PRUNED")
+
+
+@dataclass
+class TuneRequest:
+    """What ``rlkit tune <env>`` was asked to do."""
+
+    env: str
+    trials: int = 20
+    timeout: float | None = None
+    steps: int | None = None
+    seeds_per_trial: int | None = None
+    evals_per_trial: int | None = None
+    sampler: str = "tpe"
+    pruner: str = "median"
+    jobs: int = 1
+    study: str | None = None
+    storage: str | None = None
+    seed: int = 0
+    space: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    config: Path | None = None
+    device: str = "cpu"
+    heartbeat: int = storages.HEARTBEAT_S
+    runs_root: Path | None = None
+    worker_index: int = 0
+
+
+@dataclass
+class Prepared:
+    """A checked request and its open study."""
+
+    request: TuneRequest
+    study_name: str
+    url: storages.StorageUrl
+    alias: str
+    env_id: str
+    space: SearchSpace
+    record: dict[str, Any]
+    study: optuna.Study
+    created: bool
+
+
+def _check_choice(kind: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise RlkitError(f"unknown {kind} '{value}'{did_you_mean(value, list(valid))}; valid: {', '.join(valid)}")
+
+
+def sampler_seed(seed: int, trials_so_far: int, worker_index: int) -> int:
+    """The sampler's seed: reproducible for a fresh study, yet new for each continuation and worker.
+
+    A sampler seeded alike in a second run would replay the first run's random start-up trials.
+    """
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, trials_so_far, worker_index]).generate_state(1)[0])
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """The seeded sampler; CMA-ES and GP fall back to TPE for categorical parameters."""
+    import warnings
+
+    import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "cmaes":
+        try:
+            import cmaes  # noqa: F401
+        except ModuleNotFoundError:
+            raise RlkitError("--sampler cmaes needs the 'cmaes' package (pip install cmaes)") from None
+        return optuna.samplers.CmaEsSampler(seed=seed, independent_sampler=optuna.samplers.TPESampler(seed=seed))
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, independent_sampler=optuna.samplers.TPESampler(seed=seed))
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+
+
+def make_pruner(name: str, steps: int, seeds: int, evals: int) -> optuna.pruners.BasePruner:
+    """The pruner, in units of training steps (``k * budget + t`` for seed k)."""
+    import optuna
+
+    first = max(1, steps // evals)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=first)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=3)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=first, max_resource=steps * seeds, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def prepare(request: TuneRequest) -> Prepared:
+    """Validate the whole request, then open (or create) the study; nothing is written on error."""
+    import optuna
+
+    from rlkit.presets import resolve
+    from rlkit.tuning import space as spaces
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    _check_choice("sampler", request.sampler, SAMPLERS)
+    _check_choice("pruner", request.pruner, PRUNERS)
+    for name, value in (("--trials", request.trials), ("--jobs", request.jobs)):
+        if value < 1:
+            raise RlkitError(f"{name} must be at least 1 (got {value})")
+    for name, opt in (("--steps", request.steps), ("--seeds-per-trial", request.seeds_per_trial)):
+        if opt is not None and opt < 1:
+            raise RlkitError(f"{name} must be at least 1 (got {opt})")
+    if request.evals_per_trial is not None and request.evals_per_trial < 1:
+        raise RlkitError(f"--evals-per-trial must be at least 1 (got {request.evals_per_trial})")
+    if request.timeout is not None and request.timeout <= 0:
+        raise RlkitError(f"--timeout must be positive seconds (got {request.timeout:g})")
+
+    resolved = resolve(request.env, config_file=request.config, overrides=request.overrides)
+    _check_discrete(resolved.preset)
+    base = to_plain(resolved.preset)
+    space_name = request.space or preset_space(resolved.preset.search_space, resolved.source)
+    space_name = space_name or spaces.family(resolved.preset.env_id)
+    space = spaces.load(space_name, base)
+    study_name = request.study or resolved.alias
+    url = storages.parse(request.storage or storages.default_url(study_name, request.runs_root))
+    make_sampler(request.sampler, request.seed)  # a missing optional package fails here, before any write
+
+    storage = storages.open_storage(url, heartbeat_s=request.heartbeat, grace_s=max(3 * request.heartbeat, 3))
+    wanted = {
+        "steps": request.steps,
+        "seeds_per_trial": request.seeds_per_trial,
+        "evals_per_trial": request.evals_per_trial,
+    }
+    existing = study_name in storages.study_names(storage)
+    if existing:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        record = study.user_attrs.get(ATTR)
+        if record is None:
+            # Another worker may have just created it; give it a moment to record itself.
+            time.sleep(1.0)
+            study = optuna.load_study(study_name=study_name, storage=storage)
+            record = study.user_attrs.get(ATTR)
+        if record is None:
+            raise RlkitError(
+                f"study '{study_name}' in {url.shown} was not created by rlkit tune; choose another --study"
+            )
+        _check_same(study_name, record, resolved.preset.env_id, wanted, base, space)
+    else:
+        steps = request.steps or resolved.preset.n_timesteps
+        seeds = request.seeds_per_trial or 1
+        evals = request.evals_per_trial or 5
+        record = {
+            "alias": resolved.alias,
+            "env_id": resolved.preset.env_id,
+            "source": resolved.source,
+            "base": base,
+            "steps": steps,
+            "seeds_per_trial": seeds,
+            "evals_per_trial": evals,
+            "train_seeds": [request.seed * 1000 + k for k in range(seeds)],
+            "space_name": space.name,
+            "space": space.to_plain(),
+        }
+        study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", load_if_exists=True)
+        if ATTR not in study.user_attrs:
+            study.set_user_attr(ATTR, record)
+        else:  # a concurrent worker created it first
+            _check_same(study_name, study.user_attrs[ATTR], resolved.preset.env_id, wanted, base, space)
+            record = study.user_attrs[ATTR]
+    seed = sampler_seed(request.seed, len(study.get_trials(deepcopy=False)), request.worker_index)
+    study.sampler = make_sampler(request.sampler, seed)
+    study.pruner = make_pruner(request.pruner, record["steps"], record["seeds_per_trial"], record["evals_per_trial"])
+    return Prepared(request, study_name, url, record["alias"], record["env_id"], space, record, study, not existing)
+
+
+def _check_discrete(preset: Preset) -> None:
+    """DQN acts in discrete action spaces only; say so before a study exists."""
+    import gymnasium as gym
+
+    from rlkit.environments import make_env
+
+    env = make_env(preset, n_envs=1, seed=0, train=False)
+    try:
+        if not isinstance(env.action_space, gym.spaces.Discrete):
+            raise RlkitError(f"{preset.env_id} has a {env.action_space} action space; DQN needs a discrete one")
+    finally:
+        env.close()
+
+
+def preset_space(name: str | None, source: str) -> str | None:
+    """A preset's own ``search_space``; a relative file path is relative to the preset file."""
+    if name is None or not name.endswith((".yaml", ".yml")) or Path(name).is_absolute():
+        return name
+    beside = Path(source).parent / name
+    return str(beside) if beside.is_file() else name
+
+
+def _check_same(
+    name: str,
+    record: dict[str, Any],
+    env_id: str,
+    wanted: dict[str, int | None],
+    base: dict[str, Any],
+    space: SearchSpace,
+) -> None:
+    """A study continues only with the env, budget, base preset and space it was started with."""
+    if record.get("env_id") != env_id:
+        raise RlkitError(
+            f"study '{name}' tunes {record.get('env_id')} ({record.get('alias')}), not {env_id}; "
+            "choose another --study or the same env"
+        )
+    for key, value in wanted.items():
+        if value is not None and record.get(key) != value:
+            flag = "--" + key.replace("_", "-")
+            raise RlkitError(
+                f"study '{name}' was run with {flag} {record.get(key)}, not {value}; "
+                f"use the same value (or leave it out) to continue it, or choose another --study"
+            )
+    changed = _first_difference(record.get("base", {}), base)
+    if changed is not None:
+        key, was, now = changed
+        raise RlkitError(
+            f"study '{name}' was run with base preset {key}={was!r}, now {now!r}; "
+            "use the same --set/--config to continue it, or choose another --study"
+        )
+    if record.get("space") != space.to_plain():
+        raise RlkitError(
+            f"study '{name}' was run with another search space ({record.get('space_name')}) than {space.source}; "
+            "use the same space to continue it, or choose another --study"
+        )
+
+
+def _first_difference(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> tuple[str, Any, Any] | None:
+    for key in sorted(set(old) | set(new)):
+        was, now = old.get(key), new.get(key)
+        if isinstance(was, dict) and isinstance(now, dict):
+            found = _first_difference(was, now, f"{prefix}{key}.")
+            if found is not None:
+                return found
+        elif was != now:
+            return f"{prefix}{key}", was, now
+    return None
+
+
+# ----------------------------------------------------------------------------------------
+# Counting and stopping
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Counts:
+    """Trials by state."""
+
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    running: int = 0
+    waiting: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned
+
+
+def count(study: optuna.Study) -> Counts:
+    """How many trials are in each state."""
+    counts = Counts()
+    for trial in study.get_trials(deepcopy=False):
+        state = trial.state.name
+        if state == "COMPLETE":
+            counts.complete += 1
+        elif state == "PRUNED":
+            counts.pruned += 1
+        elif state == "FAIL":
+            counts.failed += 1
+        elif state == "RUNNING":
+            counts.running += 1
+        elif state == "WAITING":
+            counts.waiting += 1
+    return counts
+
+
+def fail_stale(study: optuna.Study) -> None:
+    """Fail (and re-queue) trials whose worker stopped sending heartbeats."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def requeue(study: optuna.Study, number: int) -> None:
+    """Queue an interrupted trial again, with the same parameters (as heartbeats do for dead workers)."""
+    import warnings
+
+    import optuna
+
+    trial = study.get_trials(deepcopy=False)[number]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=storages.MAX_RETRY)(study, trial)
+
+
+class SignalStop:
+    """First Ctrl-C or SIGTERM: abort the running trial (it is re-queued) and stop."""
+
+    def __init__(self) -> None:
+        from rlkit.tuning.objective import StopFlag
+
+        self.flag = StopFlag()
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> SignalStop:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.flag.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.flag.signal = signum
+
+
+Outcome = Literal["done", "timeout", "interrupted"]
+
+
+def work(prepared: Prepared, *, display: Any = None) -> Outcome:
+    """Run trials in this process until the study has enough finished trials (or time/signal)."""
+    import optuna
+
+    from rlkit.tuning.objective import Interrupted, Objective, TrialSettings
+
+    # Optuna would log an interrupted trial's traceback; rlkit reports trials itself.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    request, study, record = prepared.request, prepared.study, prepared.record
+    settings = TrialSettings(
+        base=record["base"],
+        steps=int(record["steps"]),
+        seeds=[int(s) for s in record["train_seeds"]],
+        evals=int(record["evals_per_trial"]),
+        device=request.device,
+        progress=display.on_progress if display is not None else None,
+    )
+    deadline = None if request.timeout is None else time.monotonic() + request.timeout
+    with SignalStop() as stopper:
+        objective = Objective(prepared.space, settings, stopper.flag)
+
+        def enough(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            if display is not None:
+                display.progress = None
+                display.refresh(study)
+            counts = count(study)
+            if counts.finished + counts.running >= request.trials or stopper.flag.signal is not None:
+                study.stop()
+
+        while True:
+            fail_stale(study)
+            counts = count(study)
+            if display is not None:
+                display.refresh(study)
+            if counts.finished >= request.trials:
+                return "done"
+            if stopper.flag.signal is not None:
+                return "interrupted"
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return "timeout"
+            if counts.finished + counts.running >= request.trials:
+                # The rest are running on other workers; wait for them (or for their heartbeats to go stale).
+                time.sleep(min(2.0, remaining if remaining is not None else 2.0))
+                continue
+            try:
+                study.optimize(objective, timeout=remaining, callbacks=[enough], gc_after_trial=True)
+            except Interrupted:
+                requeue(study, _last_interrupted(study))
+                return "interrupted"
+
+
+def _last_interrupted(study: optuna.Study) -> int:
+    me = storages.worker_name()
+    for trial in reversed(study.get_trials(deepcopy=False)):
+        if trial.user_attrs.get("interrupted") and trial.user_attrs.get("worker") == me:
+            return trial.number
+    raise RuntimeError("interrupted trial not found")  # pragma: no cover
+
+
+# ----------------------------------------------------------------------------------------
+# Local worker processes (--jobs)
+# ----------------------------------------------------------------------------------------
+
+
+def worker_command(prepared: Prepared, index: int) -> list[str]:
+    """The ``rlkit tune`` command line of local worker ``index`` (its sampler gets its own seed)."""
+    request = prepared.request
+    cmd = [
+        sys.executable,
+        "-m",
+        "rlkit",
+        "tune",
+        "run",
+        request.env,
+        "--study",
+        prepared.study_name,
+        "--storage",
+        prepared.url.url,
+        "--trials",
+        str(request.trials),
+        "--sampler",
+        request.sampler,
+        "--pruner",
+        request.pruner,
+        "--seed",
+        str(request.seed),
+        "--worker-index",
+        str(index),
+        "--device",
+        request.device,
+        "--heartbeat",
+        str(request.heartbeat),
+        "--space",
+        prepared.space.source,
+        "--quiet",
+    ]
+    if request.timeout is not None:
+        cmd += ["--timeout", str(request.timeout)]
+    if request.config is not None:
+        cmd += ["--config", str(request.config)]
+    for item in request.overrides:
+        cmd += ["--set", item]
+    return cmd
+
+
+def spawn_workers(prepared: Prepared, *, display: Any = None) -> tuple[Outcome, list[str]]:
+    """Start ``--jobs`` worker processes on the study's storage and wait for them.
+
+    Their output goes to ``runs/tune/<study>.logs/worker-<i>.log``. Ctrl-C (or SIGTERM) here is
+    passed on to every worker; each aborts and re-queues its running trial.
+    """
+    import subprocess
+
+    request = prepared.request
+    logs = storages.tune_root(request.runs_root) / f"{prepared.study_name}.logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+    for index in range(request.jobs):
+        log = logs / f"worker-{index}.log"
+        with open(log, "ab") as handle:
+            # Own session: a terminal's Ctrl-C reaches only this process, which passes on exactly one.
+            proc = subprocess.Popen(
+                worker_command(prepared, index), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            procs.append((proc, log))
+    interrupted = False
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        while any(proc.poll() is None for proc, _ in procs):
+            if display is not None:
+                display.refresh(prepared.study)
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        interrupted = True
+        for proc, _ in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc, _ in procs:
+            proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if display is not None:
+        display.refresh(prepared.study)
+    problems = []
+    for index, (proc, log) in enumerate(procs):
+        if proc.returncode not in (0, 130, -signal.SIGINT):
+            lines = log.read_text(errors="replace").strip().splitlines()
+            problems.append(f"worker {index} exited with {proc.returncode}: {lines[-1] if lines else ''} (log: {log})")
+    if interrupted or any(proc.returncode in (130, -signal.SIGINT) for proc, _ in procs):
+        return "interrupted", problems
+    counts = count(prepared.study)
+    return ("done" if counts.finished >= request.trials else "timeout"), problems
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def best_summary(study: optuna.Study, space: SearchSpace) -> tuple[float, int, dict[str, Any]] | None:
+    """(value, trial number, decoded params) of the best trial, or None before any completes."""
+    completed = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.value is not None]
+    if not completed:
+        return None
+    best = max(completed, key=lambda t: t.value if t.value is not None and math.isfinite(t.value) else -math.inf)
+    assert best.value is not None
+    return best.value, best.number, space.decode(best.params)

@@ -1,0 +1,164 @@
+"""``rlkit tune`` in-process: a study runs, continues, shows, plots, exports and re-trains exactly."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from rlkit.cli import app
+from tests.tuning.conftest import FAST
+
+runner = CliRunner()
+
+
+def tune(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["tune", *args])
+    return result.exit_code, result.output
+
+
+def load(runs: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{runs / 'tune' / f'{name}.db'}")
+
+
+def test_study_runs_continues_and_its_best_trial_retrains_exactly(runs_dir: Path) -> None:
+    args = ["cartpole", "--steps", "400", "--evals-per-trial", "2", "--seeds-per-trial", "2", "-q", *FAST]
+    code, output = tune(*args, "--trials", "2")
+    assert code == 0, output
+    assert "created study 'cartpole'" in output
+    study = load(runs_dir, "cartpole")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    first = study.trials[0]
+    # seeds x evaluations reported as steps k*budget + t; the value is the mean of the seeds' last evaluations
+    assert sorted(first.intermediate_values) == [200, 400, 600, 800]
+    assert first.value == pytest.approx((first.intermediate_values[400] + first.intermediate_values[800]) / 2)
+    assert first.user_attrs["seeds"] == [0, 1]
+    assert first.user_attrs["config"]["n_timesteps"] == 400
+
+    code, output = tune(*args, "--trials", "3")  # the same command with more trials continues the study
+    assert code == 0, output
+    assert "continuing study 'cartpole'" in output
+    study = load(runs_dir, "cartpole")
+    assert len(study.trials) == 3
+    assert len({str(t.params) for t in study.trials}) == 3  # a continued sampler does not replay old trials
+
+    code, output = tune("show", "cartpole")
+    assert code == 0, output
+    assert "policy_kwargs.net_arch" in output and "parameter importances" in output
+
+    code, output = tune("plot", "cartpole", "--out-dir", "plots")
+    assert code == 0, output
+    assert sorted(p.name for p in Path("plots").glob("*.png")) == [
+        "cartpole-history.png",
+        "cartpole-importances.png",
+        "cartpole-intermediate.png",
+        "cartpole-parallel.png",
+    ]
+    code, output = tune("plot", "cartpole", "--out-dir", "plots")
+    assert code == 2 and "already exists; use --force" in output
+    assert tune("plot", "cartpole", "--out-dir", "plots", "--force")[0] == 0
+
+    code, output = tune("export", "cartpole", "--out", "best.yaml")
+    assert code == 0, output
+    exported = yaml.safe_load(Path("best.yaml").read_text())
+    best = study.best_trial
+    assert exported["policy_kwargs"]["net_arch"] == yaml.safe_load(best.params["policy_kwargs.net_arch"])
+    assert exported["learning_rate"] == best.params["learning_rate"]
+    code, output = tune("export", "cartpole", "--out", "best.yaml")
+    assert code != 0 and "already exists" in output  # never clobbered without --force
+
+    # `rlkit train` accepts the file and reproduces the trial's evaluations for its first seed.
+    result = runner.invoke(app, ["train", "best.yaml", "--seed", "0", "--run-dir", "retrain", "-q", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    with open("retrain/evaluations.csv") as handle:
+        rows = {int(float(r["timesteps"])): float(r["mean_reward"]) for r in csv.DictReader(handle)}
+    seed0 = {step: value for step, value in best.intermediate_values.items() if step <= 400}
+    assert rows == seed0
+
+
+def test_divergence_prunes_with_the_reason(runs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("rlkit.tuning.objective.Q_LIMIT", 1e-12)  # any Q-value counts as exploded
+    code, output = tune("cartpole", "--trials", "2", "--steps", "300", "--pruner", "none", "-q", *FAST)
+    assert code == 0, output
+    study = load(runs_dir, "cartpole")
+    assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
+    assert all("diverged: Q-values exploded" in t.user_attrs["pruned_reason"] for t in study.trials)
+
+
+def test_nan_weights_are_detected() -> None:
+    import torch
+
+    from rlkit.environments import make_env
+    from rlkit.model import build_model
+    from rlkit.presets import resolve
+    from rlkit.tuning.objective import diverged
+
+    preset = resolve("cartpole").preset
+    model = build_model(preset, make_env(preset), seed=0, device="cpu", tensorboard_log=None)
+    assert diverged(model) is None
+    with torch.no_grad():
+        next(model.q_net.parameters()).fill_(float("nan"))
+    assert "non-finite weights" in (diverged(model) or "")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["cartpol"], "unknown environment 'cartpol' (did you mean 'cartpole'?)"),
+        (["cartpole", "--sampler", "tpee"], "unknown sampler 'tpee' (did you mean 'tpe'?)"),
+        (["cartpole", "--pruner", "medain"], "unknown pruner 'medain' (did you mean 'median'?)"),
+        (["cartpole", "--storage", "not a url"], "malformed storage URL"),
+        (["cartpole", "--storage", "redis://localhost/0"], "unsupported storage 'redis'"),
+        (["cartpole", "--storage", "postgresql://u:secret@127.0.0.1:1/db"], "cannot open storage"),
+        (["cartpole", "--space", "clasic"], "did you mean 'classic'?"),
+        (["cartpole", "--trials", "0"], "--trials must be at least 1"),
+        (["MountainCarContinuous-v0"], "DQN needs a discrete one"),
+    ],
+)
+def test_bad_input_is_one_line_and_creates_nothing(runs_dir: Path, args: list[str], message: str) -> None:
+    code, output = tune(*args)
+    assert code == 2
+    assert message in output
+    assert "Traceback" not in output and "secret" not in output
+    assert len(output.strip().splitlines()) == 1
+    assert not (runs_dir / "tune" / "cartpole.db").exists()
+
+
+def test_a_study_of_another_env_is_refused_untouched(runs_dir: Path) -> None:
+    code, output = tune("cartpole", "--trials", "1", "--steps", "200", "--study", "mine", "-q", *FAST)
+    assert code == 0, output
+    before = (runs_dir / "tune" / "mine.db").read_bytes()
+    code, output = tune("acrobot", "--trials", "1", "--study", "mine", "-q", *FAST)
+    assert code == 2
+    assert "study 'mine' tunes CartPole-v1 (cartpole), not Acrobot-v1" in output
+    code, output = tune("cartpole", "--trials", "2", "--steps", "300", "--study", "mine", "-q", *FAST)
+    assert code == 2 and "was run with --steps 200, not 300" in output
+    code, output = tune("cartpole", "--trials", "2", "--study", "mine", "-q", *FAST, "--set", "gamma=0.9")
+    assert code == 2 and "was run with base preset gamma=0.99, now 0.9" in output
+    code, output = tune("cartpole", "--trials", "2", "--study", "mine", "-q", *FAST, "--space", "classic")
+    assert code == 2 and "another search space" in output
+    assert (runs_dir / "tune" / "mine.db").read_bytes() == before
+    code, output = tune("show", "mien")
+    assert code == 2 and "did you mean 'mine'?" in output
+
+
+@pytest.mark.parametrize(("sampler", "pruner"), [("random", "halving"), ("cmaes", "hyperband"), ("gp", "median")])
+def test_every_sampler_and_pruner_runs(runs_dir: Path, sampler: str, pruner: str) -> None:
+    code, output = tune(
+        "cartpole", "--trials", "2", "--steps", "200", "--sampler", sampler, "--pruner", pruner, "-q", *FAST
+    )
+    assert code == 0, output
+    assert len(load(runs_dir, "cartpole").trials) == 2
+
+
+def test_tune_help_lists_the_subcommands_and_env_is_the_default_run() -> None:
+    code, output = tune("--help")
+    assert code == 0
+    for word in ("run", "show", "plot", "export", "rlkit tune ENV"):
+        assert word in output
+    code, output = tune("cartpole", "--help")  # routed to `run`
+    assert code == 0 and "--seeds-per-trial" in output

@@ -1,0 +1,91 @@
+"""Search spaces: the shipped files validate, bad ones fail with one clear line, sampling round-trips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from rlkit.config import to_plain
+from rlkit.errors import RlkitError
+from rlkit.presets import resolve
+from rlkit.tuning import space as spaces
+from rlkit.tuning.study import preset_space
+
+REQUIRED = {
+    "learning_rate",
+    "gamma",
+    "batch_size",
+    "buffer_size",
+    "train_freq",
+    "gradient_steps",
+    "target_update_interval",
+    "exploration_fraction",
+    "exploration_final_eps",
+    "learning_starts",
+    "policy_kwargs.net_arch",
+}
+
+
+@pytest.mark.parametrize(("env", "family"), [("cartpole", "classic"), ("lunarlander", "box2d"), ("pong", "atari")])
+def test_shipped_spaces_cover_the_issue_and_validate(env: str, family: str) -> None:
+    preset = resolve(env).preset
+    assert spaces.family(preset.env_id) == family
+    space = spaces.load(family, to_plain(preset))
+    assert set(space.params) >= REQUIRED
+
+
+def test_a_preset_can_name_its_own_space(tmp_path: Path) -> None:
+    own = tmp_path / "own.yaml"
+    own.write_text("params:\n  gamma: {type: categorical, choices: [0.9, 0.99]}\n")
+    preset_file = tmp_path / "mine.yaml"
+    preset_file.write_text("env_id: CartPole-v1\nsearch_space: own.yaml\n")  # relative to the preset file
+    resolved = resolve(str(preset_file))
+    assert resolved.preset.search_space == "own.yaml"
+    assert preset_space(resolved.preset.search_space, resolved.source) == str(own)
+    assert preset_space("box2d", resolved.source) == "box2d"
+
+
+def test_sampling_gives_real_values_and_decodes_stored_params() -> None:
+    base = to_plain(resolve("cartpole").preset)
+    space = spaces.load("classic", base)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(5):
+        trial = study.ask()
+        values = space.sample(trial)
+        assert isinstance(values["policy_kwargs.net_arch"], list)
+        assert isinstance(trial.params["policy_kwargs.net_arch"], str)  # what Optuna stores
+        assert space.decode(trial.params) == values
+        preset = spaces.build_preset(base, values, "trial")
+        assert preset.policy_kwargs.net_arch == values["policy_kwargs.net_arch"]
+        study.tell(trial, 0.0)
+
+
+BAD = [
+    ("params:\n  learning_rate: {type: float, low: 0.1, high: 0.01}\n", "learning_rate: low (0.1) must be below high"),
+    ("params:\n  learning_rat: {type: float, low: 0.001, high: 0.01}\n", "did you mean 'learning_rate'?"),
+    ("params:\n  batch_size: {type: categorical, choices: []}\n", "choices must not be empty"),
+    ("params:\n  learning_rate: {type: float, low: 0.001, high: 2.0}\n", "learning_rate: Input should be less than"),
+    ("params:\n  gamma: {type: normal, low: 0.9, high: 0.99}\n", "type must be float, int or categorical"),
+    ("params:\n  gamma: {type: float, low: 0.9, hgh: 0.99}\n", "params.gamma.high: Field required"),
+    ("params:\n  policy_kwargs.net_arch: {type: categorical, choices: [[64], [0]]}\n", "net_arch"),
+    ("params:\n  env_id: {type: categorical, choices: [CartPole-v1]}\n", "not a tunable preset key"),
+    ("params: {}\n", "at least one"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD)
+def test_malformed_spaces_fail_with_one_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(RlkitError) as info:
+        spaces.load(str(path), to_plain(resolve("cartpole").preset))
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_unknown_space_name_suggests() -> None:
+    with pytest.raises(RlkitError, match="did you mean 'classic'"):
+        spaces.load("clasic", {})
