@@ -352,6 +352,17 @@ def format_validation_error(exc: ValidationError) -> str:
     return f"{loc}: {msg}{shown}" if loc else f"{msg}"
 
 
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys, the form ``--set`` and search spaces use."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def to_plain(preset: Preset) -> dict[str, Any]:
     """A JSON/YAML-ready dict of the resolved preset."""
     return preset.model_dump(mode="json")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from rlkit import atomic
+from rlkit.config import flatten
 from rlkit.errors import RlkitError
 
 if TYPE_CHECKING:
@@ -170,16 +171,6 @@ def load_run(path: Path, window: int = 0) -> RunCurves:
 # ----------------------------------------------------------------------------------------
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def group_runs(runs: list[RunCurves]) -> list[Group]:
     """Runs with the same alias and resolved config (seed aside) share a group, in first-seen order."""
     groups: dict[str, Group] = {}
@@ -191,7 +182,7 @@ def group_runs(runs: list[RunCurves]) -> list[Group]:
         by_alias.setdefault(group.label, []).append(group)
     for same in by_alias.values():
         if len(same) > 1:
-            flats = [_flatten(g.runs[0].config) for g in same]
+            flats = [flatten(g.runs[0].config) for g in same]
             keys = sorted({k for f in flats for k in f if len({json.dumps(x.get(k), default=str) for x in flats}) > 1})
             for group, flat in zip(same, flats, strict=True):
                 shown = ", ".join(f"{k}={flat.get(k)}" for k in keys[:3])

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rlkit import atomic
+from rlkit.config import flatten
 from rlkit.errors import RlkitError
 from rlkit.evaluation import EvalResult
 from rlkit.rundir import RunDir
@@ -176,17 +177,6 @@ def table(headers: list[str], rows: list[list[str]], numeric: set[int] | None = 
         for r in rows
     )
     return f'<div class="scroll"><table>{thead}<tbody>{body}</tbody></table></div>'
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Dotted keys, as used by ``--set`` and the presets."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def run_name(facts: RunFacts) -> str:

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from clitools import assert_one_line_error, invoke
 from typer.testing import Result
 
 from rlkit.evaluation import resolve_model, summarize
 from rlkit.rundir import RunDir
+from tests.clitools import assert_one_line_error, invoke
 
 
 def _json(result: Result) -> dict[str, Any]:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clitools import assert_one_line_error, invoke
 
 from rlkit.plots import Curve, RunCurves, aggregate, group_runs, read_monitor_csv, smooth, t95
+from tests.clitools import assert_one_line_error, invoke
 
 
 def _image(path: Path) -> np.ndarray:

@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from clitools import assert_one_line_error, invoke
+
+from tests.clitools import assert_one_line_error, invoke
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/system-deps)")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clitools import assert_one_line_error, invoke
+
+from tests.clitools import assert_one_line_error, invoke
 
 EPISODE_LINE = re.compile(r"episode \d+: return (-?[\d.]+), length (\d+)")
 
