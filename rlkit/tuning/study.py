@@ -26,7 +26,6 @@ from rlkit.tuning.space import SearchSpace
 if TYPE_CHECKING:
     import optuna
 
-    from rlkit.config import Preset
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp")
 PRUNERS = ("median", "halving", "hyperband", "none")
@@ -148,7 +147,6 @@ def prepare(request: TuneRequest) -> Prepared:
         raise RlkitError(f"--timeout must be positive seconds (got {request.timeout:g})")
 
     resolved = resolve(request.env, config_file=request.config, overrides=request.overrides)
-    _check_discrete(resolved.preset)
     base = to_plain(resolved.preset)
     space_name = request.space or preset_space(resolved.preset.search_space, resolved.source)
     space_name = space_name or spaces.family(resolved.preset.env_id)
@@ -203,20 +201,6 @@ def prepare(request: TuneRequest) -> Prepared:
     study.sampler = make_sampler(request.sampler, seed)
     study.pruner = make_pruner(request.pruner, record["steps"], record["seeds_per_trial"], record["evals_per_trial"])
     return Prepared(request, study_name, url, record["alias"], record["env_id"], space, record, study, not existing)
-
-
-def _check_discrete(preset: Preset) -> None:
-    """DQN acts in discrete action spaces only; say so before a study exists."""
-    import gymnasium as gym
-
-    from rlkit.environments import make_env
-
-    env = make_env(preset, n_envs=1, seed=0, train=False)
-    try:
-        if not isinstance(env.action_space, gym.spaces.Discrete):
-            raise RlkitError(f"{preset.env_id} has a {env.action_space} action space; DQN needs a discrete one")
-    finally:
-        env.close()
 
 
 def preset_space(name: str | None, source: str) -> str | None:

@@ -116,7 +116,7 @@ def test_nan_weights_are_detected() -> None:
         (["cartpole", "--storage", "postgresql://u:secret@127.0.0.1:1/db"], "cannot open storage"),
         (["cartpole", "--space", "clasic"], "did you mean 'classic'?"),
         (["cartpole", "--trials", "0"], "--trials must be at least 1"),
-        (["MountainCarContinuous-v0"], "DQN needs a discrete one"),
+        (["MountainCarContinuous-v0"], "DQN needs discrete actions"),
     ],
 )
 def test_bad_input_is_one_line_and_creates_nothing(runs_dir: Path, args: list[str], message: str) -> None:
