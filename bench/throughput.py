@@ -129,7 +129,7 @@ class Contender:
         return (time.perf_counter() - start) * 1000 / (phases * per_phase)
 
 
-def build_contenders(env_name: str, atari: bool, extra: list[str]) -> list[Contender]:
+def build_contenders(env_name: str, atari: bool, extra: list[str], same_threads: bool = True) -> list[Contender]:
     from rlkit.environments import make_env, policy_name
     from rlkit.model import build_model, configure_threads
 
@@ -141,7 +141,12 @@ def build_contenders(env_name: str, atari: bool, extra: list[str]) -> list[Conte
     rlkit_model = build_model(preset, env_rlkit, seed=0, device="cpu", tensorboard_log=None)
     torch.set_num_threads(DEFAULT_THREADS)
     sb3_model = plain_sb3(preset, env_sb3, policy)
-    return [Contender("sb3_plain", sb3_model, DEFAULT_THREADS), Contender("rlkit", rlkit_model, rlkit_threads)]
+    contenders = [Contender("sb3_plain", sb3_model, DEFAULT_THREADS), Contender("rlkit", rlkit_model, rlkit_threads)]
+    if same_threads and rlkit_threads != DEFAULT_THREADS:
+        # Plain SB3 at rlkit's thread count: separates the thread lever from the training loop's.
+        env_same = make_env(preset, n_envs=preset.n_envs, seed=0)
+        contenders.append(Contender("sb3_plain_same_threads", plain_sb3(preset, env_same, policy), rlkit_threads))
+    return contenders
 
 
 def _median_time(fn: Callable[[], None], iters: int, reps: int) -> float:
@@ -194,6 +199,7 @@ def _net_sizes(model: Any) -> list[int]:
 
 
 def run_rounds(contenders: list[Contender], steps: int, rounds: int, warmup: int) -> dict[str, Any]:
+    """Median and per-round env steps/s; rounds alternate the order of the learners."""
     for c in contenders:
         if warmup > 0:
             c.learn(warmup)
@@ -206,8 +212,8 @@ def run_rounds(contenders: list[Contender], steps: int, rounds: int, warmup: int
             sps, share = c.learn(steps)
             per_round[c.name].append(round(sps, 1))
             env_share[c.name].append(round(share, 3))
-    base, ours = (per_round[c.name] for c in contenders)
-    return {
+    base, ours = per_round["sb3_plain"], per_round["rlkit"]
+    result = {
         "steps_per_s": {name: round(statistics.median(v), 1) for name, v in per_round.items()},
         "rounds_steps_per_s": per_round,
         "ratio": round(statistics.median(ours) / statistics.median(base), 3),
@@ -215,6 +221,11 @@ def run_rounds(contenders: list[Contender], steps: int, rounds: int, warmup: int
         "env_time_share": {name: round(statistics.median(v), 3) for name, v in env_share.items()},
         "load_1min_per_round": loads,
     }
+    if "sb3_plain_same_threads" in per_round:
+        same = per_round["sb3_plain_same_threads"]
+        result["ratio_same_threads"] = round(statistics.median(ours) / statistics.median(same), 3)
+        result["rounds_ratio_same_threads"] = [round(o / b, 3) for o, b in zip(ours, same, strict=True)]
+    return result
 
 
 def gradient_steps(contenders: list[Contender], phases: int, reps: int) -> dict[str, Any]:
@@ -282,6 +293,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--warmup", type=int, default=None, help="env steps each learner runs before timing")
     parser.add_argument("--phases", type=int, default=None, help="training phases per gradient-step timing")
     parser.add_argument("--atari", action="store_true", help="CnnPolicy on Pong, plus env stepping")
+    parser.add_argument(
+        "--no-same-threads",
+        action="store_true",
+        help="skip the third learner (plain SB3 at rlkit's thread count)",
+    )
     parser.add_argument("--set", action="append", default=[], dest="sets", help="extra preset override key=value")
     args = parser.parse_args(argv)
     env_name = args.env or ("pong" if args.atari else "lunarlander")
@@ -289,7 +305,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     warmup = args.warmup if args.warmup is not None else (300 if args.atari else 500)
     phases = args.phases or (20 if args.atari else 100)
     load_before = _load()
-    contenders = build_contenders(env_name, args.atari, args.sets)
+    contenders = build_contenders(env_name, args.atari, args.sets, same_threads=not args.no_same_threads)
     preset = _preset(env_name, args.atari, args.sets)
     result: dict[str, Any] = {
         "env": preset.env_id,
@@ -318,6 +334,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result["gradient_step_ms"] = step_ms
     if not args.atari:
         rlkit = contenders[1]
+        same = step_ms.get("sb3_plain_same_threads")
         floor = matmul_floor_ms(_net_sizes(rlkit.model), preset.batch_size, rlkit.threads)
         result["matmul_floor"] = {
             "ms": round(floor["ms"], 4),
@@ -328,6 +345,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "sb3_step_over_floor": round(step_ms["sb3_plain"] / floor["ms"], 2),
             "rlkit_fraction_above_floor": round(1 - floor["ms"] / step_ms["rlkit"], 3),
         }
+        if same is not None:
+            result["matmul_floor"]["sb3_same_threads_step_over_floor"] = round(same / floor["ms"], 2)
     else:
         result["env_stepping"] = atari_env_stepping(env_name, steps=max(400, steps), n_envs=4)
     result["load_avg_after"] = _load()

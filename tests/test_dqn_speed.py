@@ -119,3 +119,35 @@ def test_lean_predict_matches_sb3_predict() -> None:
 def test_optimizer_is_fused_adam() -> None:
     model = _model()
     assert isinstance(model.policy.optimizer, th.optim.Adam) and model.policy.optimizer.defaults["fused"]
+
+
+@pytest.mark.parametrize("sets", [[], ["prioritized_replay=true", "n_steps=3", "noisy=true"], ["algo=qrdqn"]])
+def test_lean_optimizer_step_equals_clip_and_adam_step(sets: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    models = [_model(*sets), _model(*sets)]
+    models[1].policy.load_state_dict(models[0].policy.state_dict())
+    for lean, model in zip((False, True), models, strict=True):
+        monkeypatch.setattr(algorithms, "LEAN_OPTIMIZER_STEP", lean)
+        np.random.seed(7)
+        th.manual_seed(7)
+        for _ in range(3):
+            model.train(gradient_steps=STEPS, batch_size=BATCH)
+    optimizer = models[1].policy.optimizer
+    assert algorithms.LeanFusedAdam.create(optimizer, models[1]._trained_params) is not None, "the lean path ran"
+    for key, value in models[0].policy.state_dict().items():
+        assert th.allclose(value, models[1].policy.state_dict()[key], rtol=1e-5, atol=1e-6), key
+    states = [m.policy.optimizer.state_dict()["state"] for m in models]
+    assert all(th.equal(states[0][i]["step"], states[1][i]["step"]) for i in states[0])
+    assert models[0].logger.name_to_value["diag/clip_fraction"] == models[1].logger.name_to_value["diag/clip_fraction"]
+
+
+def test_lean_step_declines_what_it_cannot_do() -> None:
+    model = _model()
+    params = model._trained_params
+    assert algorithms.LeanFusedAdam.create(model.policy.optimizer, params) is None  # no state before a step
+    assert algorithms.LeanFusedAdam.create(th.optim.SGD(params, lr=0.1), params) is None
+    assert algorithms.LeanFusedAdam.create(th.optim.Adam(params, amsgrad=True, fused=True), params) is None
+
+
+def test_qrdqn_keeps_sb3_contrib_adam_eps() -> None:
+    optimizer = _model("algo=qrdqn").policy.optimizer
+    assert optimizer.defaults["fused"] and optimizer.defaults["eps"] == pytest.approx(0.01 / BATCH)

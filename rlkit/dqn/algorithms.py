@@ -39,6 +39,8 @@ _RUNTIME = ["_diag", "_trained_params"]
 # over them (see phase_minibatches). False gives the per-step path (benchmarks and tests).
 BATCHED_PHASES = True
 MAX_PHASE_ROWS = 8192
+# Fused Adam: clip and step without torch.optim's per-call bookkeeping (see LeanFusedAdam).
+LEAN_OPTIMIZER_STEP = True
 
 BatchFn = Callable[[ReplayBufferSamples, th.Tensor | None], BatchOutput]
 
@@ -137,6 +139,7 @@ def run_gradient_steps(
     max_norm = float(model.max_grad_norm) if model.max_grad_norm is not None else float("inf")
     loss_sum = th.zeros((), device=model.device)
     q_abs_max = th.zeros((), device=model.device)
+    lean = LeanFusedAdam.create(optimizer, params) if LEAN_OPTIMIZER_STEP else None
     batched = None
     if BATCHED_PHASES and target_fn is not None and not (prioritized or noisy or isinstance(buffer, DictReplayBuffer)):
         batched = phase_minibatches(buffer, gradient_steps, batch_size, target_fn, model._vec_normalize_env)
@@ -155,8 +158,12 @@ def run_gradient_steps(
             loss = out.loss.mean()
         optimizer.zero_grad()
         loss.backward()
-        grad_norm = th.nn.utils.clip_grad_norm_(params, max_norm)
-        optimizer.step()
+        if lean is not None:
+            grad_norm = lean.step(max_norm)
+        else:
+            grad_norm = th.nn.utils.clip_grad_norm_(params, max_norm)
+            optimizer.step()
+            lean = LeanFusedAdam.create(optimizer, params) if LEAN_OPTIMIZER_STEP else None
         model._n_updates += 1
         loss_sum += loss.detach()
         q_abs_max = th.maximum(q_abs_max, out.q_all.abs().max())
@@ -169,6 +176,73 @@ def run_gradient_steps(
     check_divergence(int(model.num_timesteps), mean_loss, q_max, model.divergence_q_bound)
     model.logger.record("train/n_updates", model._n_updates, exclude="tensorboard")
     model.logger.record("train/loss", mean_loss)
+
+
+class LeanFusedAdam:
+    """Gradient clipping and a fused Adam step on the optimizer's own state, as one small call.
+
+    ``torch.optim.Adam(fused=True).step()`` spends most of its time for a small network in
+    per-call bookkeeping (grouping tensors by device, hooks, profiler records). This does the
+    same arithmetic as ``clip_grad_norm_`` followed by that step (the same ``torch._fused_adam_``
+    kernel on the same ``exp_avg``/``exp_avg_sq``/``step`` state tensors), so saving, loading and
+    a later plain ``optimizer.step()`` see an ordinary Adam. It applies only to a fused Adam with
+    one parameter group, all its parameters trained and on one device, its state already made by
+    a first ordinary step, no AMSGrad, no maximize, no differentiable mode and no hooks;
+    :meth:`create` returns ``None`` otherwise.
+    """
+
+    def __init__(self, group: dict[str, Any], params: list[th.nn.Parameter], state: list[dict[str, Any]]) -> None:
+        self.group = group
+        self.params = params
+        self.exp_avgs = [s["exp_avg"] for s in state]
+        self.exp_avg_sqs = [s["exp_avg_sq"] for s in state]
+        self.steps = [s["step"] for s in state]
+        self.beta1, self.beta2 = group["betas"]
+
+    @classmethod
+    def create(cls, optimizer: th.optim.Optimizer, params: list[th.nn.Parameter]) -> LeanFusedAdam | None:
+        if type(optimizer) is not th.optim.Adam or len(optimizer.param_groups) != 1:
+            return None
+        group = optimizer.param_groups[0]
+        flags = ("amsgrad", "maximize", "differentiable", "capturable", "decoupled_weight_decay")
+        if not group.get("fused") or any(group.get(flag) for flag in flags) or isinstance(group["lr"], th.Tensor):
+            return None
+        if list(group["params"]) != list(params) or len({p.device for p in params}) != 1:
+            return None
+        if optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks:
+            return None
+        state = [optimizer.state.get(p, {}) for p in params]
+        if not all({"exp_avg", "exp_avg_sq", "step"} <= set(s) for s in state):
+            return None  # the first ordinary step creates the state
+        return cls(group, params, state)
+
+    def step(self, max_norm: float) -> th.Tensor:
+        """Clip the gradients to ``max_norm`` (as ``clip_grad_norm_``), take one Adam step; the norm."""
+        grads = [p.grad for p in self.params]
+        if any(g is None for g in grads):
+            raise RuntimeError("LeanFusedAdam: a trained parameter has no gradient")
+        total = th.linalg.vector_norm(th.stack(th._foreach_norm(grads)))  # type: ignore[arg-type]
+        th._foreach_mul_(grads, th.clamp(max_norm / (total + 1e-6), max=1.0))  # type: ignore[arg-type]
+        th._foreach_add_(self.steps, 1)
+        group = self.group
+        th._fused_adam_(
+            self.params,
+            grads,  # type: ignore[arg-type]
+            self.exp_avgs,
+            self.exp_avg_sqs,
+            [],
+            self.steps,
+            amsgrad=False,
+            lr=float(group["lr"]),
+            beta1=self.beta1,
+            beta2=self.beta2,
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=False,
+            grad_scale=None,
+            found_inf=None,
+        )
+        return total
 
 
 def phase_minibatches(
