@@ -226,7 +226,7 @@ class LeanFusedAdam:
         th._foreach_add_(self.steps, 1)
         group = self.group
         th._fused_adam_(
-            self.params,
+            self.params,  # type: ignore[arg-type]
             grads,  # type: ignore[arg-type]
             self.exp_avgs,
             self.exp_avg_sqs,
