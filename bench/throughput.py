@@ -238,7 +238,6 @@ def gradient_steps(contenders: list[Contender], phases: int, reps: int) -> dict[
 
 def atari_env_stepping(env_name: str, steps: int, n_envs: int) -> dict[str, Any]:
     """Random-action steps/s: SB3's wrapped env (rlkit's make_env) against AtariVectorEnv."""
-    import gymnasium as gym
     import numpy as np
 
     from rlkit.environments import make_env
@@ -275,7 +274,6 @@ def atari_env_stepping(env_name: str, steps: int, n_envs: int) -> dict[str, Any]
         vec.step(rng.integers(n_actions, size=n_envs))
     ale = (steps // n_envs) * n_envs / (time.perf_counter() - start)
     vec.close()
-    del gym
     return {
         "n_envs": n_envs,
         "steps": steps,
@@ -293,6 +291,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--warmup", type=int, default=None, help="env steps each learner runs before timing")
     parser.add_argument("--phases", type=int, default=None, help="training phases per gradient-step timing")
     parser.add_argument("--atari", action="store_true", help="CnnPolicy on Pong, plus env stepping")
+    parser.add_argument("--env-steps", type=int, default=4000, help="--atari: random-action steps per env timing")
     parser.add_argument(
         "--no-same-threads",
         action="store_true",
@@ -348,7 +347,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if same is not None:
             result["matmul_floor"]["sb3_same_threads_step_over_floor"] = round(same / floor["ms"], 2)
     else:
-        result["env_stepping"] = atari_env_stepping(env_name, steps=max(400, steps), n_envs=4)
+        result["env_stepping"] = atari_env_stepping(env_name, steps=args.env_steps, n_envs=4)
     result["load_avg_after"] = _load()
     return result
 
