@@ -219,6 +219,12 @@ def run_rounds(contenders: list[Contender], steps: int, rounds: int, warmup: int
         "ratio": round(statistics.median(ours) / statistics.median(base), 3),
         "rounds_ratio": [round(o / b, 3) for o, b in zip(ours, base, strict=True)],
         "env_time_share": {name: round(statistics.median(v), 3) for name, v in env_share.items()},
+        # Wall time per env step outside the env (action choice, storage, training): the learner's
+        # own cost, free of how expensive each learner's current policy makes the physics.
+        "learner_ms_per_step": {
+            name: round(statistics.median((1 - sh) * 1000 / sp for sp, sh in zip(v, env_share[name], strict=True)), 3)
+            for name, v in per_round.items()
+        },
         "load_1min_per_round": loads,
     }
     if "sb3_plain_same_threads" in per_round:
