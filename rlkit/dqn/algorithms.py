@@ -10,6 +10,11 @@ syncs, saving and loading are the parents'. The switches are plain attributes, s
 3. updates priorities from the TD errors, and every ``diagnostics_interval`` steps logs ``diag/``.
 
 After the phase, one host sync fetches the mean loss and the largest |Q| for the divergence guard.
+
+Speed (same algorithm, see ``bench/throughput.py`` and ``tests/test_dqn_speed.py``): with uniform
+replay a phase's minibatches are drawn at once and the target network runs once over all of them
+(:func:`phase_minibatches`); the optimizer is a fused Adam stepped by :class:`LeanFusedAdam`;
+``RlkitDQN.predict`` has a lean epsilon-greedy path for batches of Box observations.
 """
 
 from __future__ import annotations
