@@ -168,8 +168,8 @@ def test_divergence_stops_training_and_keeps_the_last_checkpoint(
 ) -> None:
     original = RlkitDQN._batch
 
-    def poisoned(self: RlkitDQN, data: Any) -> Any:
-        out = original(self, data)
+    def poisoned(self: RlkitDQN, data: Any, next_target: Any = None) -> Any:
+        out = original(self, data, next_target)
         if self.num_timesteps >= 700:
             out.loss = out.loss * float("nan")
         return out

@@ -10,19 +10,28 @@ syncs, saving and loading are the parents'. The switches are plain attributes, s
 3. updates priorities from the TD errors, and every ``diagnostics_interval`` steps logs ``diag/``.
 
 After the phase, one host sync fetches the mean loss and the largest |Q| for the divergence guard.
+
+Speed (same algorithm, see ``bench/throughput.py`` and ``tests/test_dqn_speed.py``): with uniform
+replay a phase's minibatches are drawn at once and the target network runs once over all of them
+(:func:`phase_minibatches`); the optimizer is a fused Adam stepped by :class:`LeanFusedAdam`;
+``RlkitDQN.predict`` has a lean epsilon-greedy path for batches of Box observations.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch as th
+from gymnasium import spaces
 from sb3_contrib import QRDQN
 from stable_baselines3 import DQN
+from stable_baselines3.common.buffers import DictReplayBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from stable_baselines3.common.vec_env import VecNormalize
 
 from rlkit.dqn.buffers import PrioritizedReplayBuffer
 from rlkit.dqn.diagnostics import BatchOutput, Diagnostics, check_divergence
@@ -30,6 +39,15 @@ from rlkit.dqn.targets import LossName, elementwise_loss, quantile_huber_per_sam
 
 # Attributes rebuilt by _setup_model, never saved (so a vanilla model stays loadable by plain SB3).
 _RUNTIME = ["_diag", "_trained_params"]
+
+# Uniform replay: draw a training phase's minibatches at once and run the target network once
+# over them (see phase_minibatches). False gives the per-step path (benchmarks and tests).
+BATCHED_PHASES = True
+MAX_PHASE_ROWS = 8192
+# Fused Adam: clip and step without torch.optim's per-call bookkeeping (see LeanFusedAdam).
+LEAN_OPTIMIZER_STEP = True
+
+BatchFn = Callable[[ReplayBufferSamples, th.Tensor | None], BatchOutput]
 
 
 def extension_kwargs(
@@ -98,35 +116,59 @@ def per_beta(model: Any) -> float:
 
 
 def run_gradient_steps(
-    model: Any, gradient_steps: int, batch_size: int, batch_fn: Callable[[ReplayBufferSamples], BatchOutput]
+    model: Any,
+    gradient_steps: int,
+    batch_size: int,
+    batch_fn: BatchFn,
+    target_fn: Callable[[th.Tensor], th.Tensor] | None = None,
 ) -> None:
-    """The shared training phase of :class:`RlkitDQN` and :class:`RlkitQRDQN` (see module docstring)."""
+    """The shared training phase of :class:`RlkitDQN` and :class:`RlkitQRDQN` (see module docstring).
+
+    ``batch_fn(data, next_target)`` computes one gradient step's :class:`BatchOutput`;
+    ``next_target`` is the target network's output on ``data.next_observations``, or ``None`` to
+    let ``batch_fn`` compute it. With ``target_fn`` and uniform replay (no priorities, no noisy
+    target network) the phase is batched: see :func:`phase_minibatches`.
+    """
     policy = model.policy
     policy.set_training_mode(True)
     model._update_learning_rate(policy.optimizer)
+    if gradient_steps <= 0:
+        return
     buffer = model.replay_buffer
     prioritized = isinstance(buffer, PrioritizedReplayBuffer)
     beta = per_beta(model) if prioritized else 1.0
     noisy = bool(getattr(policy, "noisy", False))
     diag: Diagnostics = model._diag
     params: list[th.nn.Parameter] = model._trained_params
+    optimizer = policy.optimizer
     max_norm = float(model.max_grad_norm) if model.max_grad_norm is not None else float("inf")
     loss_sum = th.zeros((), device=model.device)
     q_abs_max = th.zeros((), device=model.device)
+    lean = LeanFusedAdam.create(optimizer, params) if LEAN_OPTIMIZER_STEP else None
+    batched = None
+    if BATCHED_PHASES and target_fn is not None and not (prioritized or noisy or isinstance(buffer, DictReplayBuffer)):
+        batched = phase_minibatches(buffer, gradient_steps, batch_size, target_fn, model._vec_normalize_env)
     for _ in range(gradient_steps):
         if noisy:
             policy.reset_noise()
-        if prioritized:
+        if batched is not None:
+            out = batch_fn(*next(batched))
+            loss = out.loss.mean()
+        elif prioritized:
             data, weights, leaves = buffer.sample_prioritized(batch_size, beta, env=model._vec_normalize_env)
-            out = batch_fn(data)
+            out = batch_fn(data, None)
             loss = (out.loss * weights.reshape(-1)).mean()
         else:
-            out = batch_fn(buffer.sample(batch_size, env=model._vec_normalize_env))
+            out = batch_fn(buffer.sample(batch_size, env=model._vec_normalize_env), None)
             loss = out.loss.mean()
-        policy.optimizer.zero_grad()
+        optimizer.zero_grad()
         loss.backward()
-        grad_norm = th.nn.utils.clip_grad_norm_(params, max_norm)
-        policy.optimizer.step()
+        if lean is not None:
+            grad_norm = lean.step(max_norm)
+        else:
+            grad_norm = th.nn.utils.clip_grad_norm_(params, max_norm)
+            optimizer.step()
+            lean = LeanFusedAdam.create(optimizer, params) if LEAN_OPTIMIZER_STEP else None
         model._n_updates += 1
         loss_sum += loss.detach()
         q_abs_max = th.maximum(q_abs_max, out.q_all.abs().max())
@@ -135,12 +177,106 @@ def run_gradient_steps(
             buffer.update_priorities(leaves, out.td.abs().cpu().numpy())
         if diag.due(model._n_updates):
             diag.record(model.logger, out, loss, grad_norm, _extra_figures(model, beta if prioritized else None))
-    if gradient_steps <= 0:
-        return
     mean_loss, q_max = (th.stack([loss_sum / gradient_steps, q_abs_max])).tolist()
     check_divergence(int(model.num_timesteps), mean_loss, q_max, model.divergence_q_bound)
     model.logger.record("train/n_updates", model._n_updates, exclude="tensorboard")
     model.logger.record("train/loss", mean_loss)
+
+
+class LeanFusedAdam:
+    """Gradient clipping and a fused Adam step on the optimizer's own state, as one small call.
+
+    ``torch.optim.Adam(fused=True).step()`` spends most of its time for a small network in
+    per-call bookkeeping (grouping tensors by device, hooks, profiler records). This does the
+    same arithmetic as ``clip_grad_norm_`` followed by that step (the same ``torch._fused_adam_``
+    kernel on the same ``exp_avg``/``exp_avg_sq``/``step`` state tensors), so saving, loading and
+    a later plain ``optimizer.step()`` see an ordinary Adam. It applies only to a fused Adam with
+    one parameter group, all its parameters trained and on one device, its state already made by
+    a first ordinary step, no AMSGrad, no maximize, no differentiable mode and no hooks;
+    :meth:`create` returns ``None`` otherwise.
+    """
+
+    def __init__(self, group: dict[str, Any], params: list[th.nn.Parameter], state: list[dict[str, Any]]) -> None:
+        self.group = group
+        self.params = params
+        self.exp_avgs = [s["exp_avg"] for s in state]
+        self.exp_avg_sqs = [s["exp_avg_sq"] for s in state]
+        self.steps = [s["step"] for s in state]
+        self.beta1, self.beta2 = group["betas"]
+
+    @classmethod
+    def create(cls, optimizer: th.optim.Optimizer, params: list[th.nn.Parameter]) -> LeanFusedAdam | None:
+        if type(optimizer) is not th.optim.Adam or len(optimizer.param_groups) != 1:
+            return None
+        group = optimizer.param_groups[0]
+        flags = ("amsgrad", "maximize", "differentiable", "capturable", "decoupled_weight_decay")
+        if not group.get("fused") or any(group.get(flag) for flag in flags) or isinstance(group["lr"], th.Tensor):
+            return None
+        if list(group["params"]) != list(params) or len({p.device for p in params}) != 1:
+            return None
+        if optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks:
+            return None
+        state = [optimizer.state.get(p, {}) for p in params]
+        if not all({"exp_avg", "exp_avg_sq", "step"} <= set(s) for s in state):
+            return None  # the first ordinary step creates the state
+        return cls(group, params, state)
+
+    def step(self, max_norm: float) -> th.Tensor:
+        """Clip the gradients to ``max_norm`` (as ``clip_grad_norm_``), take one Adam step; the norm."""
+        grads = [p.grad for p in self.params]
+        if any(g is None for g in grads):
+            raise RuntimeError("LeanFusedAdam: a trained parameter has no gradient")
+        total = th.linalg.vector_norm(th.stack(th._foreach_norm(grads)))  # type: ignore[arg-type]
+        th._foreach_mul_(grads, th.clamp(max_norm / (total + 1e-6), max=1.0))  # type: ignore[arg-type]
+        th._foreach_add_(self.steps, 1)
+        group = self.group
+        th._fused_adam_(
+            self.params,  # type: ignore[arg-type]
+            grads,  # type: ignore[arg-type]
+            self.exp_avgs,
+            self.exp_avg_sqs,
+            [],
+            self.steps,
+            amsgrad=False,
+            lr=float(group["lr"]),
+            beta1=self.beta1,
+            beta2=self.beta2,
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=False,
+            grad_scale=None,
+            found_inf=None,
+        )
+        return total
+
+
+def phase_minibatches(
+    buffer: Any,
+    gradient_steps: int,
+    batch_size: int,
+    target_fn: Callable[[th.Tensor], th.Tensor],
+    env: VecNormalize | None = None,
+) -> Iterator[tuple[ReplayBufferSamples, th.Tensor]]:
+    """A training phase's minibatches drawn at once, each with its target network output.
+
+    Uniform replay draws every index independently, so one draw of ``gradient_steps * batch_size``
+    rows split into consecutive minibatches is the same distribution as one draw per step (with
+    one env and SB3's buffer it is even the same random stream, hence the same minibatches). The
+    target network does not change within a training phase (SB3 syncs it between env steps), so
+    its values for all minibatches come from one forward pass. At most ``MAX_PHASE_ROWS`` rows
+    are drawn at a time.
+    """
+    per_draw = max(1, MAX_PHASE_ROWS // batch_size)
+    done = 0
+    while done < gradient_steps:
+        n = min(per_draw, gradient_steps - done)
+        data = buffer.sample(n * batch_size, env=env)
+        with th.no_grad():
+            next_target = target_fn(data.next_observations)
+        for k in range(n):
+            rows = slice(k * batch_size, (k + 1) * batch_size)
+            yield ReplayBufferSamples(*(None if t is None else t[rows] for t in data)), next_target[rows]  # type: ignore[arg-type]
+        done += n
 
 
 def _extra_figures(model: Any, beta: float | None) -> dict[str, float]:
@@ -181,10 +317,40 @@ class RlkitDQN(_Extensions, DQN):
         if getattr(self.policy, "noisy", False):
             self.policy.q_net.reset_noise()  # type: ignore[operator]  # fresh exploration noise every env step
 
-    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
-        run_gradient_steps(self, gradient_steps, batch_size, self._batch)
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """SB3's epsilon-greedy ``predict``, with a lean path for a batch of Box observations.
 
-    def _batch(self, data: ReplayBufferSamples) -> BatchOutput:
+        Same random draws and the same actions as SB3's; the greedy branch skips SB3's per-call
+        checks and conversions and runs the Q-network under ``inference_mode``. Anything else
+        (dict or single observations, NoisyNet heads) goes through SB3's own code.
+        """
+        space = self.observation_space
+        if (
+            not isinstance(observation, np.ndarray)
+            or not isinstance(space, spaces.Box)
+            or observation.shape[1:] != space.shape
+            or getattr(self.policy, "noisy", False)
+        ):
+            return super().predict(observation, state, episode_start, deterministic)
+        if not deterministic and np.random.rand() < self.exploration_rate:
+            return np.array([self.action_space.sample() for _ in range(observation.shape[0])]), state
+        if self.policy.training:
+            self.policy.set_training_mode(False)
+        with th.inference_mode():
+            q_values = self.q_net(th.as_tensor(observation, device=self.device))
+            return q_values.argmax(dim=1).cpu().numpy(), state
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        run_gradient_steps(self, gradient_steps, batch_size, self._batch, self.q_net_target)
+
+    def _batch(self, data: ReplayBufferSamples, next_target: th.Tensor | None = None) -> BatchOutput:
+        """One gradient step's loss and figures; ``next_target`` is ``q_net_target(next_obs)`` when known."""
         discounts = data.discounts if data.discounts is not None else self.gamma
         obs, next_obs = data.observations, data.next_observations
         if self.double_q and isinstance(obs, th.Tensor) and isinstance(next_obs, th.Tensor):
@@ -195,7 +361,8 @@ class RlkitDQN(_Extensions, DQN):
             q_all = self.q_net(obs)
             next_online = self.q_net(next_obs).detach() if self.double_q else None
         with th.no_grad():
-            next_target = self.q_net_target(next_obs)
+            if next_target is None:
+                next_target = self.q_net_target(next_obs)
             target = td_targets(data.rewards, data.dones, discounts, next_target, next_online)
         q_taken = q_all.gather(1, data.actions.long())
         loss = elementwise_loss(q_taken, target, self.loss_kind)
@@ -223,12 +390,14 @@ class RlkitQRDQN(_Extensions, QRDQN):
         return [*super()._excluded_save_params(), *_RUNTIME]
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
-        run_gradient_steps(self, gradient_steps, batch_size, self._batch)
+        run_gradient_steps(self, gradient_steps, batch_size, self._batch, self.quantile_net_target)
 
-    def _batch(self, data: ReplayBufferSamples) -> BatchOutput:
+    def _batch(self, data: ReplayBufferSamples, next_target: th.Tensor | None = None) -> BatchOutput:
+        """One gradient step's loss and figures; ``next_target`` is the target quantiles when known."""
         discounts = data.discounts if data.discounts is not None else self.gamma
         with th.no_grad():
-            next_target = self.quantile_net_target(data.next_observations)
+            if next_target is None:
+                next_target = self.quantile_net_target(data.next_observations)
             next_online = self.quantile_net(data.next_observations) if self.double_q else None
             target = quantile_td_targets(data.rewards, data.dones, discounts, next_target, next_online)
         current_all = self.quantile_net(data.observations)  # (batch, n_quantiles, n_actions)

@@ -1,0 +1,362 @@
+"""Throughput at identical hyperparameters: plain SB3 ``DQN`` against rlkit's training path.
+
+Both learners get the same preset (``lunarlander`` by default: lr 6.3e-4, batch 128, buffer 50k,
+learning_starts 0, train_freq 4, gradient_steps -1, net [256, 256], target update 250), so both
+do the same number of gradient steps of the same size. Plain SB3 runs as users run it (torch's
+default thread count, SB3's buffer, train loop and MlpPolicy); rlkit runs through
+``rlkit.model.build_model`` with rlkit's thread choice (``configure_threads``). After a warm-up,
+the two alternate in the same process (``--rounds`` rounds of ``--steps`` env steps each, the
+order flipped every round) and the script prints JSON: per-round and median steps/s, the ratio,
+the threads, the time spent inside the env, and a micro-benchmark of one gradient step against
+the floor of its matrix products alone (the same products on preallocated tensors).
+
+    PYTHONPATH=. python bench/throughput.py --env lunarlander --steps 3000 --rounds 3
+    PYTHONPATH=. python bench/throughput.py --atari --steps 1000 --rounds 2
+
+``--atari`` does the same with CnnPolicy on PongNoFrameskip-v4 (the pong preset with a small
+buffer and learning_starts) and also compares SB3's wrapped env stepping against
+``ale_py.vector_env.AtariVectorEnv`` (same preprocessing: frame skip 4 max-pooled, 84x84 gray,
+stack 4, 30 no-ops).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+DEFAULT_THREADS = torch.get_num_threads()  # what a user's process gets, before anything sets it
+ATARI_OVERRIDES = ["buffer_size=5000", "learning_starts=200", "optimize_memory_usage=false"]
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _preset(env_name: str, atari: bool, extra: list[str]) -> Any:
+    from rlkit.presets import resolve
+
+    return resolve(env_name, overrides=[*(ATARI_OVERRIDES if atari else []), *extra]).preset
+
+
+def plain_sb3(preset: Any, env: Any, policy: str) -> Any:
+    """SB3's own DQN with the preset's hyperparameters and nothing else."""
+    from stable_baselines3 import DQN
+
+    from rlkit.environments import policy_kwargs
+
+    return DQN(
+        policy,
+        env,
+        learning_rate=preset.learning_rate,
+        buffer_size=preset.buffer_size,
+        learning_starts=preset.learning_starts,
+        batch_size=preset.batch_size,
+        tau=preset.tau,
+        gamma=preset.gamma,
+        train_freq=preset.train_freq,
+        gradient_steps=preset.gradient_steps,
+        optimize_memory_usage=preset.optimize_memory_usage,
+        replay_buffer_kwargs={"handle_timeout_termination": not preset.optimize_memory_usage},
+        target_update_interval=preset.target_update_interval,
+        exploration_fraction=preset.exploration_fraction,
+        exploration_initial_eps=preset.exploration_initial_eps,
+        exploration_final_eps=preset.exploration_final_eps,
+        max_grad_norm=preset.max_grad_norm,
+        policy_kwargs=policy_kwargs(preset, policy),
+        seed=0,
+        device="cpu",
+    )
+
+
+class Contender:
+    """One learner with its own env, its thread count and a clock on its env stepping."""
+
+    def __init__(self, name: str, model: Any, threads: int) -> None:
+        self.name = name
+        self.model = model
+        self.threads = threads
+        self.env_s = 0.0
+        venv = model.get_env()
+        step_wait = venv.step_wait
+
+        def timed_step_wait() -> Any:
+            start = time.perf_counter()
+            try:
+                return step_wait()
+            finally:
+                self.env_s += time.perf_counter() - start
+
+        venv.step_wait = timed_step_wait
+
+    def learn(self, steps: int) -> tuple[float, float]:
+        """Env steps/s of ``learn(steps)`` and the env's share of the time."""
+        torch.set_num_threads(self.threads)
+        env_before = self.env_s
+        start = time.perf_counter()
+        self.model.learn(steps, reset_num_timesteps=False)
+        wall = time.perf_counter() - start
+        return steps / wall, (self.env_s - env_before) / wall
+
+    def gradient_step_ms(self, phases: int) -> float:
+        """Mean time of one gradient step, timed over ``phases`` training phases as learn() runs them."""
+        torch.set_num_threads(self.threads)
+        model = self.model
+        per_phase = model.train_freq.frequency * model.n_envs if model.gradient_steps < 0 else model.gradient_steps
+        start = time.perf_counter()
+        for _ in range(phases):
+            model.train(gradient_steps=per_phase, batch_size=model.batch_size)
+        return (time.perf_counter() - start) * 1000 / (phases * per_phase)
+
+
+def build_contenders(env_name: str, atari: bool, extra: list[str], same_threads: bool = True) -> list[Contender]:
+    from rlkit.environments import make_env, policy_name
+    from rlkit.model import build_model, configure_threads
+
+    preset = _preset(env_name, atari, extra)
+    env_sb3 = make_env(preset, n_envs=preset.n_envs, seed=0)
+    env_rlkit = make_env(preset, n_envs=preset.n_envs, seed=0)
+    policy = policy_name(preset, env_sb3.observation_space)
+    rlkit_threads = configure_threads(preset, policy, "cpu")
+    rlkit_model = build_model(preset, env_rlkit, seed=0, device="cpu", tensorboard_log=None)
+    torch.set_num_threads(DEFAULT_THREADS)
+    sb3_model = plain_sb3(preset, env_sb3, policy)
+    contenders = [Contender("sb3_plain", sb3_model, DEFAULT_THREADS), Contender("rlkit", rlkit_model, rlkit_threads)]
+    if same_threads and rlkit_threads != DEFAULT_THREADS:
+        # Plain SB3 at rlkit's thread count: separates the thread lever from the training loop's.
+        env_same = make_env(preset, n_envs=preset.n_envs, seed=0)
+        contenders.append(Contender("sb3_plain_same_threads", plain_sb3(preset, env_same, policy), rlkit_threads))
+    return contenders
+
+
+def _median_time(fn: Callable[[], None], iters: int, reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        times.append((time.perf_counter() - start) / iters)
+    return statistics.median(times)
+
+
+def matmul_floor_ms(sizes: list[int], batch: int, threads: int, iters: int = 300, reps: int = 5) -> dict[str, float]:
+    """The matrix products of one DQN gradient step alone, on preallocated tensors.
+
+    Per step: the target network's forward on the next states, the online forward, and the
+    backward products (a weight gradient per layer, an input gradient for every layer but the
+    first). Bias adds, activations, the loss and the optimizer are not counted.
+    """
+    torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(0)
+    layers = list(itertools.pairwise(sizes))
+    weights = [torch.randn(o, i, generator=gen) * 0.05 for i, o in layers]
+    acts = [torch.randn(batch, n, generator=gen) for n in sizes]
+    outs = [torch.empty(batch, n) for n in sizes]
+    grads = [torch.randn(batch, n, generator=gen) for n in sizes]
+    wgrads = [torch.empty_like(w) for w in weights]
+    dins = [torch.empty(batch, n) for n in sizes]
+
+    def step() -> None:
+        for _ in range(2):  # target forward, online forward
+            for k, w in enumerate(weights):
+                torch.mm(acts[k], w.t(), out=outs[k + 1])
+        for k in reversed(range(len(weights))):
+            torch.mm(grads[k + 1].t(), acts[k], out=wgrads[k])
+            if k > 0:
+                torch.mm(grads[k + 1], weights[k], out=dins[k])
+
+    flops = 2 * batch * sum(i * o for i, o in layers) * 3  # two forwards and the weight gradients
+    flops += 2 * batch * sum(i * o for i, o in layers[1:])  # input gradients (none for the first layer)
+    for _ in range(20):
+        step()
+    seconds = _median_time(step, iters, reps)
+    return {"ms": seconds * 1000, "gflop_per_s": flops / seconds / 1e9, "mflop": flops / 1e6}
+
+
+def _net_sizes(model: Any) -> list[int]:
+    linear = [m for m in model.q_net.q_net.modules() if isinstance(m, torch.nn.Linear)]
+    return [linear[0].in_features, *[m.out_features for m in linear]]
+
+
+def run_rounds(contenders: list[Contender], steps: int, rounds: int, warmup: int) -> dict[str, Any]:
+    """Median and per-round env steps/s; rounds alternate the order of the learners."""
+    for c in contenders:
+        if warmup > 0:
+            c.learn(warmup)
+    per_round: dict[str, list[float]] = {c.name: [] for c in contenders}
+    env_share: dict[str, list[float]] = {c.name: [] for c in contenders}
+    loads = []
+    for r in range(rounds):
+        loads.append(_load()[0])
+        for c in contenders if r % 2 == 0 else contenders[::-1]:
+            sps, share = c.learn(steps)
+            per_round[c.name].append(round(sps, 1))
+            env_share[c.name].append(round(share, 3))
+    base, ours = per_round["sb3_plain"], per_round["rlkit"]
+    result = {
+        "steps_per_s": {name: round(statistics.median(v), 1) for name, v in per_round.items()},
+        "rounds_steps_per_s": per_round,
+        "ratio": round(statistics.median(ours) / statistics.median(base), 3),
+        "rounds_ratio": [round(o / b, 3) for o, b in zip(ours, base, strict=True)],
+        "env_time_share": {name: round(statistics.median(v), 3) for name, v in env_share.items()},
+        # Wall time per env step outside the env (action choice, storage, training): the learner's
+        # own cost, free of how expensive each learner's current policy makes the physics.
+        "learner_ms_per_step": {
+            name: round(statistics.median((1 - sh) * 1000 / sp for sp, sh in zip(v, env_share[name], strict=True)), 3)
+            for name, v in per_round.items()
+        },
+        "load_1min_per_round": loads,
+    }
+    if "sb3_plain_same_threads" in per_round:
+        same = per_round["sb3_plain_same_threads"]
+        result["ratio_same_threads"] = round(statistics.median(ours) / statistics.median(same), 3)
+        result["rounds_ratio_same_threads"] = [round(o / b, 3) for o, b in zip(ours, same, strict=True)]
+    return result
+
+
+def gradient_steps(contenders: list[Contender], phases: int, reps: int) -> dict[str, Any]:
+    times: dict[str, list[float]] = {c.name: [] for c in contenders}
+    for r in range(reps):
+        for c in contenders if r % 2 == 0 else contenders[::-1]:
+            times[c.name].append(c.gradient_step_ms(phases))
+    return {name: round(statistics.median(v), 3) for name, v in times.items()}
+
+
+def atari_env_stepping(env_name: str, steps: int, n_envs: int) -> dict[str, Any]:
+    """Random-action steps/s: SB3's wrapped env (rlkit's make_env) against AtariVectorEnv."""
+    import numpy as np
+
+    from rlkit.environments import make_env
+
+    preset = _preset(env_name, True, [])
+    atari = preset.atari
+    venv = make_env(preset, n_envs=n_envs, seed=0)
+    venv.reset()
+    rng = np.random.default_rng(0)
+    n_actions = venv.action_space.n  # type: ignore[attr-defined]
+    start = time.perf_counter()
+    for _ in range(steps // n_envs):
+        venv.step(rng.integers(n_actions, size=n_envs))
+    sb3 = (steps // n_envs) * n_envs / (time.perf_counter() - start)
+    venv.close()
+    from ale_py.vector_env import AtariVectorEnv
+
+    game = preset.env_id.split("NoFrameskip")[0].split("-")[0].lower()
+    vec = AtariVectorEnv(
+        game=game,
+        num_envs=n_envs,
+        frameskip=atari.frame_skip,
+        img_height=atari.screen_size,
+        img_width=atari.screen_size,
+        stack_num=atari.frame_stack,
+        noop_max=atari.noop_max,
+        episodic_life=atari.terminal_on_life_loss,
+        reward_clipping=atari.clip_reward,
+        repeat_action_probability=0.0,
+    )
+    vec.reset(seed=0)
+    start = time.perf_counter()
+    for _ in range(steps // n_envs):
+        vec.step(rng.integers(n_actions, size=n_envs))
+    ale = (steps // n_envs) * n_envs / (time.perf_counter() - start)
+    vec.close()
+    return {
+        "n_envs": n_envs,
+        "steps": steps,
+        "sb3_wrapped_env_steps_per_s": round(sb3, 1),
+        "ale_vector_env_steps_per_s": round(ale, 1),
+        "ratio": round(ale / sb3, 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--env", default=None, help="preset name (default lunarlander; pong with --atari)")
+    parser.add_argument("--steps", type=int, default=None, help="env steps per round per learner")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=None, help="env steps each learner runs before timing")
+    parser.add_argument("--phases", type=int, default=None, help="training phases per gradient-step timing")
+    parser.add_argument("--atari", action="store_true", help="CnnPolicy on Pong, plus env stepping")
+    parser.add_argument("--env-steps", type=int, default=4000, help="--atari: random-action steps per env timing")
+    parser.add_argument(
+        "--no-same-threads",
+        action="store_true",
+        help="skip the third learner (plain SB3 at rlkit's thread count)",
+    )
+    parser.add_argument("--set", action="append", default=[], dest="sets", help="extra preset override key=value")
+    args = parser.parse_args(argv)
+    env_name = args.env or ("pong" if args.atari else "lunarlander")
+    steps = args.steps or (1000 if args.atari else 3000)
+    warmup = args.warmup if args.warmup is not None else (300 if args.atari else 500)
+    phases = args.phases or (20 if args.atari else 100)
+    load_before = _load()
+    contenders = build_contenders(env_name, args.atari, args.sets, same_threads=not args.no_same_threads)
+    preset = _preset(env_name, args.atari, args.sets)
+    result: dict[str, Any] = {
+        "env": preset.env_id,
+        "mode": "atari" if args.atari else "mlp",
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__},
+        "load_avg_before": load_before,
+        "steps": steps,
+        "rounds": args.rounds,
+        "warmup": warmup,
+        "hyperparameters": {
+            "learning_rate": preset.learning_rate,
+            "batch_size": preset.batch_size,
+            "buffer_size": preset.buffer_size,
+            "learning_starts": preset.learning_starts,
+            "gamma": preset.gamma,
+            "target_update_interval": preset.target_update_interval,
+            "train_freq": preset.train_freq,
+            "gradient_steps": preset.gradient_steps,
+            "net_arch": preset.policy_kwargs.net_arch,
+        },
+        "torch_threads": {c.name: c.threads for c in contenders},
+    }
+    result.update(run_rounds(contenders, steps, args.rounds, warmup))
+    step_ms = gradient_steps(contenders, phases, reps=3)
+    result["gradient_step_ms"] = step_ms
+    if not args.atari:
+        rlkit = contenders[1]
+        same = step_ms.get("sb3_plain_same_threads")
+        floor = matmul_floor_ms(_net_sizes(rlkit.model), preset.batch_size, rlkit.threads)
+        result["matmul_floor"] = {
+            "ms": round(floor["ms"], 4),
+            "gflop_per_s": round(floor["gflop_per_s"], 1),
+            "mflop_per_step": round(floor["mflop"], 2),
+            "threads": rlkit.threads,
+            "rlkit_step_over_floor": round(step_ms["rlkit"] / floor["ms"], 2),
+            "sb3_step_over_floor": round(step_ms["sb3_plain"] / floor["ms"], 2),
+            "rlkit_fraction_above_floor": round(1 - floor["ms"] / step_ms["rlkit"], 3),
+        }
+        if same is not None:
+            result["matmul_floor"]["sb3_same_threads_step_over_floor"] = round(same / floor["ms"], 2)
+    else:
+        result["env_stepping"] = atari_env_stepping(env_name, steps=args.env_steps, n_envs=4)
+    result["load_avg_after"] = _load()
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=2))

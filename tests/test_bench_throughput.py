@@ -1,0 +1,47 @@
+"""bench/throughput.py on a tiny budget: it runs, prints the JSON it promises, figures are positive."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "throughput.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def test_lunarlander_throughput_tiny() -> None:
+    doc = _run("--steps", "200", "--rounds", "1", "--warmup", "50", "--phases", "2")
+    assert doc["env"] == "LunarLander-v3" and doc["rounds"] == 1
+    assert doc["hyperparameters"]["batch_size"] == 128 and doc["hyperparameters"]["net_arch"] == [256, 256]
+    assert doc["torch_threads"]["rlkit"] >= 1 and doc["torch_threads"]["sb3_plain"] >= 1
+    for name in ("sb3_plain", "rlkit"):
+        assert doc["steps_per_s"][name] > 0 and len(doc["rounds_steps_per_s"][name]) == 1
+        assert doc["gradient_step_ms"][name] > 0
+    assert doc["ratio"] > 0 and len(doc["rounds_ratio"]) == 1
+    floor = doc["matmul_floor"]
+    assert floor["ms"] > 0 and floor["gflop_per_s"] > 0 and floor["rlkit_step_over_floor"] > 0
+    assert floor["mflop_per_step"] > 60  # two forwards and the backward of the 8-256-256-4 net at batch 128
+
+
+def test_atari_throughput_tiny() -> None:
+    doc = _run("--atari", "--steps", "100", "--rounds", "1", "--warmup", "0", "--phases", "1", "--env-steps", "80")
+    assert doc["env"] == "PongNoFrameskip-v4" and doc["mode"] == "atari"
+    assert doc["steps_per_s"]["rlkit"] > 0 and doc["steps_per_s"]["sb3_plain"] > 0
+    stepping = doc["env_stepping"]
+    assert stepping["sb3_wrapped_env_steps_per_s"] > 0 and stepping["ale_vector_env_steps_per_s"] > 0

@@ -1,0 +1,153 @@
+"""The fast paths compute the same algorithm: batched training phases, lean predict, fused Adam."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import DQN
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+from rlkit.dqn import algorithms
+from rlkit.environments import make_env
+from rlkit.model import build_model
+from rlkit.presets import resolve
+
+BATCH = 16
+STEPS = 4
+SETS = [
+    "policy_kwargs.net_arch=[32,32]",
+    "learning_starts=10000",  # collection only: no training inside learn()
+    f"batch_size={BATCH}",
+    "buffer_size=1000",
+    "diagnostics_interval=2",
+    "max_grad_norm=0.5",  # small enough that clipping fires, so it is compared too
+]
+
+
+def _model(*sets: str) -> Any:
+    preset = resolve("cartpole", overrides=[*SETS, *sets]).preset
+    model = build_model(preset, make_env(preset, n_envs=1, seed=0), seed=0, device="cpu", tensorboard_log=None)
+    model.learn(300)
+    return model
+
+
+def _fixed_sampler(data: ReplayBufferSamples, calls: list[int]) -> Any:
+    """``buffer.sample`` replaced by consecutive rows of one fixed batch."""
+    position = [0]
+
+    def sample(n: int, env: Any = None) -> ReplayBufferSamples:
+        calls.append(n)
+        rows = slice(position[0], position[0] + n)
+        position[0] += n
+        return ReplayBufferSamples(*(None if t is None else t[rows] for t in data))
+
+    return sample
+
+
+def _phase(model: Any, data: ReplayBufferSamples, batched: bool, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    monkeypatch.setattr(algorithms, "BATCHED_PHASES", batched)
+    monkeypatch.setattr(model.replay_buffer, "sample", _fixed_sampler(data, calls))
+    model.train(gradient_steps=STEPS, batch_size=BATCH)
+    return calls
+
+
+@pytest.mark.parametrize("sets", [[], ["double_q=true"], ["loss=mse", "dueling=true"], ["algo=qrdqn"]])
+def test_batched_phase_matches_the_per_step_path(sets: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    per_step, batched = _model(*sets), _model(*sets)
+    batched.policy.load_state_dict(per_step.policy.state_dict())
+    batched.policy.optimizer.load_state_dict(per_step.policy.optimizer.state_dict())
+    np.random.seed(3)
+    data = per_step.replay_buffer.sample(STEPS * BATCH)  # one fixed batch for both paths
+    assert _phase(per_step, data, False, monkeypatch) == [BATCH] * STEPS
+    assert _phase(batched, data, True, monkeypatch) == [STEPS * BATCH]  # one draw, one target pass
+    losses = [m.logger.name_to_value["train/loss"] for m in (per_step, batched)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5, abs=1e-7)
+    for key, value in per_step.policy.state_dict().items():
+        assert th.allclose(value, batched.policy.state_dict()[key], rtol=1e-5, atol=1e-6), key
+    moved = _model(*sets).policy.state_dict()
+    assert any(not th.equal(moved[k], v) for k, v in per_step.policy.state_dict().items()), "the phase trained"
+    clipped = [m.logger.name_to_value["diag/clip_fraction"] for m in (per_step, batched)]
+    assert clipped[0] == clipped[1]
+
+
+def test_batched_targets_equal_per_step_targets() -> None:
+    model = _model()
+    np.random.seed(0)
+    data = model.replay_buffer.sample(STEPS * BATCH)
+    with th.no_grad():
+        next_target = model.q_net_target(data.next_observations)
+    for k in range(STEPS):
+        rows = slice(k * BATCH, (k + 1) * BATCH)
+        part = ReplayBufferSamples(*(None if t is None else t[rows] for t in data))
+        alone, shared = model._batch(part), model._batch(part, next_target[rows])
+        assert th.allclose(alone.target, shared.target, rtol=1e-6, atol=1e-6)
+        assert th.allclose(alone.loss, shared.loss, rtol=1e-6, atol=1e-6)
+
+
+def test_phase_draws_are_the_per_step_draws_with_one_env() -> None:
+    """With one env, one draw of 4x128 rows consumes numpy's stream exactly like four draws of 128."""
+    model = _model()
+    np.random.seed(5)
+    per_step = [model.replay_buffer.sample(BATCH) for _ in range(STEPS)]
+    np.random.seed(5)
+    target = model.q_net_target
+    chunks = list(algorithms.phase_minibatches(model.replay_buffer, STEPS, BATCH, target))
+    for one, (two, _) in zip(per_step, chunks, strict=True):
+        assert th.equal(one.observations, two.observations) and th.equal(one.actions, two.actions)
+
+
+def test_lean_predict_matches_sb3_predict() -> None:
+    model = _model()
+    model.exploration_rate = 0.5
+    obs = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
+    for deterministic in (True, False):
+        np.random.seed(11)
+        model.action_space.seed(11)
+        ours = [model.predict(obs, deterministic=deterministic)[0] for _ in range(20)]
+        np.random.seed(11)
+        model.action_space.seed(11)
+        theirs = [DQN.predict(model, obs, deterministic=deterministic)[0] for _ in range(20)]
+        assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(ours, theirs, strict=True))
+    single = model.predict(obs[0], deterministic=True)[0]  # not a batch: SB3's own path
+    assert np.ndim(single) == 0
+
+
+def test_optimizer_is_fused_adam() -> None:
+    model = _model()
+    assert isinstance(model.policy.optimizer, th.optim.Adam) and model.policy.optimizer.defaults["fused"]
+
+
+@pytest.mark.parametrize("sets", [[], ["prioritized_replay=true", "n_steps=3", "noisy=true"], ["algo=qrdqn"]])
+def test_lean_optimizer_step_equals_clip_and_adam_step(sets: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    models = [_model(*sets), _model(*sets)]
+    models[1].policy.load_state_dict(models[0].policy.state_dict())
+    for lean, model in zip((False, True), models, strict=True):
+        monkeypatch.setattr(algorithms, "LEAN_OPTIMIZER_STEP", lean)
+        np.random.seed(7)
+        th.manual_seed(7)
+        for _ in range(3):
+            model.train(gradient_steps=STEPS, batch_size=BATCH)
+    optimizer = models[1].policy.optimizer
+    assert algorithms.LeanFusedAdam.create(optimizer, models[1]._trained_params) is not None, "the lean path ran"
+    for key, value in models[0].policy.state_dict().items():
+        assert th.allclose(value, models[1].policy.state_dict()[key], rtol=1e-5, atol=1e-6), key
+    states = [m.policy.optimizer.state_dict()["state"] for m in models]
+    assert all(th.equal(states[0][i]["step"], states[1][i]["step"]) for i in states[0])
+    assert models[0].logger.name_to_value["diag/clip_fraction"] == models[1].logger.name_to_value["diag/clip_fraction"]
+
+
+def test_lean_step_declines_what_it_cannot_do() -> None:
+    model = _model()
+    params = model._trained_params
+    assert algorithms.LeanFusedAdam.create(model.policy.optimizer, params) is None  # no state before a step
+    assert algorithms.LeanFusedAdam.create(th.optim.SGD(params, lr=0.1), params) is None
+    assert algorithms.LeanFusedAdam.create(th.optim.Adam(params, amsgrad=True, fused=True), params) is None
+
+
+def test_qrdqn_keeps_sb3_contrib_adam_eps() -> None:
+    optimizer = _model("algo=qrdqn").policy.optimizer
+    assert optimizer.defaults["fused"] and optimizer.defaults["eps"] == pytest.approx(0.01 / BATCH)
