@@ -84,6 +84,23 @@ class _Extensions:
     divergence_q_bound: float
     rlkit_algo: str
 
+    algo_name: str
+    """``dqn`` or ``qrdqn``: saved with the model so loading picks the right class."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        options = {key: kwargs.pop(key) for key in list(kwargs) if key in extension_kwargs()}
+        self._set_extensions(self.algo_name, options)
+        super().__init__(*args, **kwargs)
+
+    def _setup_model(self) -> None:
+        model: Any = self
+        _setup_with_per(super()._setup_model, model)  # type: ignore[misc]  # the SB3 class after this mixin
+        self._diag = Diagnostics(self.diagnostics_interval, model.device)
+        self._trained_params = [p for group in model.policy.optimizer.param_groups for p in group["params"]]
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), *_RUNTIME]  # type: ignore[misc]
+
     def _set_extensions(self, algo: str, options: dict[str, Any]) -> None:
         settings = extension_kwargs(**options)
         self.rlkit_algo = algo
@@ -299,18 +316,7 @@ class RlkitDQN(_Extensions, DQN):
     loads in plain ``stable_baselines3.DQN.load``.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        options = {key: kwargs.pop(key) for key in list(kwargs) if key in extension_kwargs()}
-        self._set_extensions("dqn", options)
-        super().__init__(*args, **kwargs)
-
-    def _setup_model(self) -> None:
-        _setup_with_per(super()._setup_model, self)
-        self._diag = Diagnostics(self.diagnostics_interval, self.device)
-        self._trained_params = [p for group in self.policy.optimizer.param_groups for p in group["params"]]
-
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), *_RUNTIME]
+    algo_name = "dqn"
 
     def _on_step(self) -> None:
         super()._on_step()
@@ -376,18 +382,7 @@ class RlkitQRDQN(_Extensions, QRDQN):
     Q-values in diagnostics are quantile means; the TD error is the difference of means.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        options = {key: kwargs.pop(key) for key in list(kwargs) if key in extension_kwargs()}
-        self._set_extensions("qrdqn", options)
-        super().__init__(*args, **kwargs)
-
-    def _setup_model(self) -> None:
-        _setup_with_per(super()._setup_model, self)
-        self._diag = Diagnostics(self.diagnostics_interval, self.device)
-        self._trained_params = [p for group in self.policy.optimizer.param_groups for p in group["params"]]
-
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), *_RUNTIME]
+    algo_name = "qrdqn"
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         run_gradient_steps(self, gradient_steps, batch_size, self._batch, self.quantile_net_target)
