@@ -147,6 +147,7 @@ def saved_algo(path: Path) -> str:
 
 def load_model(path: Path, env: VecEnv | None, device: str) -> OffPolicyAlgorithm:
     """Load a saved DQN or QR-DQN with every switch restored; a bad file is a one-line error."""
+    import warnings
     import zipfile
 
     from rlkit.dqn.algorithms import RlkitDQN, RlkitQRDQN
@@ -155,6 +156,10 @@ def load_model(path: Path, env: VecEnv | None, device: str) -> OffPolicyAlgorith
         raise RlkitError(f"model file not found: {path}")
     try:
         cls = RlkitQRDQN if saved_algo(path) == "qrdqn" else RlkitDQN
-        return cls.load(path, env=env, device=device)
+        with warnings.catch_warnings():
+            # A saved n-step model names SB3's NStepReplayBuffer with n_steps in its kwargs, which
+            # SB3 then (wrongly) reports as "n_steps is ignored"; the buffer is built correctly.
+            warnings.filterwarnings("ignore", message=".*is ignored because a custom `replay_buffer_class`")
+            return cls.load(path, env=env, device=device)
     except (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError) as exc:
         raise RlkitError(f"cannot load model {path}: corrupted or not an SB3 DQN model ({exc})") from None
