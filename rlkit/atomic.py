@@ -22,6 +22,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def check_new_output(path: Path, force: bool, suffixes: tuple[str, ...], kind: str, flag: str = "--out") -> None:
+    """An output path that can be written: a known suffix, an existing folder, no silent overwrite."""
+    from rlkit.errors import RlkitError
+
+    if path.suffix.lower() not in suffixes:
+        raise RlkitError(f"{flag} {path}: unknown {kind} type '{path.suffix}'; valid: {', '.join(suffixes)}")
+    if not path.parent.is_dir():
+        raise RlkitError(f"{flag} {path}: folder {path.parent} does not exist")
+    if path.exists() and not force:
+        raise RlkitError(f"{path} already exists; use --force to overwrite it or {flag} for another file")
+
+
 def write_with(path: Path, writer: Callable[[Path], None]) -> None:
     """Call ``writer(tmp_path)`` then atomically move the result to ``path``.
 

@@ -295,13 +295,8 @@ def load_groups(paths: list[Path], window: int = 0) -> list[Group]:
 
 
 def check_output(path: Path, force: bool) -> None:
-    """A writable new image path: known type, existing folder, no silent overwrite."""
-    if path.suffix.lower() not in PLOT_SUFFIXES:
-        raise RlkitError(f"--out {path}: unknown image type '{path.suffix}'; valid: {', '.join(PLOT_SUFFIXES)}")
-    if not path.parent.is_dir():
-        raise RlkitError(f"--out {path}: folder {path.parent} does not exist")
-    if path.exists() and not force:
-        raise RlkitError(f"{path} already exists; use --force to overwrite it or --out for another file")
+    """A writable new image path (see :func:`rlkit.atomic.check_new_output`)."""
+    atomic.check_new_output(path, force, PLOT_SUFFIXES, "image", "--out")
 
 
 def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:

@@ -52,13 +52,8 @@ class RunFacts:
 
 
 def check_output(path: Path, force: bool) -> None:
-    """A writable new ``.html`` path: existing folder, no silent overwrite."""
-    if path.suffix.lower() not in (".html", ".htm"):
-        raise RlkitError(f"-o {path}: a report is an .html file")
-    if not path.parent.is_dir():
-        raise RlkitError(f"-o {path}: folder {path.parent} does not exist")
-    if path.exists() and not force:
-        raise RlkitError(f"{path} already exists; use --force to overwrite it or -o for another file")
+    """A writable new report path (see :func:`rlkit.atomic.check_new_output`)."""
+    atomic.check_new_output(path, force, (".html", ".htm"), "report", "-o")
 
 
 def newest_video(run: RunDir) -> Path | None:

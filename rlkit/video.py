@@ -51,13 +51,8 @@ class Recording:
 
 
 def check_output(path: Path, force: bool) -> None:
-    """A writable new video path: known suffix, existing folder, no silent overwrite."""
-    if path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise RlkitError(f"--out {path}: unknown video type '{path.suffix}'; valid: .mp4, .gif")
-    if not path.parent.is_dir():
-        raise RlkitError(f"--out {path}: folder {path.parent} does not exist")
-    if path.exists() and not force:
-        raise RlkitError(f"{path} already exists; use --force to overwrite it or --out for another file")
+    """A writable new video path (see :func:`rlkit.atomic.check_new_output`)."""
+    atomic.check_new_output(path, force, VIDEO_SUFFIXES, "video", "--out")
 
 
 def default_fps(preset: Preset, env: VecEnv) -> float:
