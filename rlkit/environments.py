@@ -114,7 +114,10 @@ def make_env(
     from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 
     _register()
-    env_kwargs = dict(preset.env_kwargs)
+    # SB3's make_vec_env renders to rgb_array unless told otherwise; rendering costs (LunarLander
+    # then simulates its engine particles as Box2D bodies: 20x slower physics), so it is off
+    # unless asked for here or by the preset's env_kwargs.
+    env_kwargs: dict[str, Any] = {"render_mode": None, **preset.env_kwargs}
     if render_mode is not None:
         env_kwargs["render_mode"] = render_mode
     wrapper_class = None

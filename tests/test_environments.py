@@ -51,3 +51,28 @@ def test_atari_eval_env_plays_full_games_with_real_score() -> None:
     assert "ClipRewardEnv" in train_names and "EpisodicLifeEnv" in train_names
     assert "ClipRewardEnv" not in eval_names and "EpisodicLifeEnv" not in eval_names
     assert "Monitor" in eval_names
+
+
+def test_training_envs_do_not_render_and_play_the_same_game() -> None:
+    """SB3's make_vec_env would render to rgb_array; rlkit's envs only render when asked to.
+
+    LunarLander simulates engine particles as Box2D bodies when rendering (decoration only):
+    the same seed and actions give the same observations and rewards either way.
+    """
+    import numpy as np
+
+    preset = resolve("lunarlander").preset
+    plain = make_env(preset, n_envs=1, seed=3)
+    rendering = make_env(preset, n_envs=1, seed=3, render_mode="rgb_array")
+    assert plain.render_mode is None and rendering.render_mode == "rgb_array"
+    rng = np.random.default_rng(0)
+    obs_a, obs_b = plain.reset(), rendering.reset()
+    for _ in range(300):
+        action = rng.integers(4, size=1)
+        obs_a, rew_a, done_a, _ = plain.step(action)
+        obs_b, rew_b, done_b, _ = rendering.step(action)
+        np.testing.assert_array_equal(obs_a, obs_b)
+        np.testing.assert_array_equal(rew_a, rew_b)
+        np.testing.assert_array_equal(done_a, done_b)
+    assert len(rendering.envs[0].unwrapped.particles) > 0  # type: ignore[attr-defined]
+    assert len(plain.envs[0].unwrapped.particles) == 0  # type: ignore[attr-defined]
