@@ -1,14 +1,22 @@
 """Throughput at identical hyperparameters: plain SB3 ``DQN`` against rlkit's training path.
 
 Both learners get the same preset (``lunarlander`` by default: lr 6.3e-4, batch 128, buffer 50k,
-learning_starts 0, train_freq 4, gradient_steps -1, net [256, 256], target update 250), so both
-do the same number of gradient steps of the same size. Plain SB3 runs as users run it (torch's
-default thread count, SB3's buffer, train loop and MlpPolicy); rlkit runs through
-``rlkit.model.build_model`` with rlkit's thread choice (``configure_threads``). After a warm-up,
-the two alternate in the same process (``--rounds`` rounds of ``--steps`` env steps each, the
-order flipped every round) and the script prints JSON: per-round and median steps/s, the ratio,
-the threads, the time spent inside the env, and a micro-benchmark of one gradient step against
-the floor of its matrix products alone (the same products on preallocated tensors).
+learning_starts 0, train_freq 4, gradient_steps -1, net [256, 256], target update 250) with the
+preset's DQN extensions switched off (``SAME_ALGORITHM``), so both do the same number of gradient
+steps of the same size. Three learners:
+
+- ``sb3_plain``: plain SB3 as users run it: ``make_vec_env(env_id)`` (which renders to rgb_array),
+  torch's default thread count, SB3's buffer, train loop and MlpPolicy;
+- ``rlkit``: ``rlkit.model.build_model`` on ``rlkit.environments.make_env`` with rlkit's thread
+  choice (``configure_threads``);
+- ``sb3_same_env_threads``: plain SB3 on rlkit's env at rlkit's thread count, so that
+  ``ratio_same_env_threads`` is the training loop's own gain.
+
+After a warm-up the learners alternate in the same process (``--rounds`` rounds of ``--steps``
+env steps each, the order flipped every round) and the script prints JSON: per-round and median
+steps/s, the ratios, the threads, the time spent inside the env, and a micro-benchmark of one
+gradient step against the floor of its matrix products alone (the same products on
+preallocated tensors).
 
     PYTHONPATH=. python bench/throughput.py --env lunarlander --steps 3000 --rounds 3
     PYTHONPATH=. python bench/throughput.py --atari --steps 1000 --rounds 2
@@ -35,7 +43,19 @@ from typing import Any
 import torch
 
 DEFAULT_THREADS = torch.get_num_threads()  # what a user's process gets, before anything sets it
+SAME = "sb3_same_env_threads"  # plain SB3 DQN on rlkit's env at rlkit's thread count
 ATARI_OVERRIDES = ["buffer_size=5000", "learning_starts=200", "optimize_memory_usage=false"]
+# Plain SB3 DQN's algorithm: the preset's DQN extensions are switched off for both learners, so
+# both do the same gradient steps of the same size on the same network.
+SAME_ALGORITHM = [
+    "algo=dqn",
+    "double_q=false",
+    "dueling=false",
+    "n_steps=1",
+    "prioritized_replay=false",
+    "noisy=false",
+    "loss=huber",
+]
 
 
 def _cpu_model() -> str:
@@ -56,7 +76,22 @@ def _load() -> list[float]:
 def _preset(env_name: str, atari: bool, extra: list[str]) -> Any:
     from rlkit.presets import resolve
 
-    return resolve(env_name, overrides=[*(ATARI_OVERRIDES if atari else []), *extra]).preset
+    overrides = [*SAME_ALGORITHM, *(ATARI_OVERRIDES if atari else []), *extra]
+    return resolve(env_name, overrides=overrides).preset
+
+
+def sb3_env(preset: Any, atari: bool) -> Any:
+    """The env as plain SB3 users build it: ``make_vec_env(env_id)``, which renders to rgb_array.
+
+    (For Atari, rlkit's env is SB3's own Atari wrappers already.)
+    """
+    from rlkit.environments import make_env
+
+    if atari:
+        return make_env(preset, n_envs=preset.n_envs, seed=0)
+    from stable_baselines3.common.env_util import make_vec_env
+
+    return make_vec_env(preset.env_id, n_envs=preset.n_envs, seed=0, env_kwargs=dict(preset.env_kwargs))
 
 
 def plain_sb3(preset: Any, env: Any, policy: str) -> Any:
@@ -134,7 +169,7 @@ def build_contenders(env_name: str, atari: bool, extra: list[str], same_threads:
     from rlkit.model import build_model, configure_threads
 
     preset = _preset(env_name, atari, extra)
-    env_sb3 = make_env(preset, n_envs=preset.n_envs, seed=0)
+    env_sb3 = sb3_env(preset, atari)
     env_rlkit = make_env(preset, n_envs=preset.n_envs, seed=0)
     policy = policy_name(preset, env_sb3.observation_space)
     rlkit_threads = configure_threads(preset, policy, "cpu")
@@ -142,10 +177,10 @@ def build_contenders(env_name: str, atari: bool, extra: list[str], same_threads:
     torch.set_num_threads(DEFAULT_THREADS)
     sb3_model = plain_sb3(preset, env_sb3, policy)
     contenders = [Contender("sb3_plain", sb3_model, DEFAULT_THREADS), Contender("rlkit", rlkit_model, rlkit_threads)]
-    if same_threads and rlkit_threads != DEFAULT_THREADS:
-        # Plain SB3 at rlkit's thread count: separates the thread lever from the training loop's.
+    if same_threads:
+        # Plain SB3 on rlkit's env at rlkit's thread count: what remains is the training loop.
         env_same = make_env(preset, n_envs=preset.n_envs, seed=0)
-        contenders.append(Contender("sb3_plain_same_threads", plain_sb3(preset, env_same, policy), rlkit_threads))
+        contenders.append(Contender(SAME, plain_sb3(preset, env_same, policy), rlkit_threads))
     return contenders
 
 
@@ -227,10 +262,10 @@ def run_rounds(contenders: list[Contender], steps: int, rounds: int, warmup: int
         },
         "load_1min_per_round": loads,
     }
-    if "sb3_plain_same_threads" in per_round:
-        same = per_round["sb3_plain_same_threads"]
-        result["ratio_same_threads"] = round(statistics.median(ours) / statistics.median(same), 3)
-        result["rounds_ratio_same_threads"] = [round(o / b, 3) for o, b in zip(ours, same, strict=True)]
+    if SAME in per_round:
+        same = per_round[SAME]
+        result["ratio_same_env_threads"] = round(statistics.median(ours) / statistics.median(same), 3)
+        result["rounds_ratio_same_env_threads"] = [round(o / b, 3) for o, b in zip(ours, same, strict=True)]
     return result
 
 
@@ -301,7 +336,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--no-same-threads",
         action="store_true",
-        help="skip the third learner (plain SB3 at rlkit's thread count)",
+        help="skip the third learner (plain SB3 on rlkit's env at rlkit's thread count)",
     )
     parser.add_argument("--set", action="append", default=[], dest="sets", help="extra preset override key=value")
     args = parser.parse_args(argv)
@@ -339,7 +374,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result["gradient_step_ms"] = step_ms
     if not args.atari:
         rlkit = contenders[1]
-        same = step_ms.get("sb3_plain_same_threads")
+        same = step_ms.get(SAME)
         floor = matmul_floor_ms(_net_sizes(rlkit.model), preset.batch_size, rlkit.threads)
         result["matmul_floor"] = {
             "ms": round(floor["ms"], 4),
@@ -351,7 +386,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "rlkit_fraction_above_floor": round(1 - floor["ms"] / step_ms["rlkit"], 3),
         }
         if same is not None:
-            result["matmul_floor"]["sb3_same_threads_step_over_floor"] = round(same / floor["ms"], 2)
+            result["matmul_floor"]["sb3_same_env_threads_step_over_floor"] = round(same / floor["ms"], 2)
     else:
         result["env_stepping"] = atari_env_stepping(env_name, steps=args.env_steps, n_envs=4)
     result["load_avg_after"] = _load()

@@ -15,9 +15,11 @@ from stable_baselines3.dqn.policies import DQNPolicy
 
 from rlkit import train as training
 from rlkit.config import validate
+from rlkit.dqn import algorithms
 from rlkit.dqn.algorithms import RlkitDQN, RlkitQRDQN
 from rlkit.dqn.buffers import PrioritizedReplayBuffer
 from rlkit.dqn.diagnostics import DivergenceError, check_divergence
+from rlkit.dqn.mlp_update import MlpUpdate
 from rlkit.dqn.policies import DuelingHead, NoisyLinear, RlkitCnnPolicy
 from rlkit.environments import make_env
 from rlkit.errors import RlkitError
@@ -163,18 +165,29 @@ def _run_preset(tmp_path: Path, *sets: str) -> Any:
     return resolve("cartpole", overrides=[*FAST, "eval_freq=0", "checkpoint_freq=500", *sets])
 
 
+@pytest.mark.parametrize("manual", [False, True])
 def test_divergence_stops_training_and_keeps_the_last_checkpoint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, manual: bool
 ) -> None:
-    original = RlkitDQN._batch
+    """Both gradient paths (autograd, and the written-out MLP backward) feed the guard."""
+    monkeypatch.setattr(algorithms, "MANUAL_MLP_BACKWARD", manual)
+    poisoning = [False]
+    original_batch, original_step = RlkitDQN._batch, MlpUpdate.step
 
-    def poisoned(self: RlkitDQN, data: Any, next_target: Any = None) -> Any:
-        out = original(self, data, next_target)
-        if self.num_timesteps >= 700:
+    def poison(out: Any) -> Any:
+        if poisoning[0]:
             out.loss = out.loss * float("nan")
         return out
 
-    monkeypatch.setattr(RlkitDQN, "_batch", poisoned)
+    monkeypatch.setattr(RlkitDQN, "_batch", lambda self, *a: poison(original_batch(self, *a)))
+    monkeypatch.setattr(MlpUpdate, "step", lambda self, *a: poison(original_step(self, *a)))
+    original_train = RlkitDQN.train
+
+    def train(self: RlkitDQN, *args: Any, **kwargs: Any) -> None:
+        poisoning[0] = self.num_timesteps >= 700
+        original_train(self, *args, **kwargs)
+
+    monkeypatch.setattr(RlkitDQN, "train", train)
     run = tmp_path / "run"
     with pytest.raises(DivergenceError, match=r"training diverged at step 70\d: the loss is nan"):
         training.start(_run_preset(tmp_path, "n_timesteps=2000"), seed=0, run_dir=run, quiet=True)

@@ -35,10 +35,11 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from rlkit.dqn.buffers import PrioritizedReplayBuffer
 from rlkit.dqn.diagnostics import BatchOutput, Diagnostics, check_divergence
+from rlkit.dqn.mlp_update import MlpUpdate
 from rlkit.dqn.targets import LossName, elementwise_loss, quantile_huber_per_sample, quantile_td_targets, td_targets
 
 # Attributes rebuilt by _setup_model, never saved (so a vanilla model stays loadable by plain SB3).
-_RUNTIME = ["_diag", "_trained_params"]
+_RUNTIME = ["_diag", "_trained_params", "_mlp_update"]
 
 # Uniform replay: draw a training phase's minibatches at once and run the target network once
 # over them (see phase_minibatches). False gives the per-step path (benchmarks and tests).
@@ -46,6 +47,8 @@ BATCHED_PHASES = True
 MAX_PHASE_ROWS = 8192
 # Fused Adam: clip and step without torch.optim's per-call bookkeeping (see LeanFusedAdam).
 LEAN_OPTIMIZER_STEP = True
+# MLP Q-networks: forward and backward written out, without autograd (see rlkit.dqn.mlp_update).
+MANUAL_MLP_BACKWARD = True
 
 BatchFn = Callable[[ReplayBufferSamples, th.Tensor | None], BatchOutput]
 
@@ -97,6 +100,7 @@ class _Extensions:
         _setup_with_per(super()._setup_model, model)  # type: ignore[misc]  # the SB3 class after this mixin
         self._diag = Diagnostics(self.diagnostics_interval, model.device)
         self._trained_params = [p for group in model.policy.optimizer.param_groups for p in group["params"]]
+        self._mlp_update = MlpUpdate.create(model) if self.algo_name == "dqn" else None
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), *_RUNTIME]  # type: ignore[misc]
@@ -138,16 +142,20 @@ def run_gradient_steps(
     batch_size: int,
     batch_fn: BatchFn,
     target_fn: Callable[[th.Tensor], th.Tensor] | None = None,
+    manual: MlpUpdate | None = None,
 ) -> None:
     """The shared training phase of :class:`RlkitDQN` and :class:`RlkitQRDQN` (see module docstring).
 
     ``batch_fn(data, next_target)`` computes one gradient step's :class:`BatchOutput`;
     ``next_target`` is the target network's output on ``data.next_observations``, or ``None`` to
     let ``batch_fn`` compute it. With ``target_fn`` and uniform replay (no priorities, no noisy
-    target network) the phase is batched: see :func:`phase_minibatches`.
+    target network) the phase is batched: see :func:`phase_minibatches`. With ``manual`` the
+    loss and gradients come from :class:`~rlkit.dqn.mlp_update.MlpUpdate` instead of ``batch_fn``
+    and autograd (the same step, without the graph).
     """
     policy = model.policy
-    policy.set_training_mode(True)
+    if manual is None:  # the manual path calls no module, so their mode does not matter
+        policy.set_training_mode(True)
     model._update_learning_rate(policy.optimizer)
     if gradient_steps <= 0:
         return
@@ -168,18 +176,22 @@ def run_gradient_steps(
     for _ in range(gradient_steps):
         if noisy:
             policy.reset_noise()
+        weights = None
         if batched is not None:
-            out = batch_fn(*next(batched))
-            loss = out.loss.mean()
+            data, next_target = next(batched)
         elif prioritized:
             data, weights, leaves = buffer.sample_prioritized(batch_size, beta, env=model._vec_normalize_env)
-            out = batch_fn(data, None)
-            loss = (out.loss * weights.reshape(-1)).mean()
+            next_target = None
         else:
-            out = batch_fn(buffer.sample(batch_size, env=model._vec_normalize_env), None)
-            loss = out.loss.mean()
-        optimizer.zero_grad()
-        loss.backward()
+            data, next_target = buffer.sample(batch_size, env=model._vec_normalize_env), None
+        if manual is not None:
+            out = manual.step(data, next_target, weights)
+            loss = _weighted_mean(out.loss, weights)
+        else:
+            out = batch_fn(data, next_target)
+            loss = _weighted_mean(out.loss, weights)
+            optimizer.zero_grad()
+            loss.backward()
         if lean is not None:
             grad_norm = lean.step(max_norm)
         else:
@@ -198,6 +210,10 @@ def run_gradient_steps(
     check_divergence(int(model.num_timesteps), mean_loss, q_max, model.divergence_q_bound)
     model.logger.record("train/n_updates", model._n_updates, exclude="tensorboard")
     model.logger.record("train/loss", mean_loss)
+
+
+def _weighted_mean(loss: th.Tensor, weights: th.Tensor | None) -> th.Tensor:
+    return loss.mean() if weights is None else (loss * weights.reshape(-1)).mean()
 
 
 class LeanFusedAdam:
@@ -346,14 +362,18 @@ class RlkitDQN(_Extensions, DQN):
             return super().predict(observation, state, episode_start, deterministic)
         if not deterministic and np.random.rand() < self.exploration_rate:
             return np.array([self.action_space.sample() for _ in range(observation.shape[0])]), state
-        if self.policy.training:
+        manual = self._mlp_update
+        if manual is None and self.policy.training:
             self.policy.set_training_mode(False)
         with th.inference_mode():
-            q_values = self.q_net(th.as_tensor(observation, device=self.device))
+            obs = th.as_tensor(observation, device=self.device)
+            q_values = manual.online.q_values(obs.float()) if manual is not None else self.q_net(obs)
             return q_values.argmax(dim=1).cpu().numpy(), state
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
-        run_gradient_steps(self, gradient_steps, batch_size, self._batch, self.q_net_target)
+        manual = self._mlp_update if MANUAL_MLP_BACKWARD else None
+        target_fn = manual.target_values if manual is not None else self.q_net_target
+        run_gradient_steps(self, gradient_steps, batch_size, self._batch, target_fn, manual)
 
     def _batch(self, data: ReplayBufferSamples, next_target: th.Tensor | None = None) -> BatchOutput:
         """One gradient step's loss and figures; ``next_target`` is ``q_net_target(next_obs)`` when known."""
