@@ -39,8 +39,8 @@ from rlkit.dqn.targets import LossName, elementwise_loss, td_targets
 class Dense:
     """A linear layer's parameters, and whether a ReLU follows it."""
 
-    weight: nn.Parameter
-    bias: nn.Parameter
+    weight: th.Tensor
+    bias: th.Tensor
     relu: bool
 
 
@@ -63,7 +63,7 @@ class Stack:
                 return None
         return cls(layers)
 
-    def parameters(self) -> list[nn.Parameter]:
+    def parameters(self) -> list[th.Tensor]:
         return [p for layer in self.layers for p in (layer.weight, layer.bias)]
 
     def forward(self, x: th.Tensor) -> list[th.Tensor]:
@@ -123,7 +123,7 @@ class Head:
     def dueling(self) -> bool:
         return self.value is not None
 
-    def parameters(self) -> list[nn.Parameter]:
+    def parameters(self) -> list[th.Tensor]:
         stacks = [self.trunk, self.value, self.advantage]
         return [p for s in stacks if s is not None for p in s.parameters()]
 
