@@ -35,6 +35,9 @@ from rlkit.dqn.diagnostics import BatchOutput
 from rlkit.dqn.targets import LossName, elementwise_loss, td_targets
 
 
+_RELU_BACKWARD = th.ops.aten.threshold_backward.default
+
+
 @dataclass(frozen=True)
 class Dense:
     """A linear layer's parameters, and whether a ReLU follows it."""
@@ -87,8 +90,8 @@ class Stack:
         d = d_out
         for k in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[k]
-            if layer.relu:
-                d = d * (outputs[k + 1][:rows] > 0)
+            if layer.relu:  # ReLU's backward as autograd computes it (one op, no mask tensor)
+                d = _RELU_BACKWARD(d, outputs[k + 1][:rows], 0.0)
             x = outputs[k][:rows]
             th.mm(d.t(), x, out=layer.weight.grad)
             th.sum(d, 0, out=layer.bias.grad)
