@@ -189,15 +189,23 @@ def show(
     study: Annotated[str, typer.Argument(help="Study name.")],
     storage: StorageOpt = None,
     top: Annotated[int, typer.Option(help="How many of the best trials to list.")] = 5,
+    csv: Annotated[
+        Path | None,
+        typer.Option(help="Also write every trial (state, objective, seed scores, parameters) to this .csv file."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite --csv if it exists.")] = False,
 ) -> None:
     """The best trials, their parameters, and parameter importances."""
     from rich.table import Table
 
     from rlkit.tuning.display import format_value
-    from rlkit.tuning.results import completed, importances, open_study
+    from rlkit.tuning.results import completed, importances, open_study, write_trials_csv
     from rlkit.tuning.study import count
 
     opened = open_study(study, storage)
+    if csv is not None:
+        rows = write_trials_csv(opened, csv, force=force)
+        out.print(f"wrote {rows} trial(s) to {csv}")
     counts = count(opened.study)
     record = opened.record
     out.print(

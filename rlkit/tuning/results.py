@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -190,6 +191,50 @@ def export(opened: Opened, number: int | None, out: Path, *, force: bool = False
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out, header + body)
     return trial
+
+
+def trial_rows(opened: Opened) -> list[dict[str, Any]]:
+    """Every trial as one flat row: number, state, objective, per-seed scores, parameters, reasons."""
+    rows = []
+    for trial in opened.study.get_trials(deepcopy=False):
+        duration = trial.duration.total_seconds() if trial.duration is not None else None
+        last = max(trial.intermediate_values) if trial.intermediate_values else None
+        row: dict[str, Any] = {
+            "number": trial.number,
+            "state": trial.state.name.lower(),
+            "value": trial.value,
+            "seed_scores": json.dumps(trial.user_attrs.get("seed_scores")),
+            "last_reported_step": last,
+            "last_reported_value": trial.intermediate_values[last] if last is not None else None,
+            "duration_s": round(duration, 1) if duration is not None else None,
+            "worker": trial.user_attrs.get("worker"),
+            "pruned_reason": trial.user_attrs.get("pruned_reason"),
+        }
+        params = opened.space.decode(trial.params)
+        for key in opened.space.params:
+            value = params.get(key)
+            row[key] = json.dumps(value) if isinstance(value, list) else value
+        rows.append(row)
+    return rows
+
+
+def write_trials_csv(opened: Opened, out: Path, *, force: bool = False) -> int:
+    """All trials (:func:`trial_rows`) as CSV, written atomically; the number of rows."""
+    import csv
+    import io
+
+    from rlkit import atomic
+
+    atomic.check_new_output(out, force, (".csv",), "trials table", flag="--csv")
+    rows = trial_rows(opened)
+    buffer = io.StringIO()
+    fields = list(rows[0]) if rows else ["number", "state", "value"]
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(out, buffer.getvalue())
+    return len(rows)
 
 
 def _without_nulls(data: dict[str, Any]) -> dict[str, Any]:

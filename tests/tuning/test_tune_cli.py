@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import optuna
@@ -49,6 +50,17 @@ def test_study_runs_continues_and_its_best_trial_retrains_exactly(runs_dir: Path
     code, output = tune("show", "cartpole")
     assert code == 0, output
     assert "policy_kwargs.net_arch" in output and "parameter importances" in output
+
+    code, output = tune("show", "cartpole", "--csv", "trials.csv")  # the study's record, every trial
+    assert code == 0 and "wrote 3 trial(s) to trials.csv" in output, output
+    with open("trials.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["number"]) for r in rows] == [0, 1, 2] and {r["state"] for r in rows} == {"complete"}
+    assert [float(r["value"]) for r in rows] == pytest.approx([t.value for t in study.trials])
+    assert [float(r["learning_rate"]) for r in rows] == pytest.approx([t.params["learning_rate"] for t in study.trials])
+    assert len(json.loads(rows[0]["seed_scores"])) == 2
+    code, output = tune("show", "cartpole", "--csv", "trials.csv")
+    assert code == 2 and "already exists; use --force" in output
 
     code, output = tune("plot", "cartpole", "--out-dir", "plots")
     assert code == 0, output
