@@ -34,7 +34,6 @@ from torch import nn
 from rlkit.dqn.diagnostics import BatchOutput
 from rlkit.dqn.targets import LossName, elementwise_loss, td_targets
 
-
 _RELU_BACKWARD = th.ops.aten.threshold_backward.default
 
 
