@@ -202,6 +202,7 @@ def trial_rows(opened: Opened) -> list[dict[str, Any]]:
         row: dict[str, Any] = {
             "number": trial.number,
             "state": trial.state.name.lower(),
+            "baseline": bool(trial.user_attrs.get("baseline", False)),
             "value": trial.value,
             "seed_scores": json.dumps(trial.user_attrs.get("seed_scores")),
             "last_reported_step": last,

@@ -152,6 +152,32 @@ class SearchSpace:
                 values[key] = copy.deepcopy(param.choices[encoded.index(picked)])
         return values
 
+    def baseline(self, base: dict[str, Any]) -> dict[str, Scalar] | None:
+        """The base preset's own values as Optuna params, or ``None`` if one lies outside the space.
+
+        Enqueued as a new study's first trial, so every study measures its starting point.
+        """
+        params: dict[str, Scalar] = {}
+        for key, param in self.spec.params.items():
+            node: Any = base
+            for part in key.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(param, CategoricalParam):
+                encoded = [encode_choice(c) for c in param.choices]
+                if encode_choice(node) not in encoded:
+                    return None
+                params[key] = encode_choice(node)
+            elif (
+                isinstance(node, bool)
+                or not isinstance(node, (int, float))
+                or not param.low <= node <= param.high
+                or (isinstance(param, IntParam) and (node != int(node) or (int(node) - param.low) % param.step))
+            ):
+                return None
+            else:
+                params[key] = int(node) if isinstance(param, IntParam) else float(node)
+        return params
+
     def decode(self, params: dict[str, Any]) -> dict[str, Any]:
         """Optuna's stored params (JSON text for list choices) -> real preset values."""
         decoded: dict[str, Any] = {}

@@ -194,6 +194,9 @@ def prepare(request: TuneRequest) -> Prepared:
         study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", load_if_exists=True)
         if ATTR not in study.user_attrs:
             study.set_user_attr(ATTR, record)
+            baseline = space.baseline(base)
+            if baseline is not None:  # trial 0 is the starting point: what the search must beat
+                study.enqueue_trial(baseline, user_attrs={"baseline": True})
         else:  # a concurrent worker created it first
             _check_same(study_name, study.user_attrs[ATTR], resolved.preset.env_id, wanted, base, space)
             record = study.user_attrs[ATTR]

@@ -89,3 +89,33 @@ def test_malformed_spaces_fail_with_one_line(tmp_path: Path, text: str, message:
 def test_unknown_space_name_suggests() -> None:
     with pytest.raises(RlkitError, match="did you mean 'classic'"):
         spaces.load("clasic", {})
+
+
+def test_baseline_is_the_base_presets_values_when_the_space_holds_them() -> None:
+    base = to_plain(resolve("lunarlander").preset)
+    space = spaces.load("lunarlander-100k", base)
+    assert space.baseline(base) == {
+        "learning_rate": base["learning_rate"],
+        "target_update_interval": base["target_update_interval"],
+        "exploration_fraction": base["exploration_fraction"],
+        "exploration_final_eps": base["exploration_final_eps"],
+        "n_steps": base["n_steps"],
+        "batch_size": base["batch_size"],
+    }
+    wide = spaces.load("box2d", base).baseline(base)
+    assert wide is not None and wide["policy_kwargs.net_arch"] == "[256, 256]"  # stored as Optuna stores choices
+    outside = dict(base, learning_rate=0.5)
+    assert space.baseline(outside) is None
+    assert space.baseline(dict(base, batch_size=100)) is None
+
+
+def test_a_new_study_enqueues_its_baseline_first(tmp_path: Path) -> None:
+    from rlkit.tuning.study import TuneRequest, prepare
+
+    request = TuneRequest(env="lunarlander", space="lunarlander-100k", runs_root=tmp_path, study="s")
+    prepared = prepare(request)
+    waiting = prepared.study.get_trials(deepcopy=False)
+    assert len(waiting) == 1 and waiting[0].state == optuna.trial.TrialState.WAITING
+    assert waiting[0].user_attrs["baseline"] is True
+    assert waiting[0].system_attrs["fixed_params"] == prepared.space.baseline(prepared.record["base"])
+    assert len(prepare(request).study.get_trials(deepcopy=False)) == 1  # continuing does not enqueue again
