@@ -1,6 +1,6 @@
 """Each speed lever of rlkit's gradient step, measured alone and combined, in one process.
 
-Every variant is a LunarLander model with the same 3000 collected transitions; each round times
+Every variant is a LunarLander model with the same ``--collect`` (3000) collected transitions; each round times
 ``--phases`` training phases of 4 gradient steps (as ``learn()`` runs them with train_freq 4),
 alternating the variants' order. Prints JSON: median ms per gradient step, per-round figures.
 All variants run at 1 torch thread so that the thread lever (see ``throughput.py``) stays apart.
@@ -23,26 +23,32 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# name: (optimizer, batched phase, lean optimizer step); optimizer None is rlkit's own (fused).
-VARIANTS: dict[str, tuple[str, bool, bool]] = {
-    "sb3_plain": ("sb3", False, False),
-    "rlkit_adam_single_tensor": ("single", False, False),
-    "rlkit_adam_foreach": ("foreach", False, False),
-    "rlkit_adam_fused": ("fused", False, False),
-    "rlkit_batched_phase": ("single", True, False),
-    "rlkit_fused_batched": ("fused", True, False),
-    "rlkit_fused_batched_lean_step": ("fused", True, True),
+# name: (optimizer, batched phase, lean optimizer step, autograd-free MLP backward, algorithm).
+# Algorithm "sb3" is plain SB3's (the preset's DQN extensions off, as in throughput.py);
+# "preset" is the shipped lunarlander preset (Double DQN, dueling head, 3-step returns).
+VARIANTS: dict[str, tuple[str, bool, bool, bool, str]] = {
+    "sb3_plain": ("sb3", False, False, False, "sb3"),
+    "rlkit_adam_single_tensor": ("single", False, False, False, "sb3"),
+    "rlkit_adam_foreach": ("foreach", False, False, False, "sb3"),
+    "rlkit_adam_fused": ("fused", False, False, False, "sb3"),
+    "rlkit_batched_phase": ("single", True, False, False, "sb3"),
+    "rlkit_fused_batched": ("fused", True, False, False, "sb3"),
+    "rlkit_fused_batched_lean_step": ("fused", True, True, False, "sb3"),
+    "rlkit_fused_batched_lean_manual_backward": ("fused", True, True, True, "sb3"),
+    "preset_autograd": ("fused", True, True, False, "preset"),
+    "preset_manual_backward": ("fused", True, True, True, "preset"),
 }
 
 
-def _model(optimizer: str) -> Any:
-    from throughput import plain_sb3
+def _model(optimizer: str, algorithm: str, collect: int) -> Any:
+    from throughput import SAME_ALGORITHM, plain_sb3
 
     from rlkit.environments import make_env
     from rlkit.model import build_model
     from rlkit.presets import resolve
 
-    preset = resolve("lunarlander", overrides=["learning_starts=3000"]).preset
+    same = SAME_ALGORITHM if algorithm == "sb3" else []
+    preset = resolve("lunarlander", overrides=[*same, f"learning_starts={collect}"]).preset
     env = make_env(preset, n_envs=1, seed=0)
     if optimizer == "sb3":
         model = plain_sb3(preset, env, "MlpPolicy")
@@ -51,7 +57,7 @@ def _model(optimizer: str) -> Any:
         if optimizer != "fused":
             kwargs = {"foreach": optimizer == "foreach"}
             model.policy.optimizer = torch.optim.Adam(model._trained_params, lr=preset.learning_rate, **kwargs)
-    model.learn(3000)  # collection only: learning_starts is not reached
+    model.learn(collect)  # collection only: learning_starts is not reached
     return model
 
 
@@ -61,16 +67,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--phases", type=int, default=100)
+    parser.add_argument("--collect", type=int, default=3000, help="transitions collected before timing")
     args = parser.parse_args()
     torch.set_num_threads(1)
     load_before = os.getloadavg()[0]
-    models = {name: _model(opt) for name, (opt, _, _) in VARIANTS.items()}
+    models = {name: _model(opt, algo, args.collect) for name, (opt, _, _, _, algo) in VARIANTS.items()}
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
     names = list(VARIANTS)
     for r in range(args.rounds):
         for name in names if r % 2 == 0 else names[::-1]:
-            _, batched, lean = VARIANTS[name]
+            _, batched, lean, manual, _ = VARIANTS[name]
             algorithms.BATCHED_PHASES, algorithms.LEAN_OPTIMIZER_STEP = batched, lean
+            algorithms.MANUAL_MLP_BACKWARD = manual
             start = time.perf_counter()
             for _ in range(args.phases):
                 models[name].train(gradient_steps=4, batch_size=128)

@@ -366,6 +366,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "train_freq": preset.train_freq,
             "gradient_steps": preset.gradient_steps,
             "net_arch": preset.policy_kwargs.net_arch,
+            "double_q": preset.double_q,
+            "dueling": preset.dueling,
+            "n_steps": preset.n_steps,
         },
         "torch_threads": {c.name: c.threads for c in contenders},
     }

@@ -29,7 +29,10 @@ def test_lunarlander_throughput_tiny() -> None:
     doc = _run("--steps", "200", "--rounds", "1", "--warmup", "50", "--phases", "2")
     assert doc["env"] == "LunarLander-v3" and doc["rounds"] == 1
     assert doc["hyperparameters"]["batch_size"] == 128 and doc["hyperparameters"]["net_arch"] == [256, 256]
+    hyper = doc["hyperparameters"]
+    assert (hyper["double_q"], hyper["dueling"], hyper["n_steps"]) == (False, False, 1)  # plain SB3's algorithm
     assert doc["torch_threads"]["rlkit"] >= 1 and doc["torch_threads"]["sb3_plain"] >= 1
+    assert doc["steps_per_s"]["sb3_same_env_threads"] > 0 and doc["ratio_same_env_threads"] > 0
     for name in ("sb3_plain", "rlkit"):
         assert doc["steps_per_s"][name] > 0 and len(doc["rounds_steps_per_s"][name]) == 1
         assert doc["gradient_step_ms"][name] > 0
@@ -45,3 +48,20 @@ def test_atari_throughput_tiny() -> None:
     assert doc["steps_per_s"]["rlkit"] > 0 and doc["steps_per_s"]["sb3_plain"] > 0
     stepping = doc["env_stepping"]
     assert stepping["sb3_wrapped_env_steps_per_s"] > 0 and stepping["ale_vector_env_steps_per_s"] > 0
+
+
+def test_levers_tiny() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "levers.py"), "--rounds", "1", "--phases", "2", "--collect", "300"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    doc = json.loads(done.stdout)
+    assert set(doc["median_ms"]) >= {"sb3_plain", "rlkit_fused_batched_lean_manual_backward", "preset_manual_backward"}
+    assert all(ms > 0 for ms in doc["median_ms"].values())
+    assert doc["speedup_vs_sb3_plain"]["sb3_plain"] == 1.0
