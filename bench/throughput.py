@@ -390,6 +390,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
         if same is not None:
             result["matmul_floor"]["sb3_same_env_threads_step_over_floor"] = round(same / floor["ms"], 2)
+        if rlkit.threads != DEFAULT_THREADS:  # the same products at plain SB3's thread count
+            other = matmul_floor_ms(_net_sizes(rlkit.model), preset.batch_size, DEFAULT_THREADS)
+            result["matmul_floor"]["at_default_threads"] = {
+                "threads": DEFAULT_THREADS,
+                "ms": round(other["ms"], 4),
+                "gflop_per_s": round(other["gflop_per_s"], 1),
+                "rlkit_step_over_floor": round(step_ms["rlkit"] / other["ms"], 2),
+            }
     else:
         result["env_stepping"] = atari_env_stepping(env_name, steps=args.env_steps, n_envs=4)
     result["load_avg_after"] = _load()
