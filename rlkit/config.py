@@ -66,6 +66,9 @@ class AtariConfig(_Strict):
     clip_reward: bool = True
     """Training only: clip rewards to their sign (evaluation reports the real game score)."""
 
+    backend: Literal["sb3", "ale"] = "sb3"
+    """Training envs: ``sb3`` (SB3's AtariWrapper, DummyVecEnv, VecFrameStack) or ``ale`` (ale-py's threaded C++ AtariVectorEnv behind SB3's VecEnv, ``rlkit.atari_vec``); evaluation always uses ``sb3``."""
+
 
 class Preset(_Strict):
     """Everything needed to train DQN on one environment."""
