@@ -14,9 +14,13 @@ the floor of its matrix products alone (the same products on preallocated tensor
     PYTHONPATH=. python bench/throughput.py --atari --steps 1000 --rounds 2
 
 ``--atari`` does the same with CnnPolicy on PongNoFrameskip-v4 (the pong preset with a small
-buffer and learning_starts) and also compares SB3's wrapped env stepping against
-``ale_py.vector_env.AtariVectorEnv`` (same preprocessing: frame skip 4 max-pooled, 84x84 gray,
-stack 4, 30 no-ops).
+buffer and learning_starts, on SB3's wrapped env and SB3's buffer), adds a third learner
+``rlkit_ale``: rlkit on ale-py's vector env (``atari.backend=ale``) with the frame buffer
+(``frame_buffer=true``), and reports ``ratio_rlkit_ale`` against plain SB3. ``collection`` times
+the same three without gradient steps (the ``learning_starts`` phase: env, buffer and the loop
+only), and ``env_stepping`` compares random-action stepping of SB3's wrapped env, rlkit's adapter
+(``rlkit.atari_vec.AtariVecEnv``) and the raw ``ale_py.vector_env.AtariVectorEnv`` (same
+preprocessing: frame skip 4 max-pooled, 84x84 gray, stack 4, 30 no-ops).
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ import torch
 
 DEFAULT_THREADS = torch.get_num_threads()  # what a user's process gets, before anything sets it
 ATARI_OVERRIDES = ["buffer_size=5000", "learning_starts=200", "optimize_memory_usage=false"]
+# The rlkit_ale learner: ale-py's vector env and the frame buffer (set after ATARI_OVERRIDES).
+ALE_OVERRIDES = ["atari.backend=ale", "frame_buffer=true"]
+SB3_ENV_OVERRIDES = ["atari.backend=sb3", "frame_buffer=false"]
 
 
 def _cpu_model() -> str:
@@ -53,10 +60,12 @@ def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def _preset(env_name: str, atari: bool, extra: list[str]) -> Any:
+def _preset(env_name: str, atari: bool, extra: list[str], ale: bool = False) -> Any:
+    """The preset as benchmarked: Atari runs use SB3's env and buffer unless ``ale`` asks for rlkit's."""
     from rlkit.presets import resolve
 
-    return resolve(env_name, overrides=[*(ATARI_OVERRIDES if atari else []), *extra]).preset
+    atari_sets = [*ATARI_OVERRIDES, *(ALE_OVERRIDES if ale else SB3_ENV_OVERRIDES)] if atari else []
+    return resolve(env_name, overrides=[*atari_sets, *extra]).preset
 
 
 def plain_sb3(preset: Any, env: Any, policy: str) -> Any:
@@ -129,19 +138,32 @@ class Contender:
         return (time.perf_counter() - start) * 1000 / (phases * per_phase)
 
 
-def build_contenders(env_name: str, atari: bool, extra: list[str], same_threads: bool = True) -> list[Contender]:
+def build_contenders(
+    env_name: str, atari: bool, extra: list[str], same_threads: bool = True, collect_only: bool = False
+) -> list[Contender]:
+    """Plain SB3, rlkit, and (Atari) rlkit on ale-py's vector env with the frame buffer.
+
+    ``collect_only`` sets ``learning_starts`` beyond any run: no gradient step is taken.
+    """
     from rlkit.environments import make_env, policy_name
     from rlkit.model import build_model, configure_threads
 
+    extra = [*extra, *(["learning_starts=1000000000"] if collect_only else [])]
     preset = _preset(env_name, atari, extra)
     env_sb3 = make_env(preset, n_envs=preset.n_envs, seed=0)
     env_rlkit = make_env(preset, n_envs=preset.n_envs, seed=0)
     policy = policy_name(preset, env_sb3.observation_space)
     rlkit_threads = configure_threads(preset, policy, "cpu")
     rlkit_model = build_model(preset, env_rlkit, seed=0, device="cpu", tensorboard_log=None)
+    contenders = [Contender("rlkit", rlkit_model, rlkit_threads)]
+    if atari:
+        ale = _preset(env_name, atari, extra, ale=True)
+        ale_model = build_model(
+            ale, make_env(ale, n_envs=ale.n_envs, seed=0), seed=0, device="cpu", tensorboard_log=None
+        )
+        contenders.append(Contender("rlkit_ale", ale_model, rlkit_threads))
     torch.set_num_threads(DEFAULT_THREADS)
-    sb3_model = plain_sb3(preset, env_sb3, policy)
-    contenders = [Contender("sb3_plain", sb3_model, DEFAULT_THREADS), Contender("rlkit", rlkit_model, rlkit_threads)]
+    contenders.insert(0, Contender("sb3_plain", plain_sb3(preset, env_sb3, policy), DEFAULT_THREADS))
     if same_threads and rlkit_threads != DEFAULT_THREADS:
         # Plain SB3 at rlkit's thread count: separates the thread lever from the training loop's.
         env_same = make_env(preset, n_envs=preset.n_envs, seed=0)
@@ -227,6 +249,10 @@ def run_rounds(contenders: list[Contender], steps: int, rounds: int, warmup: int
         },
         "load_1min_per_round": loads,
     }
+    if "rlkit_ale" in per_round:
+        ale = per_round["rlkit_ale"]
+        result["ratio_rlkit_ale"] = round(statistics.median(ale) / statistics.median(base), 3)
+        result["rounds_ratio_rlkit_ale"] = [round(a / b, 3) for a, b in zip(ale, base, strict=True)]
     if "sb3_plain_same_threads" in per_round:
         same = per_round["sb3_plain_same_threads"]
         result["ratio_same_threads"] = round(statistics.median(ours) / statistics.median(same), 3)
@@ -242,23 +268,32 @@ def gradient_steps(contenders: list[Contender], phases: int, reps: int) -> dict[
     return {name: round(statistics.median(v), 3) for name, v in times.items()}
 
 
+def _random_steps_per_s(venv: Any, steps: int, n_envs: int) -> float:
+    import numpy as np
+
+    venv.reset()
+    rng = np.random.default_rng(0)
+    n_actions = venv.action_space.n
+    start = time.perf_counter()
+    for _ in range(steps // n_envs):
+        venv.step(rng.integers(n_actions, size=n_envs))
+    rate = (steps // n_envs) * n_envs / (time.perf_counter() - start)
+    venv.close()
+    return rate
+
+
 def atari_env_stepping(env_name: str, steps: int, n_envs: int) -> dict[str, Any]:
-    """Random-action steps/s: SB3's wrapped env (rlkit's make_env) against AtariVectorEnv."""
+    """Random-action steps/s: SB3's wrapped env (rlkit's make_env), rlkit's adapter, raw AtariVectorEnv."""
     import numpy as np
 
     from rlkit.environments import make_env
 
     preset = _preset(env_name, True, [])
     atari = preset.atari
-    venv = make_env(preset, n_envs=n_envs, seed=0)
-    venv.reset()
+    sb3 = _random_steps_per_s(make_env(preset, n_envs=n_envs, seed=0), steps, n_envs)
+    adapter = _random_steps_per_s(make_env(_preset(env_name, True, [], ale=True), n_envs=n_envs, seed=0), steps, n_envs)
     rng = np.random.default_rng(0)
-    n_actions = venv.action_space.n  # type: ignore[attr-defined]
-    start = time.perf_counter()
-    for _ in range(steps // n_envs):
-        venv.step(rng.integers(n_actions, size=n_envs))
-    sb3 = (steps // n_envs) * n_envs / (time.perf_counter() - start)
-    venv.close()
+    n_actions = make_env(preset, n_envs=1, seed=0).action_space.n  # type: ignore[attr-defined]
     from ale_py.vector_env import AtariVectorEnv
 
     game = preset.env_id.split("NoFrameskip")[0].split("-")[0].lower()
@@ -284,8 +319,19 @@ def atari_env_stepping(env_name: str, steps: int, n_envs: int) -> dict[str, Any]
         "n_envs": n_envs,
         "steps": steps,
         "sb3_wrapped_env_steps_per_s": round(sb3, 1),
+        "rlkit_adapter_steps_per_s": round(adapter, 1),
         "ale_vector_env_steps_per_s": round(ale, 1),
         "ratio": round(ale / sb3, 3),
+        "ratio_adapter": round(adapter / sb3, 3),
+    }
+
+
+def _learner(model: Any) -> dict[str, Any]:
+    """What a learner runs on: its VecEnv (innermost), replay buffer and number of envs."""
+    return {
+        "env": type(model.get_env().unwrapped).__name__,
+        "replay_buffer": type(model.replay_buffer).__name__,
+        "n_envs": model.n_envs,
     }
 
 
@@ -298,6 +344,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--phases", type=int, default=None, help="training phases per gradient-step timing")
     parser.add_argument("--atari", action="store_true", help="CnnPolicy on Pong, plus env stepping")
     parser.add_argument("--env-steps", type=int, default=4000, help="--atari: random-action steps per env timing")
+    parser.add_argument(
+        "--collect-steps", type=int, default=None, help="--atari: env steps per learner without training (0 skips)"
+    )
     parser.add_argument(
         "--no-same-threads",
         action="store_true",
@@ -333,6 +382,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "net_arch": preset.policy_kwargs.net_arch,
         },
         "torch_threads": {c.name: c.threads for c in contenders},
+        "learners": {c.name: _learner(c.model) for c in contenders},
     }
     result.update(run_rounds(contenders, steps, args.rounds, warmup))
     step_ms = gradient_steps(contenders, phases, reps=3)
@@ -353,6 +403,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if same is not None:
             result["matmul_floor"]["sb3_same_threads_step_over_floor"] = round(same / floor["ms"], 2)
     else:
+        collect = args.collect_steps if args.collect_steps is not None else 2 * steps
+        if collect > 0:
+            collectors = build_contenders(env_name, True, args.sets, same_threads=False, collect_only=True)
+            result["collection"] = {"steps": collect, **run_rounds(collectors, collect, args.rounds, warmup)}
         result["env_stepping"] = atari_env_stepping(env_name, steps=args.env_steps, n_envs=4)
     result["load_avg_after"] = _load()
     return result
