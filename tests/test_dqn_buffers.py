@@ -143,7 +143,7 @@ def _rollout(buffers: tuple[ReplayBuffer, ...], steps: int, n_envs: int, seed: i
         obs = new_obs
 
 
-def _assert_same_samples(ours: ReplayBuffer, sb3: ReplayBuffer, batch: int = 256, seed: int = 3) -> None:
+def _assert_same_samples(ours: ReplayBuffer, sb3: ReplayBuffer, batch: int = 4096, seed: int = 3) -> None:
     np.random.seed(seed)
     a = ours.sample(batch)
     np.random.seed(seed)
@@ -155,11 +155,16 @@ def _assert_same_samples(ours: ReplayBuffer, sb3: ReplayBuffer, batch: int = 256
     assert a.discounts is None and b.discounts is None
 
 
-@pytest.mark.parametrize(("size", "n_envs", "steps"), [(40, 1, 25), (40, 1, 130), (60, 3, 55), (7, 2, 9)])
-def test_frame_buffer_samples_equal_sb3_replay_buffer(size: int, n_envs: int, steps: int) -> None:
-    """Same transitions, same numpy random state: the same batch, field by field (wrapping included)."""
+@pytest.mark.parametrize(
+    ("size", "n_envs", "steps", "reset_at"), [(40, 1, 25, 12), (40, 1, 130, 120), (60, 3, 55, 45), (7, 2, 9, 8)]
+)
+def test_frame_buffer_samples_equal_sb3_replay_buffer(size: int, n_envs: int, steps: int, reset_at: int) -> None:
+    """Same transitions, same numpy random state: the same batch, field by field (wrapping included).
+
+    ``reset_at`` (a reset without a done, as a new ``learn()`` does) stays within the buffer.
+    """
     ours, sb3 = _frame_buffers(size, n_envs)
-    _rollout((ours, sb3), steps, n_envs, reset_at=steps // 2)
+    _rollout((ours, sb3), steps, n_envs, reset_at=reset_at)
     assert ours.size() == sb3.size() and ours.full == sb3.full
     assert ours.observations.dtype == np.uint8
     _assert_same_samples(ours, sb3)

@@ -227,7 +227,7 @@ class FrameReplayBuffer(ReplayBuffer):
         self.dones = np.zeros((size, n), dtype=np.float32)
         self.timeouts = np.zeros((size, n), dtype=np.float32)
         self._slot = 0  # where the next observation goes
-        self._chained = np.zeros(n, dtype=bool)  # that slot already holds env e's last next observation
+        self._chained = [False] * n  # that slot already holds env e's last next observation
         _warn_if_too_big(self.observations.nbytes + self.actions.nbytes + 3 * self.rewards.nbytes)
 
     def reset(self) -> None:
@@ -235,7 +235,7 @@ class FrameReplayBuffer(ReplayBuffer):
         self.aside.clear()
         self.has_aside[:] = False
         self._slot = 0
-        self._chained[:] = False
+        self._chained = [False] * self.n_envs
 
     def add(
         self,
@@ -252,7 +252,7 @@ class FrameReplayBuffer(ReplayBuffer):
         self.obs_slot[pos] = slot
         self._store_observation(np.asarray(obs).reshape(shape), pos, slot)
         ends = np.asarray(done, dtype=bool).reshape(self.n_envs)
-        self._store_next(np.asarray(next_obs).reshape(shape), pos, (slot + 1) % len(self.observations), ends)
+        self._store_next(np.asarray(next_obs).reshape(shape), pos, (slot + 1) % len(self.observations), ends.tolist())
         self._slot = (slot + 1) % len(self.observations)
         self.actions[pos] = np.asarray(action).reshape((self.n_envs, self.action_dim))
         self.rewards[pos] = reward
@@ -266,9 +266,10 @@ class FrameReplayBuffer(ReplayBuffer):
 
     def _forget(self, pos: int) -> None:
         """Drop what the transition about to be overwritten kept aside."""
-        for env in np.flatnonzero(self.has_aside[pos]):
-            del self.aside[pos * self.n_envs + int(env)]
-        self.has_aside[pos] = False
+        if self.has_aside[pos].any():
+            for env in np.flatnonzero(self.has_aside[pos]):
+                del self.aside[pos * self.n_envs + int(env)]
+            self.has_aside[pos] = False
 
     def _store_observation(self, obs: np.ndarray, pos: int, slot: int) -> None:
         """Write ``obs`` into ``slot``, except rows already there as the previous next observation.
@@ -277,29 +278,31 @@ class FrameReplayBuffer(ReplayBuffer):
         done) moves that next observation aside for the previous transition first.
         """
         rows = self.observations[slot]
-        write = ~self._chained
+        write = [not chained for chained in self._chained]
         prev = (pos - 1) % self.buffer_size
-        for env in np.flatnonzero(self._chained):
-            if not np.array_equal(rows[env], obs[env]):
+        for env, chained in enumerate(self._chained):
+            if chained and not _same(rows[env], obs[env]):
                 if prev != pos:
-                    self._put_aside(prev, int(env), rows[env])
+                    self._put_aside(prev, env, rows[env])
                 write[env] = True
-        if write.all():
+        if all(write):
             np.copyto(rows, obs)
             return
-        for env in np.flatnonzero(write):
-            np.copyto(rows[env], obs[env])
+        for env, needed in enumerate(write):
+            if needed:
+                np.copyto(rows[env], obs[env])
 
-    def _store_next(self, next_obs: np.ndarray, pos: int, slot: int, ends: np.ndarray) -> None:
+    def _store_next(self, next_obs: np.ndarray, pos: int, slot: int, ends: list[bool]) -> None:
         """Continuing next observations into the following slot; episode ends aside."""
-        for env in np.flatnonzero(ends):
-            self._put_aside(pos, int(env), next_obs[env])
-        if not ends.any():
+        if not any(ends):
             np.copyto(self.observations[slot], next_obs)
         else:
-            for env in np.flatnonzero(~ends):
-                np.copyto(self.observations[slot, env], next_obs[env])
-        self._chained = ~ends
+            for env, end in enumerate(ends):
+                if end:
+                    self._put_aside(pos, env, next_obs[env])
+                else:
+                    np.copyto(self.observations[slot, env], next_obs[env])
+        self._chained = [not end for end in ends]
 
     def _put_aside(self, pos: int, env: int, observation: np.ndarray) -> None:
         self.aside[pos * self.n_envs + env] = np.array(observation, dtype=self.observations.dtype)
@@ -324,6 +327,19 @@ class FrameReplayBuffer(ReplayBuffer):
     def _tensor(self, array: np.ndarray) -> th.Tensor:
         """A freshly gathered array as a tensor on the buffer's device, without another host copy."""
         return th.from_numpy(np.ascontiguousarray(array)).to(self.device)
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal contents; compared 8 bytes at a time when both are contiguous and the size allows."""
+    if (
+        a.shape == b.shape
+        and a.dtype == b.dtype
+        and a.nbytes % 8 == 0
+        and a.flags.c_contiguous
+        and b.flags.c_contiguous
+    ):
+        return bool(np.array_equal(a.reshape(-1).view(np.uint64), b.reshape(-1).view(np.uint64)))
+    return bool(np.array_equal(a, b))
 
 
 def _warn_if_too_big(nbytes: int) -> None:
