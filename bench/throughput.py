@@ -7,8 +7,9 @@ default thread count, SB3's buffer, train loop and MlpPolicy); rlkit runs throug
 ``rlkit.model.build_model`` with rlkit's thread choice (``configure_threads``). After a warm-up,
 the two alternate in the same process (``--rounds`` rounds of ``--steps`` env steps each, the
 order flipped every round) and the script prints JSON: per-round and median steps/s, the ratio,
-the threads, the time spent inside the env, and a micro-benchmark of one gradient step against
-the floor of its matrix products alone (the same products on preallocated tensors).
+the threads, the time spent inside the env, the process CPU time per env step (all threads: what
+a step costs a shared machine, apart from waiting), and a micro-benchmark of one gradient step
+against the floor of its matrix products alone (the same products on preallocated tensors).
 
     PYTHONPATH=. python bench/throughput.py --env lunarlander --steps 3000 --rounds 3
     PYTHONPATH=. python bench/throughput.py --atari --steps 1000 --rounds 2
@@ -60,6 +61,12 @@ def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process, every thread (torch's, ALE's workers) included."""
+    times = os.times()
+    return times.user + times.system
+
+
 def _preset(env_name: str, atari: bool, extra: list[str], ale: bool = False) -> Any:
     """The preset as benchmarked: Atari runs use SB3's env and buffer unless ``ale`` asks for rlkit's."""
     from rlkit.presets import resolve
@@ -106,6 +113,7 @@ class Contender:
         self.model = model
         self.threads = threads
         self.env_s = 0.0
+        self.cpu_ms: list[float] = []  # process CPU ms per env step (all threads) of each learn()
         venv = model.get_env()
         step_wait = venv.step_wait
 
@@ -119,12 +127,14 @@ class Contender:
         venv.step_wait = timed_step_wait
 
     def learn(self, steps: int) -> tuple[float, float]:
-        """Env steps/s of ``learn(steps)`` and the env's share of the time."""
+        """Env steps/s of ``learn(steps)`` and the env's share of the time; CPU time in ``cpu_ms``."""
         torch.set_num_threads(self.threads)
         env_before = self.env_s
+        cpu_before = _cpu_s()
         start = time.perf_counter()
         self.model.learn(steps, reset_num_timesteps=False)
         wall = time.perf_counter() - start
+        self.cpu_ms.append(round((_cpu_s() - cpu_before) * 1000 / steps, 3))
         return steps / wall, (self.env_s - env_before) / wall
 
     def gradient_step_ms(self, phases: int) -> float:
@@ -225,6 +235,7 @@ def run_rounds(contenders: list[Contender], steps: int, rounds: int, warmup: int
     for c in contenders:
         if warmup > 0:
             c.learn(warmup)
+        c.cpu_ms.clear()
     per_round: dict[str, list[float]] = {c.name: [] for c in contenders}
     env_share: dict[str, list[float]] = {c.name: [] for c in contenders}
     loads = []
@@ -247,6 +258,9 @@ def run_rounds(contenders: list[Contender], steps: int, rounds: int, warmup: int
             name: round(statistics.median((1 - sh) * 1000 / sp for sp, sh in zip(v, env_share[name], strict=True)), 3)
             for name, v in per_round.items()
         },
+        # Process CPU time per env step, every thread included: on a shared machine, what a step
+        # costs the cores, apart from the waiting that the wall-clock figures include.
+        "cpu_ms_per_step": {c.name: round(statistics.median(c.cpu_ms), 3) for c in contenders},
         "load_1min_per_round": loads,
     }
     if "rlkit_ale" in per_round:

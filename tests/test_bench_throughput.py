@@ -47,7 +47,7 @@ def test_atari_throughput_tiny() -> None:
     assert doc["env"] == "PongNoFrameskip-v4" and doc["mode"] == "atari"
     for name in ("sb3_plain", "rlkit", "rlkit_ale"):
         assert doc["steps_per_s"][name] > 0 and doc["gradient_step_ms"][name] > 0
-        assert doc["collection"]["steps_per_s"][name] > 0
+        assert doc["collection"]["steps_per_s"][name] > 0 and doc["collection"]["cpu_ms_per_step"][name] > 0
     assert doc["ratio_rlkit_ale"] > 0 and doc["collection"]["ratio_rlkit_ale"] > 0
     assert doc["learners"]["rlkit_ale"] == {"env": "AtariVecEnv", "replay_buffer": "FrameReplayBuffer", "n_envs": 1}
     assert doc["learners"]["sb3_plain"]["env"] == doc["learners"]["rlkit"]["env"] == "DummyVecEnv"
