@@ -21,7 +21,10 @@ buffer and learning_starts, on SB3's wrapped env and SB3's buffer), adds a third
 the same three without gradient steps (the ``learning_starts`` phase: env, buffer and the loop
 only), and ``env_stepping`` compares random-action stepping of SB3's wrapped env, rlkit's adapter
 (``rlkit.atari_vec.AtariVecEnv``) and the raw ``ale_py.vector_env.AtariVectorEnv`` (same
-preprocessing: frame skip 4 max-pooled, 84x84 gray, stack 4, 30 no-ops).
+preprocessing: frame skip 4 max-pooled, 84x84 gray, stack 4, 30 no-ops). ``--steps 0`` skips
+the training rounds; ``--set n_envs=4`` runs every learner with 4 envs.
+
+    PYTHONPATH=. python bench/throughput.py --atari --steps 0 --collect-steps 2000 --stepping-envs 1,4
 """
 
 from __future__ import annotations
@@ -352,7 +355,9 @@ def _learner(model: Any) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--env", default=None, help="preset name (default lunarlander; pong with --atari)")
-    parser.add_argument("--steps", type=int, default=None, help="env steps per round per learner")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="env steps per round per learner (--atari: 0 skips training)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=None, help="env steps each learner runs before timing")
     parser.add_argument("--phases", type=int, default=None, help="training phases per gradient-step timing")
@@ -362,6 +367,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--collect-steps", type=int, default=None, help="--atari: env steps per learner without training (0 skips)"
     )
     parser.add_argument(
+        "--stepping-envs", default="4", help="--atari: comma-separated env counts for the env stepping timing"
+    )
+    parser.add_argument(
         "--no-same-threads",
         action="store_true",
         help="skip the third learner (plain SB3 at rlkit's thread count)",
@@ -369,11 +377,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--set", action="append", default=[], dest="sets", help="extra preset override key=value")
     args = parser.parse_args(argv)
     env_name = args.env or ("pong" if args.atari else "lunarlander")
-    steps = args.steps or (1000 if args.atari else 3000)
+    steps = args.steps if args.steps is not None and (args.steps > 0 or args.atari) else (1000 if args.atari else 3000)
     warmup = args.warmup if args.warmup is not None else (300 if args.atari else 500)
     phases = args.phases or (20 if args.atari else 100)
     load_before = _load()
-    contenders = build_contenders(env_name, args.atari, args.sets, same_threads=not args.no_same_threads)
+    train = steps > 0
+    contenders = (
+        build_contenders(env_name, args.atari, args.sets, same_threads=not args.no_same_threads) if train else []
+    )
     preset = _preset(env_name, args.atari, args.sets)
     result: dict[str, Any] = {
         "env": preset.env_id,
@@ -398,10 +409,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "torch_threads": {c.name: c.threads for c in contenders},
         "learners": {c.name: _learner(c.model) for c in contenders},
     }
-    result.update(run_rounds(contenders, steps, args.rounds, warmup))
-    step_ms = gradient_steps(contenders, phases, reps=3)
-    result["gradient_step_ms"] = step_ms
+    if train:
+        result.update(run_rounds(contenders, steps, args.rounds, warmup))
+        result["gradient_step_ms"] = gradient_steps(contenders, phases, reps=3)
     if not args.atari:
+        step_ms = result["gradient_step_ms"]
         rlkit = contenders[1]
         same = step_ms.get("sb3_plain_same_threads")
         floor = matmul_floor_ms(_net_sizes(rlkit.model), preset.batch_size, rlkit.threads)
@@ -417,11 +429,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if same is not None:
             result["matmul_floor"]["sb3_same_threads_step_over_floor"] = round(same / floor["ms"], 2)
     else:
-        collect = args.collect_steps if args.collect_steps is not None else 2 * steps
+        collect = args.collect_steps if args.collect_steps is not None else (2 * steps or 2000)
         if collect > 0:
             collectors = build_contenders(env_name, True, args.sets, same_threads=False, collect_only=True)
-            result["collection"] = {"steps": collect, **run_rounds(collectors, collect, args.rounds, warmup)}
-        result["env_stepping"] = atari_env_stepping(env_name, steps=args.env_steps, n_envs=4)
+            result["collection"] = {
+                "steps": collect,
+                "learners": {c.name: _learner(c.model) for c in collectors},
+                **run_rounds(collectors, collect, args.rounds, warmup),
+            }
+        stepping = [
+            atari_env_stepping(env_name, steps=args.env_steps, n_envs=int(n)) for n in args.stepping_envs.split(",")
+        ]
+        result["env_stepping"] = stepping[0] if len(stepping) == 1 else stepping
     result["load_avg_after"] = _load()
     return result
 

@@ -54,3 +54,15 @@ def test_atari_throughput_tiny() -> None:
     stepping = doc["env_stepping"]
     assert stepping["sb3_wrapped_env_steps_per_s"] > 0 and stepping["ale_vector_env_steps_per_s"] > 0
     assert stepping["rlkit_adapter_steps_per_s"] > 0
+
+
+def test_atari_collection_only_tiny() -> None:
+    """``--steps 0``: no training rounds; collection with 2 envs and env stepping at 1 and 2 envs."""
+    doc = _run(
+        "--atari", "--steps", "0", "--rounds", "1", "--warmup", "0", "--collect-steps", "64", "--env-steps", "40",
+        "--stepping-envs", "1,2", "--set", "n_envs=2",
+    )  # fmt: skip
+    assert "steps_per_s" not in doc and doc["collection"]["steps"] == 64
+    assert doc["collection"]["learners"]["rlkit_ale"]["n_envs"] == 2
+    assert all(v > 0 for v in doc["collection"]["steps_per_s"].values())
+    assert [s["n_envs"] for s in doc["env_stepping"]] == [1, 2]
