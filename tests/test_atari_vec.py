@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecTransposeImage
@@ -36,17 +34,9 @@ TINY = [
 ]
 
 
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    threads = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(threads)
-
-
-def _space_invaders(train: bool, n_envs: int = 2) -> AtariVecEnv:
+def _space_invaders(training: bool, n_envs: int = 2) -> AtariVecEnv:
     atari = resolve("SpaceInvadersNoFrameskip-v4", overrides=ALE).preset
-    env = AtariVecEnv(ale_settings(atari, train=train), n_envs)
+    env = AtariVecEnv(ale_settings(atari, train=training), n_envs)
     env.seed(3)
     return env
 
@@ -57,7 +47,7 @@ def test_observations_match_the_sb3_path() -> None:
     ale = make_env(preset, n_envs=2, seed=0)
     sb3 = VecTransposeImage(make_env(resolve("pong").preset, n_envs=2, seed=0))
     assert isinstance(ale, AtariVecEnv)
-    assert ale.observation_space == sb3.observation_space == ale.observation_space
+    assert ale.observation_space == sb3.observation_space
     assert ale.action_space == sb3.action_space
     obs = ale.reset()
     assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8
@@ -96,7 +86,7 @@ def test_frames_equal_the_sb3_paths_on_the_same_game() -> None:
 def test_life_loss_ends_training_episodes_and_the_real_game_is_reported() -> None:
     """Training: a done at each lost life, rewards clipped; ``episode`` only at the real game's end,
     with the unclipped score and its emulator frames, exactly what full-game play reports."""
-    trained, full = _space_invaders(train=True), _space_invaders(train=False)
+    trained, full = _space_invaders(training=True), _space_invaders(training=False)
     trained.reset(), full.reset()
     rng = np.random.default_rng(0)
     games: dict[str, list[tuple[int, float, int]]] = {"trained": [], "full": []}
@@ -149,7 +139,7 @@ def test_truncation_is_a_timeout_with_the_game_reported() -> None:
 
 def test_seed_makes_resets_deterministic() -> None:
     def trajectory(seed: int) -> np.ndarray:
-        env = _space_invaders(train=True)
+        env = _space_invaders(training=True)
         env.seed(seed)
         frames = [env.reset()]
         rng = np.random.default_rng(0)
@@ -245,7 +235,7 @@ def test_model_trained_on_the_adapter_evaluates_on_the_sb3_path(tmp_path: Path) 
 
 def test_monitor_csv_wrapper_appends_on_resume(tmp_path: Path) -> None:
     def play(override: bool) -> None:
-        env = MonitorCsv(_space_invaders(train=True, n_envs=1), tmp_path, "SpaceInvadersNoFrameskip-v4", override)
+        env = MonitorCsv(_space_invaders(training=True, n_envs=1), tmp_path, "SpaceInvadersNoFrameskip-v4", override)
         env.reset()
         rng = np.random.default_rng(0)
         for _ in range(700):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -209,15 +208,6 @@ def test_frame_buffer_pickles_and_continues(tmp_path: Path) -> None:
     # The resumed run starts from a fresh reset: the last stored next observation must survive it.
     _rollout((restored, sb3), 25, 2, seed=2)
     _assert_same_samples(restored, sb3)
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Tiny CNNs train fastest on one torch thread (and leave the other core alone)."""
-    threads = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(threads)
 
 
 def _image_model(algo: type, buffer_class: type, seed: int = 0) -> Any:
