@@ -14,17 +14,25 @@ steps of the same size. Three learners:
 
 After a warm-up the learners alternate in the same process (``--rounds`` rounds of ``--steps``
 env steps each, the order flipped every round) and the script prints JSON: per-round and median
-steps/s, the ratios, the threads, the time spent inside the env, and a micro-benchmark of one
-gradient step against the floor of its matrix products alone (the same products on
+steps/s, the ratios, the threads, the time spent inside the env, the process CPU time per env
+step (all threads: what a step costs a shared machine, apart from waiting), and a micro-benchmark
+of one gradient step against the floor of its matrix products alone (the same products on
 preallocated tensors).
 
     PYTHONPATH=. python bench/throughput.py --env lunarlander --steps 3000 --rounds 3
     PYTHONPATH=. python bench/throughput.py --atari --steps 1000 --rounds 2
 
 ``--atari`` does the same with CnnPolicy on PongNoFrameskip-v4 (the pong preset with a small
-buffer and learning_starts) and also compares SB3's wrapped env stepping against
-``ale_py.vector_env.AtariVectorEnv`` (same preprocessing: frame skip 4 max-pooled, 84x84 gray,
-stack 4, 30 no-ops).
+buffer and learning_starts, on SB3's wrapped env and SB3's buffer), adds a third learner
+``rlkit_ale``: rlkit on ale-py's vector env (``atari.backend=ale``) with the frame buffer
+(``frame_buffer=true``), and reports ``ratio_rlkit_ale`` against plain SB3. ``collection`` times
+the same three without gradient steps (the ``learning_starts`` phase: env, buffer and the loop
+only), and ``env_stepping`` compares random-action stepping of SB3's wrapped env, rlkit's adapter
+(``rlkit.atari_vec.AtariVecEnv``) and the raw ``ale_py.vector_env.AtariVectorEnv`` (same
+preprocessing: frame skip 4 max-pooled, 84x84 gray, stack 4, 30 no-ops). ``--steps 0`` skips
+the training rounds; ``--set n_envs=4`` runs every learner with 4 envs.
+
+    PYTHONPATH=. python bench/throughput.py --atari --steps 0 --collect-steps 2000 --stepping-envs 1,4
 """
 
 from __future__ import annotations
@@ -56,6 +64,9 @@ SAME_ALGORITHM = [
     "noisy=false",
     "loss=huber",
 ]
+# The rlkit_ale learner: ale-py's vector env and the frame buffer (set after ATARI_OVERRIDES).
+ALE_OVERRIDES = ["atari.backend=ale", "frame_buffer=true"]
+SB3_ENV_OVERRIDES = ["atari.backend=sb3", "frame_buffer=false"]
 
 
 def _cpu_model() -> str:
@@ -73,11 +84,18 @@ def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def _preset(env_name: str, atari: bool, extra: list[str]) -> Any:
+def _cpu_s() -> float:
+    """CPU seconds of this process, every thread (torch's, ALE's workers) included."""
+    times = os.times()
+    return times.user + times.system
+
+
+def _preset(env_name: str, atari: bool, extra: list[str], ale: bool = False) -> Any:
+    """The preset as benchmarked: Atari runs use SB3's env and buffer unless ``ale`` asks for rlkit's."""
     from rlkit.presets import resolve
 
-    overrides = [*SAME_ALGORITHM, *(ATARI_OVERRIDES if atari else []), *extra]
-    return resolve(env_name, overrides=overrides).preset
+    atari_sets = [*ATARI_OVERRIDES, *(ALE_OVERRIDES if ale else SB3_ENV_OVERRIDES)] if atari else []
+    return resolve(env_name, overrides=[*SAME_ALGORITHM, *atari_sets, *extra]).preset
 
 
 def sb3_env(preset: Any, atari: bool) -> Any:
@@ -132,6 +150,7 @@ class Contender:
         self.model = model
         self.threads = threads
         self.env_s = 0.0
+        self.cpu_ms: list[float] = []  # process CPU ms per env step (all threads) of each learn()
         venv = model.get_env()
         step_wait = venv.step_wait
 
@@ -145,12 +164,14 @@ class Contender:
         venv.step_wait = timed_step_wait
 
     def learn(self, steps: int) -> tuple[float, float]:
-        """Env steps/s of ``learn(steps)`` and the env's share of the time."""
+        """Env steps/s of ``learn(steps)`` and the env's share of the time; CPU time in ``cpu_ms``."""
         torch.set_num_threads(self.threads)
         env_before = self.env_s
+        cpu_before = _cpu_s()
         start = time.perf_counter()
         self.model.learn(steps, reset_num_timesteps=False)
         wall = time.perf_counter() - start
+        self.cpu_ms.append(round((_cpu_s() - cpu_before) * 1000 / steps, 3))
         return steps / wall, (self.env_s - env_before) / wall
 
     def gradient_step_ms(self, phases: int) -> float:
@@ -164,19 +185,32 @@ class Contender:
         return (time.perf_counter() - start) * 1000 / (phases * per_phase)
 
 
-def build_contenders(env_name: str, atari: bool, extra: list[str], same_threads: bool = True) -> list[Contender]:
+def build_contenders(
+    env_name: str, atari: bool, extra: list[str], same_threads: bool = True, collect_only: bool = False
+) -> list[Contender]:
+    """Plain SB3, rlkit, and (Atari) rlkit on ale-py's vector env with the frame buffer.
+
+    ``collect_only`` sets ``learning_starts`` beyond any run: no gradient step is taken.
+    """
     from rlkit.environments import make_env, policy_name
     from rlkit.model import build_model, configure_threads
 
+    extra = [*extra, *(["learning_starts=1000000000"] if collect_only else [])]
     preset = _preset(env_name, atari, extra)
     env_sb3 = sb3_env(preset, atari)
     env_rlkit = make_env(preset, n_envs=preset.n_envs, seed=0)
     policy = policy_name(preset, env_sb3.observation_space)
     rlkit_threads = configure_threads(preset, policy, "cpu")
     rlkit_model = build_model(preset, env_rlkit, seed=0, device="cpu", tensorboard_log=None)
+    contenders = [Contender("rlkit", rlkit_model, rlkit_threads)]
+    if atari:
+        ale = _preset(env_name, atari, extra, ale=True)
+        ale_model = build_model(
+            ale, make_env(ale, n_envs=ale.n_envs, seed=0), seed=0, device="cpu", tensorboard_log=None
+        )
+        contenders.append(Contender("rlkit_ale", ale_model, rlkit_threads))
     torch.set_num_threads(DEFAULT_THREADS)
-    sb3_model = plain_sb3(preset, env_sb3, policy)
-    contenders = [Contender("sb3_plain", sb3_model, DEFAULT_THREADS), Contender("rlkit", rlkit_model, rlkit_threads)]
+    contenders.insert(0, Contender("sb3_plain", plain_sb3(preset, env_sb3, policy), DEFAULT_THREADS))
     if same_threads:
         # Plain SB3 on rlkit's env at rlkit's thread count: what remains is the training loop.
         env_same = make_env(preset, n_envs=preset.n_envs, seed=0)
@@ -238,6 +272,7 @@ def run_rounds(contenders: list[Contender], steps: int, rounds: int, warmup: int
     for c in contenders:
         if warmup > 0:
             c.learn(warmup)
+        c.cpu_ms.clear()
     per_round: dict[str, list[float]] = {c.name: [] for c in contenders}
     env_share: dict[str, list[float]] = {c.name: [] for c in contenders}
     loads = []
@@ -260,8 +295,15 @@ def run_rounds(contenders: list[Contender], steps: int, rounds: int, warmup: int
             name: round(statistics.median((1 - sh) * 1000 / sp for sp, sh in zip(v, env_share[name], strict=True)), 3)
             for name, v in per_round.items()
         },
+        # Process CPU time per env step, every thread included: on a shared machine, what a step
+        # costs the cores, apart from the waiting that the wall-clock figures include.
+        "cpu_ms_per_step": {c.name: round(statistics.median(c.cpu_ms), 3) for c in contenders},
         "load_1min_per_round": loads,
     }
+    if "rlkit_ale" in per_round:
+        ale = per_round["rlkit_ale"]
+        result["ratio_rlkit_ale"] = round(statistics.median(ale) / statistics.median(base), 3)
+        result["rounds_ratio_rlkit_ale"] = [round(a / b, 3) for a, b in zip(ale, base, strict=True)]
     if SAME in per_round:
         same = per_round[SAME]
         result["ratio_same_env_threads"] = round(statistics.median(ours) / statistics.median(same), 3)
@@ -277,23 +319,32 @@ def gradient_steps(contenders: list[Contender], phases: int, reps: int) -> dict[
     return {name: round(statistics.median(v), 3) for name, v in times.items()}
 
 
+def _random_steps_per_s(venv: Any, steps: int, n_envs: int) -> float:
+    import numpy as np
+
+    venv.reset()
+    rng = np.random.default_rng(0)
+    n_actions = venv.action_space.n
+    start = time.perf_counter()
+    for _ in range(steps // n_envs):
+        venv.step(rng.integers(n_actions, size=n_envs))
+    rate = (steps // n_envs) * n_envs / (time.perf_counter() - start)
+    venv.close()
+    return rate
+
+
 def atari_env_stepping(env_name: str, steps: int, n_envs: int) -> dict[str, Any]:
-    """Random-action steps/s: SB3's wrapped env (rlkit's make_env) against AtariVectorEnv."""
+    """Random-action steps/s: SB3's wrapped env (rlkit's make_env), rlkit's adapter, raw AtariVectorEnv."""
     import numpy as np
 
     from rlkit.environments import make_env
 
     preset = _preset(env_name, True, [])
     atari = preset.atari
-    venv = make_env(preset, n_envs=n_envs, seed=0)
-    venv.reset()
+    sb3 = _random_steps_per_s(make_env(preset, n_envs=n_envs, seed=0), steps, n_envs)
+    adapter = _random_steps_per_s(make_env(_preset(env_name, True, [], ale=True), n_envs=n_envs, seed=0), steps, n_envs)
     rng = np.random.default_rng(0)
-    n_actions = venv.action_space.n  # type: ignore[attr-defined]
-    start = time.perf_counter()
-    for _ in range(steps // n_envs):
-        venv.step(rng.integers(n_actions, size=n_envs))
-    sb3 = (steps // n_envs) * n_envs / (time.perf_counter() - start)
-    venv.close()
+    n_actions = make_env(preset, n_envs=1, seed=0).action_space.n  # type: ignore[attr-defined]
     from ale_py.vector_env import AtariVectorEnv
 
     game = preset.env_id.split("NoFrameskip")[0].split("-")[0].lower()
@@ -319,20 +370,39 @@ def atari_env_stepping(env_name: str, steps: int, n_envs: int) -> dict[str, Any]
         "n_envs": n_envs,
         "steps": steps,
         "sb3_wrapped_env_steps_per_s": round(sb3, 1),
+        "rlkit_adapter_steps_per_s": round(adapter, 1),
         "ale_vector_env_steps_per_s": round(ale, 1),
         "ratio": round(ale / sb3, 3),
+        "ratio_adapter": round(adapter / sb3, 3),
+    }
+
+
+def _learner(model: Any) -> dict[str, Any]:
+    """What a learner runs on: its VecEnv (innermost), replay buffer and number of envs."""
+    return {
+        "env": type(model.get_env().unwrapped).__name__,
+        "replay_buffer": type(model.replay_buffer).__name__,
+        "n_envs": model.n_envs,
     }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--env", default=None, help="preset name (default lunarlander; pong with --atari)")
-    parser.add_argument("--steps", type=int, default=None, help="env steps per round per learner")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="env steps per round per learner (--atari: 0 skips training)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=None, help="env steps each learner runs before timing")
     parser.add_argument("--phases", type=int, default=None, help="training phases per gradient-step timing")
     parser.add_argument("--atari", action="store_true", help="CnnPolicy on Pong, plus env stepping")
     parser.add_argument("--env-steps", type=int, default=4000, help="--atari: random-action steps per env timing")
+    parser.add_argument(
+        "--collect-steps", type=int, default=None, help="--atari: env steps per learner without training (0 skips)"
+    )
+    parser.add_argument(
+        "--stepping-envs", default="4", help="--atari: comma-separated env counts for the env stepping timing"
+    )
     parser.add_argument(
         "--no-same-threads",
         action="store_true",
@@ -341,11 +411,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--set", action="append", default=[], dest="sets", help="extra preset override key=value")
     args = parser.parse_args(argv)
     env_name = args.env or ("pong" if args.atari else "lunarlander")
-    steps = args.steps or (1000 if args.atari else 3000)
+    steps = args.steps if args.steps is not None and (args.steps > 0 or args.atari) else (1000 if args.atari else 3000)
     warmup = args.warmup if args.warmup is not None else (300 if args.atari else 500)
     phases = args.phases or (20 if args.atari else 100)
     load_before = _load()
-    contenders = build_contenders(env_name, args.atari, args.sets, same_threads=not args.no_same_threads)
+    train = steps > 0
+    contenders = (
+        build_contenders(env_name, args.atari, args.sets, same_threads=not args.no_same_threads) if train else []
+    )
     preset = _preset(env_name, args.atari, args.sets)
     result: dict[str, Any] = {
         "env": preset.env_id,
@@ -371,11 +444,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "n_steps": preset.n_steps,
         },
         "torch_threads": {c.name: c.threads for c in contenders},
+        "learners": {c.name: _learner(c.model) for c in contenders},
     }
-    result.update(run_rounds(contenders, steps, args.rounds, warmup))
-    step_ms = gradient_steps(contenders, phases, reps=3)
-    result["gradient_step_ms"] = step_ms
+    if train:
+        result.update(run_rounds(contenders, steps, args.rounds, warmup))
+        result["gradient_step_ms"] = gradient_steps(contenders, phases, reps=3)
     if not args.atari:
+        step_ms = result["gradient_step_ms"]
         rlkit = contenders[1]
         same = step_ms.get(SAME)
         floor = matmul_floor_ms(_net_sizes(rlkit.model), preset.batch_size, rlkit.threads)
@@ -399,7 +474,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "rlkit_step_over_floor": round(step_ms["rlkit"] / other["ms"], 2),
             }
     else:
-        result["env_stepping"] = atari_env_stepping(env_name, steps=args.env_steps, n_envs=4)
+        collect = args.collect_steps if args.collect_steps is not None else (2 * steps or 2000)
+        if collect > 0:
+            collectors = build_contenders(env_name, True, args.sets, same_threads=False, collect_only=True)
+            result["collection"] = {
+                "steps": collect,
+                "learners": {c.name: _learner(c.model) for c in collectors},
+                **run_rounds(collectors, collect, args.rounds, warmup),
+            }
+        stepping = [
+            atari_env_stepping(env_name, steps=args.env_steps, n_envs=int(n)) for n in args.stepping_envs.split(",")
+        ]
+        result["env_stepping"] = stepping[0] if len(stepping) == 1 else stepping
     result["load_avg_after"] = _load()
     return result
 

@@ -66,6 +66,9 @@ class AtariConfig(_Strict):
     clip_reward: bool = True
     """Training only: clip rewards to their sign (evaluation reports the real game score)."""
 
+    backend: Literal["sb3", "ale"] = "sb3"
+    """Training envs: ``sb3`` (SB3's AtariWrapper, DummyVecEnv, VecFrameStack) or ``ale`` (ale-py's threaded C++ AtariVectorEnv behind SB3's VecEnv, ``rlkit.atari_vec``); evaluation always uses ``sb3``."""
+
 
 class Preset(_Strict):
     """Everything needed to train DQN on one environment."""
@@ -147,6 +150,9 @@ class Preset(_Strict):
 
     optimize_memory_usage: bool = False
     """Store each observation once in the replay buffer (SB3's memory-efficient variant)."""
+
+    frame_buffer: bool = False
+    """rlkit's replay buffer for image observations: each frame stack written once, timeouts handled, batches gathered once; uniform 1-step replay only (prioritized or n-step replay keep their own buffers)."""
 
     # --- DQN extensions (rlkit.dqn); all off means SB3's vanilla DQN -------------------
     double_q: bool = False
@@ -238,6 +244,10 @@ class Preset(_Strict):
         if self.optimize_memory_usage and (self.prioritized_replay or self.n_steps > 1):
             raise ValueError(
                 "optimize_memory_usage works only with uniform 1-step replay (no prioritized_replay, n_steps 1)"
+            )
+        if self.frame_buffer and self.optimize_memory_usage:
+            raise ValueError(
+                "frame_buffer already stores each observation once; set optimize_memory_usage false with it"
             )
         if self.per_beta_final < self.per_beta0:
             raise ValueError("per_beta_final must be at least per_beta0 (beta anneals upwards)")

@@ -77,6 +77,10 @@ def check_env(preset: Preset) -> None:
                 f"{preset.env_id} has a {type(env.action_space).__name__} action space; "
                 "DQN needs discrete actions (e.g. CartPole-v1, LunarLander-v3, Atari)"
             )
+        if preset.atari is not None and preset.atari.backend == "ale":
+            from rlkit.atari_vec import ale_settings
+
+            ale_settings(preset)  # what ALE's vector env cannot honour fails here, before any work
     finally:
         env.close()
 
@@ -108,12 +112,18 @@ def make_env(
 
     Evaluation envs play full Atari games with the real, unclipped score; Monitor sits below
     every wrapper, so recorded episode returns are always the environment's own. ``resume``
-    appends to the run's existing Monitor CSVs instead of starting them anew.
+    appends to the run's existing Monitor CSVs instead of starting them anew. Atari training
+    envs with ``atari.backend: ale`` run on ale-py's vector env (:mod:`rlkit.atari_vec`), with
+    the same observations and episode figures; evaluation and rendering always use SB3's path.
     """
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 
     _register()
+    if train and render_mode is None and preset.atari is not None and preset.atari.backend == "ale":
+        from rlkit.atari_vec import make_ale_env
+
+        return make_ale_env(preset, n_envs=n_envs, seed=seed, monitor_dir=monitor_dir, resume=resume)
     # SB3's make_vec_env renders to rgb_array unless told otherwise; rendering costs (LunarLander
     # then simulates its engine particles as Box2D bodies: 20x slower physics), so it is off
     # unless asked for here or by the preset's env_kwargs.

@@ -108,8 +108,12 @@ def build_model(
 
 
 def _replay_buffer(preset: Preset) -> dict[str, Any]:
-    """SB3's buffer (chosen by SB3 from n_steps), or the prioritized one with its settings."""
+    """SB3's buffer (chosen by SB3 from n_steps), the prioritized one, or the frame buffer (uniform 1-step)."""
     options: dict[str, Any] = {"handle_timeout_termination": not preset.optimize_memory_usage}
+    if preset.frame_buffer and not preset.prioritized_replay and preset.n_steps == 1:
+        from rlkit.dqn.buffers import FrameReplayBuffer
+
+        return {"replay_buffer_class": FrameReplayBuffer, "replay_buffer_kwargs": options}
     if not preset.prioritized_replay:
         return {"replay_buffer_kwargs": options}
     from rlkit.dqn.buffers import PrioritizedReplayBuffer

@@ -43,11 +43,32 @@ def test_lunarlander_throughput_tiny() -> None:
 
 
 def test_atari_throughput_tiny() -> None:
-    doc = _run("--atari", "--steps", "100", "--rounds", "1", "--warmup", "0", "--phases", "1", "--env-steps", "80")
+    doc = _run(
+        "--atari", "--steps", "100", "--rounds", "1", "--warmup", "0", "--phases", "1", "--env-steps", "80",
+        "--collect-steps", "100",
+    )  # fmt: skip
     assert doc["env"] == "PongNoFrameskip-v4" and doc["mode"] == "atari"
-    assert doc["steps_per_s"]["rlkit"] > 0 and doc["steps_per_s"]["sb3_plain"] > 0
+    for name in ("sb3_plain", "rlkit", "rlkit_ale"):
+        assert doc["steps_per_s"][name] > 0 and doc["gradient_step_ms"][name] > 0
+        assert doc["collection"]["steps_per_s"][name] > 0 and doc["collection"]["cpu_ms_per_step"][name] > 0
+    assert doc["ratio_rlkit_ale"] > 0 and doc["collection"]["ratio_rlkit_ale"] > 0
+    assert doc["learners"]["rlkit_ale"] == {"env": "AtariVecEnv", "replay_buffer": "FrameReplayBuffer", "n_envs": 1}
+    assert doc["learners"]["sb3_plain"]["env"] == doc["learners"]["rlkit"]["env"] == "DummyVecEnv"
     stepping = doc["env_stepping"]
     assert stepping["sb3_wrapped_env_steps_per_s"] > 0 and stepping["ale_vector_env_steps_per_s"] > 0
+    assert stepping["rlkit_adapter_steps_per_s"] > 0
+
+
+def test_atari_collection_only_tiny() -> None:
+    """``--steps 0``: no training rounds; collection with 2 envs and env stepping at 1 and 2 envs."""
+    doc = _run(
+        "--atari", "--steps", "0", "--rounds", "1", "--warmup", "0", "--collect-steps", "64", "--env-steps", "40",
+        "--stepping-envs", "1,2", "--set", "n_envs=2",
+    )  # fmt: skip
+    assert "steps_per_s" not in doc and doc["collection"]["steps"] == 64
+    assert doc["collection"]["learners"]["rlkit_ale"]["n_envs"] == 2
+    assert all(v > 0 for v in doc["collection"]["steps_per_s"].values())
+    assert [s["n_envs"] for s in doc["env_stepping"]] == [1, 2]
 
 
 def test_levers_tiny() -> None:

@@ -144,6 +144,7 @@ def test_cnn_policy_heads(extra: dict[str, bool]) -> None:
         ({"algo": "qrdqn", "loss": "mse"}, "loss mse is not supported with algo qrdqn"),
         ({"optimize_memory_usage": True, "prioritized_replay": True}, "optimize_memory_usage works only"),
         ({"per_beta0": 0.8, "per_beta_final": 0.5}, "per_beta_final must be at least per_beta0"),
+        ({"frame_buffer": True, "optimize_memory_usage": True}, "frame_buffer already stores each observation once"),
         ({"loss": "l1"}, "loss"),
     ],
 )
@@ -151,6 +152,20 @@ def test_contradictions_are_one_line_errors(sets: dict[str, Any], message: str) 
     with pytest.raises(RlkitError, match=message) as info:
         validate({"env_id": "CartPole-v1", **sets}, "test")
     assert "\n" not in str(info.value)
+
+
+def test_frame_buffer_switch_applies_to_uniform_one_step_replay() -> None:
+    """``frame_buffer`` picks rlkit's frame buffer; prioritized and n-step replay keep their own buffers."""
+    from stable_baselines3.common.buffers import NStepReplayBuffer
+
+    from rlkit.dqn.buffers import FrameReplayBuffer
+
+    assert type(_model("frame_buffer=true").replay_buffer) is FrameReplayBuffer
+    assert type(_model("frame_buffer=true", "n_steps=3").replay_buffer) is NStepReplayBuffer
+    assert type(_model("frame_buffer=true", "prioritized_replay=true").replay_buffer) is PrioritizedReplayBuffer
+    model = _model("frame_buffer=true")
+    model.learn(200)
+    assert model.replay_buffer is not None and model.replay_buffer.size() == 200 and model._n_updates > 0
 
 
 def test_guard_names_step_and_figure() -> None:

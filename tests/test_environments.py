@@ -45,12 +45,15 @@ def _wrapper_names(vec_env: object) -> list[str]:
 
 
 def test_atari_eval_env_plays_full_games_with_real_score() -> None:
-    preset = resolve("pong").preset
+    preset = resolve("pong", overrides=["atari.backend=sb3"]).preset
     train_names = _wrapper_names(make_env(preset, seed=0, train=True))
     eval_names = _wrapper_names(make_env(preset, seed=0, train=False))
     assert "ClipRewardEnv" in train_names and "EpisodicLifeEnv" in train_names
     assert "ClipRewardEnv" not in eval_names and "EpisodicLifeEnv" not in eval_names
     assert "Monitor" in eval_names
+    ale = resolve("pong", overrides=["atari.backend=ale"]).preset  # training on ale-py's vector env
+    assert type(make_env(ale, seed=0, train=True)).__name__ == "AtariVecEnv"
+    assert _wrapper_names(make_env(ale, seed=0, train=False)) == eval_names
 
 
 def test_training_envs_do_not_render_and_play_the_same_game() -> None:

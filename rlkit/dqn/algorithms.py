@@ -33,7 +33,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
-from rlkit.dqn.buffers import PrioritizedReplayBuffer
+from rlkit.dqn.buffers import FrameReplayBuffer, PrioritizedReplayBuffer
 from rlkit.dqn.diagnostics import BatchOutput, Diagnostics, check_divergence
 from rlkit.dqn.mlp_update import MlpUpdate
 from rlkit.dqn.targets import LossName, elementwise_loss, quantile_huber_per_sample, quantile_td_targets, td_targets
@@ -104,6 +104,34 @@ class _Extensions:
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), *_RUNTIME]  # type: ignore[misc]
+
+    def _store_transition(
+        self,
+        replay_buffer: Any,
+        buffer_action: np.ndarray,
+        new_obs: Any,
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        """SB3's ``_store_transition``; for a :class:`FrameReplayBuffer` without SB3's defensive copy.
+
+        SB3 deep-copies the whole next observation batch before ``add``; the frame buffer copies
+        what it keeps itself, so only the rows of episode ends are replaced, in a copy made then.
+        """
+        model: Any = self
+        if not isinstance(replay_buffer, FrameReplayBuffer) or model._vec_normalize_env is not None:
+            super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)  # type: ignore[misc]
+            return
+        next_obs = new_obs
+        ends = [i for i, done in enumerate(dones) if done and infos[i].get("terminal_observation") is not None]
+        if ends:
+            next_obs = np.array(new_obs)
+            for i in ends:
+                next_obs[i] = infos[i]["terminal_observation"]
+        model._last_original_obs = model._last_obs
+        replay_buffer.add(model._last_original_obs, next_obs, buffer_action, reward, dones, infos)
+        model._last_obs = new_obs
 
     def _set_extensions(self, algo: str, options: dict[str, Any]) -> None:
         settings = extension_kwargs(**options)

@@ -7,15 +7,22 @@ sampling are vectorised over the batch (one numpy operation per tree level).
 timeouts, ``gamma**k`` bootstrap discounts) are SB3's; ``n_steps=1`` gives ordinary 1-step
 transitions. Each (position, env) pair is one leaf, so several training envs are prioritized
 individually.
+
+:class:`FrameReplayBuffer` is a drop-in for SB3's :class:`ReplayBuffer` (same samples for the same
+transitions and random stream) for image observations: each observation is written once into
+uint8 storage, a next observation is the following slot, and a batch reaches torch with one
+gather per array.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.buffers import NStepReplayBuffer
+from gymnasium import spaces
+from stable_baselines3.common.buffers import BaseBuffer, NStepReplayBuffer, ReplayBuffer
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -169,4 +176,182 @@ class PrioritizedReplayBuffer(NStepReplayBuffer):
             next_observations=self.to_torch(self._normalize_obs(self.next_observations[batch_inds, env_indices], env)),  # type: ignore[arg-type]
             dones=self.to_torch(dones.reshape(-1, 1).astype(np.float32)),
             rewards=self.to_torch(self._normalize_reward(self.rewards[batch_inds, env_indices].reshape(-1, 1), env)),
+        )
+
+
+class FrameReplayBuffer(ReplayBuffer):
+    """SB3's uniform 1-step :class:`ReplayBuffer` storing each observation once (Box observations).
+
+    Layout: ``observations`` holds ``buffer_size + 1`` slots per env. The transition at position
+    ``p`` reads its observation from slot ``obs_slot[p]`` and its next observation from the slot
+    after it, which is where the following transition's observation goes: ``add`` writes the next
+    observation there (one copy, straight from the caller's array) and, for the following
+    transition, only checks that its observation is that same content. Next observations that do
+    not continue (the terminal observation of an episode end, or an env reset without a done) are
+    kept aside, one copy each, in ``aside`` (key ``position * n_envs + env``). Memory is about
+    SB3's ``optimize_memory_usage`` buffer, and unlike that one every stored transition can be
+    sampled and ``handle_timeout_termination`` works.
+
+    Sampling draws exactly as SB3's ReplayBuffer (``randint`` over positions, then over envs), so
+    the same numpy random state gives the same batches; each field is one numpy gather turned into
+    a tensor without another copy (``torch.from_numpy``, then ``.to(device)``).
+    """
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        device: th.device | str = "auto",
+        n_envs: int = 1,
+        optimize_memory_usage: bool = False,
+        handle_timeout_termination: bool = True,
+    ) -> None:
+        if optimize_memory_usage:
+            raise ValueError(
+                "FrameReplayBuffer stores each observation once already; optimize_memory_usage must be False"
+            )
+        if not isinstance(observation_space, spaces.Box):
+            raise ValueError(f"FrameReplayBuffer needs a Box observation space, got {observation_space}")
+        BaseBuffer.__init__(self, buffer_size, observation_space, action_space, device, n_envs=n_envs)
+        self.buffer_size = max(buffer_size // n_envs, 1)
+        self.optimize_memory_usage = False
+        self.handle_timeout_termination = handle_timeout_termination
+        n, size = self.n_envs, self.buffer_size
+        self.observations = np.zeros((size + 1, n, *self.obs_shape), dtype=observation_space.dtype)
+        self.obs_slot = np.zeros(size, dtype=np.int64)
+        self.has_aside = np.zeros((size, n), dtype=bool)
+        self.aside: dict[int, np.ndarray] = {}
+        self.actions = np.zeros((size, n, self.action_dim), dtype=self._maybe_cast_dtype(action_space.dtype))
+        self.rewards = np.zeros((size, n), dtype=np.float32)
+        self.dones = np.zeros((size, n), dtype=np.float32)
+        self.timeouts = np.zeros((size, n), dtype=np.float32)
+        self._slot = 0  # where the next observation goes
+        self._chained = [False] * n  # that slot already holds env e's last next observation
+        _warn_if_too_big(self.observations.nbytes + self.actions.nbytes + 3 * self.rewards.nbytes)
+
+    def reset(self) -> None:
+        super().reset()
+        self.aside.clear()
+        self.has_aside[:] = False
+        self._slot = 0
+        self._chained = [False] * self.n_envs
+
+    def add(
+        self,
+        obs: np.ndarray,
+        next_obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        done: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        shape = (self.n_envs, *self.obs_shape)
+        pos, slot = self.pos, self._slot
+        self._forget(pos)
+        self.obs_slot[pos] = slot
+        self._store_observation(np.asarray(obs).reshape(shape), pos, slot)
+        ends = np.asarray(done, dtype=bool).reshape(self.n_envs)
+        self._store_next(np.asarray(next_obs).reshape(shape), pos, (slot + 1) % len(self.observations), ends.tolist())
+        self._slot = (slot + 1) % len(self.observations)
+        self.actions[pos] = np.asarray(action).reshape((self.n_envs, self.action_dim))
+        self.rewards[pos] = reward
+        self.dones[pos] = ends
+        if self.handle_timeout_termination:
+            self.timeouts[pos] = [info.get("TimeLimit.truncated", False) for info in infos]
+        self.pos += 1
+        if self.pos == self.buffer_size:
+            self.full = True
+            self.pos = 0
+
+    def _forget(self, pos: int) -> None:
+        """Drop what the transition about to be overwritten kept aside."""
+        if self.has_aside[pos].any():
+            for env in np.flatnonzero(self.has_aside[pos]):
+                del self.aside[pos * self.n_envs + int(env)]
+            self.has_aside[pos] = False
+
+    def _store_observation(self, obs: np.ndarray, pos: int, slot: int) -> None:
+        """Write ``obs`` into ``slot``, except rows already there as the previous next observation.
+
+        A row that differs from the previous next observation (the env was reset without a
+        done) moves that next observation aside for the previous transition first.
+        """
+        rows = self.observations[slot]
+        write = [not chained for chained in self._chained]
+        prev = (pos - 1) % self.buffer_size
+        for env, chained in enumerate(self._chained):
+            if chained and not _same(rows[env], obs[env]):
+                if prev != pos:
+                    self._put_aside(prev, env, rows[env])
+                write[env] = True
+        if all(write):
+            np.copyto(rows, obs)
+            return
+        for env, needed in enumerate(write):
+            if needed:
+                np.copyto(rows[env], obs[env])
+
+    def _store_next(self, next_obs: np.ndarray, pos: int, slot: int, ends: list[bool]) -> None:
+        """Continuing next observations into the following slot; episode ends aside."""
+        if not any(ends):
+            np.copyto(self.observations[slot], next_obs)
+        else:
+            for env, end in enumerate(ends):
+                if end:
+                    self._put_aside(pos, env, next_obs[env])
+                else:
+                    np.copyto(self.observations[slot, env], next_obs[env])
+        self._chained = [not end for end in ends]
+
+    def _put_aside(self, pos: int, env: int, observation: np.ndarray) -> None:
+        self.aside[pos * self.n_envs + env] = np.array(observation, dtype=self.observations.dtype)
+        self.has_aside[pos, env] = True
+
+    def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> ReplayBufferSamples:
+        env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
+        slots = self.obs_slot[batch_inds]
+        obs = self.observations[slots, env_indices]
+        next_obs = self.observations[(slots + 1) % len(self.observations), env_indices]
+        for k in np.flatnonzero(self.has_aside[batch_inds, env_indices]):
+            next_obs[k] = self.aside[int(batch_inds[k]) * self.n_envs + int(env_indices[k])]
+        dones = self.dones[batch_inds, env_indices] * (1 - self.timeouts[batch_inds, env_indices])
+        return ReplayBufferSamples(
+            observations=self._tensor(self._normalize_obs(obs, env)),  # type: ignore[arg-type]
+            actions=self._tensor(self.actions[batch_inds, env_indices]),
+            next_observations=self._tensor(self._normalize_obs(next_obs, env)),  # type: ignore[arg-type]
+            dones=self._tensor(dones.reshape(-1, 1)),
+            rewards=self._tensor(self._normalize_reward(self.rewards[batch_inds, env_indices].reshape(-1, 1), env)),
+        )
+
+    def _tensor(self, array: np.ndarray) -> th.Tensor:
+        """A freshly gathered array as a tensor on the buffer's device, without another host copy."""
+        return th.from_numpy(np.ascontiguousarray(array)).to(self.device)
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal contents; compared 8 bytes at a time when both are contiguous and the size allows."""
+    if (
+        a.shape == b.shape
+        and a.dtype == b.dtype
+        and a.nbytes % 8 == 0
+        and a.flags.c_contiguous
+        and b.flags.c_contiguous
+    ):
+        return bool(np.array_equal(a.reshape(-1).view(np.uint64), b.reshape(-1).view(np.uint64)))
+    return bool(np.array_equal(a, b))
+
+
+def _warn_if_too_big(nbytes: int) -> None:
+    """SB3's warning when the buffer cannot fit into the available memory."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - SB3 makes the same check only when psutil is there
+        return
+    available = psutil.virtual_memory().available
+    if nbytes > available:
+        warnings.warn(
+            "This system does not have apparently enough memory to store the complete "
+            f"replay buffer {nbytes / 1e9:.2f}GB > {available / 1e9:.2f}GB",
+            stacklevel=3,
         )
