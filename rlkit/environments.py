@@ -67,8 +67,10 @@ def check_env(preset: Preset) -> None:
     _register()
     try:
         env = gym.make(preset.env_id, **preset.env_kwargs)
-    except TypeError as exc:
-        raise RlkitError(f"env_kwargs do not fit {preset.env_id}: {exc}") from None
+    except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
+        # Envs refuse bad arguments in their own ways (ALE: RuntimeError for a game mode,
+        # Box2D: AssertionError for gravity); each is the user's env_kwargs.
+        raise RlkitError(f"env_kwargs {dict(preset.env_kwargs)} do not fit {preset.env_id}: {exc}") from None
     except gym.error.Error as exc:
         raise RlkitError(f"cannot make {preset.env_id}: {exc}") from None
     try:

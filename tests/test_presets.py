@@ -40,9 +40,17 @@ def test_continuous_actions_are_refused() -> None:
         resolve("Pendulum-v1")
 
 
-def test_bad_env_kwargs_are_one_line() -> None:
-    with pytest.raises(RlkitError, match="env_kwargs do not fit CartPole-v1"):
-        resolve("cartpole", overrides=["env_kwargs.nope=1"])
+@pytest.mark.parametrize(
+    ("env", "sets", "message"),
+    [
+        ("cartpole", ["env_kwargs.nope=1"], "do not fit CartPole-v1: .*unexpected keyword argument 'nope'"),
+        ("lunarlander", ["env_kwargs.gravity=5.0"], "do not fit LunarLander-v3: gravity"),
+        ("breakout", ["env_kwargs.mode=2"], "do not fit BreakoutNoFrameskip-v4: Invalid game mode"),
+    ],
+)
+def test_bad_env_kwargs_are_one_line(env: str, sets: list[str], message: str) -> None:
+    with pytest.raises(RlkitError, match=message):
+        resolve(env, overrides=sets)
 
 
 def test_data_dirs_are_found() -> None:
