@@ -34,17 +34,34 @@ def check_new_output(path: Path, force: bool, suffixes: tuple[str, ...], kind: s
         raise RlkitError(f"{path} already exists; use --force to overwrite it or {flag} for another file")
 
 
+def _umask() -> int:
+    """The process umask (read, not changed, where Linux tells it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_with(path: Path, writer: Callable[[Path], None]) -> None:
     """Call ``writer(tmp_path)`` then atomically move the result to ``path``.
 
-    A crash at any moment leaves either the old file or the new one, never a torn file.
+    A crash at any moment leaves either the old file or the new one, never a torn file. The file
+    gets the permissions a plain ``open(path, "w")`` would give (an existing file keeps its own),
+    not the owner-only mode of the temporary file.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask()
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         writer(tmp)
+        os.chmod(tmp, mode)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -65,3 +65,21 @@ def test_interrupt_saves_even_between_checkpoints(tmp_path: Path) -> None:
     with pytest.raises(Interrupted):
         train.start(resolved, seed=0, run_dir=run, quiet=True, callbacks=[SignalAt(350, signal.SIGINT)])
     assert len(RunDir(run).checkpoint_dirs()) == 1
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path: Path) -> None:
+    """Not the temporary file's owner-only 0600: what open(path, "w") gives, or the old file's mode."""
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        fresh = tmp_path / "fresh.json"
+        atomic.write_json(fresh, {"a": 1})
+        assert fresh.stat().st_mode & 0o777 == 0o644
+        kept = tmp_path / "kept.txt"
+        kept.write_text("old")
+        kept.chmod(0o600)
+        atomic.write_text(kept, "new")
+        assert kept.read_text() == "new" and kept.stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(mask)
