@@ -11,10 +11,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(*args: str) -> dict:
+def _run(*args: str, script: str = "throughput.py") -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "throughput.py"), *args],
+        [sys.executable, str(ROOT / "bench" / script), *args],
         capture_output=True,
         text=True,
         env=env,
@@ -72,17 +72,7 @@ def test_atari_collection_only_tiny() -> None:
 
 
 def test_levers_tiny() -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "levers.py"), "--rounds", "1", "--phases", "2", "--collect", "300"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    doc = json.loads(done.stdout)
+    doc = _run("--rounds", "1", "--phases", "2", "--collect", "300", script="levers.py")
     assert set(doc["median_ms"]) >= {"sb3_plain", "rlkit_fused_batched_lean_manual_backward", "preset_manual_backward"}
     assert all(ms > 0 for ms in doc["median_ms"].values())
     assert doc["speedup_vs_sb3_plain"]["sb3_plain"] == 1.0
