@@ -4,7 +4,8 @@ Prints JSON: steps/s per variant (best of ``--rounds`` interleaved rounds, to da
 other processes) and each variant's ratio to plain SB3. ``--mode train`` times only the
 gradient steps (``model.train``) on a buffer filled once, where the extensions' cost lives;
 ``--mode learn`` (default) times whole ``learn()`` calls, environment stepping included.
-Variants: plain SB3 ``DQN``; ``RlkitDQN`` with diagnostics off; at the default interval; at every
+Every variant starts from plain SB3's algorithm (the preset's DQN extensions off, as in
+``throughput.py``) and adds its own switch. Variants: plain SB3 ``DQN``; ``RlkitDQN`` with diagnostics off; at the default interval; at every
 gradient step (an upper bound); with prioritized replay; with prioritized replay and 3-step returns.
 
     PYTHONPATH=. python bench/dqn_extensions.py --env lunarlander --steps 5000 --rounds 3
@@ -15,8 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _variants() -> dict[str, list[str]]:
@@ -30,35 +35,25 @@ def _variants() -> dict[str, list[str]]:
 
 
 def _plain_sb3(preset: Any, env: Any) -> Any:
-    from stable_baselines3 import DQN
+    from throughput import plain_sb3
 
-    from rlkit.environments import policy_kwargs
+    return plain_sb3(preset, env, "MlpPolicy")
 
-    return DQN(
-        "MlpPolicy",
-        env,
-        learning_rate=preset.learning_rate,
-        buffer_size=preset.buffer_size,
-        learning_starts=preset.learning_starts,
-        batch_size=preset.batch_size,
-        gamma=preset.gamma,
-        train_freq=preset.train_freq,
-        gradient_steps=preset.gradient_steps,
-        target_update_interval=preset.target_update_interval,
-        exploration_fraction=preset.exploration_fraction,
-        exploration_final_eps=preset.exploration_final_eps,
-        policy_kwargs=policy_kwargs(preset, "MlpPolicy"),
-        seed=0,
-        device="cpu",
-    )
+
+def _resolve(env_name: str, sets: list[str]) -> Any:
+    """The preset on plain SB3's algorithm (its DQN extensions off), then the variant's switches."""
+    from throughput import SAME_ALGORITHM
+
+    from rlkit.presets import resolve
+
+    return resolve(env_name, overrides=[*SAME_ALGORITHM, *sets]).preset
 
 
 def _time(name: str, env_name: str, sets: list[str], steps: int) -> float:
     from rlkit.environments import make_env
     from rlkit.model import build_model
-    from rlkit.presets import resolve
 
-    preset = resolve(env_name, overrides=[f"n_timesteps={steps}", "learning_starts=500", *sets]).preset
+    preset = _resolve(env_name, [f"n_timesteps={steps}", "learning_starts=500", *sets])
     env = make_env(preset, n_envs=1, seed=0)
     if name == "sb3_plain":
         model = _plain_sb3(preset, env)
@@ -73,11 +68,10 @@ def _train_models(env_name: str) -> dict[str, Any]:
     """Every variant with the same 5000 random transitions in its buffer and no training yet."""
     from rlkit.environments import make_env
     from rlkit.model import build_model
-    from rlkit.presets import resolve
 
     models: dict[str, Any] = {}
     for name, sets in {"sb3_plain": [], **_variants()}.items():
-        preset = resolve(env_name, overrides=["learning_starts=5000", *sets]).preset
+        preset = _resolve(env_name, ["learning_starts=5000", *sets])
         env = make_env(preset, n_envs=1, seed=0)
         model = (
             _plain_sb3(preset, env)

@@ -76,3 +76,10 @@ def test_levers_tiny() -> None:
     assert set(doc["median_ms"]) >= {"sb3_plain", "rlkit_fused_batched_lean_manual_backward", "preset_manual_backward"}
     assert all(ms > 0 for ms in doc["median_ms"].values())
     assert doc["speedup_vs_sb3_plain"]["sb3_plain"] == 1.0
+
+
+def test_dqn_extensions_tiny() -> None:
+    doc = _run("--env", "cartpole", "--steps", "200", "--rounds", "1", script="dqn_extensions.py")
+    assert doc["ratio_to_sb3"]["sb3_plain"] == 1.0
+    assert set(doc["ratio_to_sb3"]) >= {"rlkit_diag_off", "rlkit_per", "rlkit_per_nstep3"}
+    assert all(r > 0 for r in doc["ratio_to_sb3"].values())
