@@ -8,9 +8,10 @@ steps of the same size. Three learners:
 - ``sb3_plain``: plain SB3 as users run it: ``make_vec_env(env_id)`` (which renders to rgb_array),
   torch's default thread count, SB3's buffer, train loop and MlpPolicy;
 - ``rlkit``: ``rlkit.model.build_model`` on ``rlkit.environments.make_env`` with rlkit's thread
-  choice (``configure_threads``);
-- ``sb3_same_env_threads``: plain SB3 on rlkit's env at rlkit's thread count, so that
-  ``ratio_same_env_threads`` is the training loop's own gain.
+  choice (``torch_threads: 0``: 1 to start, then the count its ``rlkit.threads.ThreadTuner``
+  measures fastest, re-measured as the run goes);
+- ``sb3_same_env_threads``: plain SB3 on rlkit's env with rlkit's thread choice (its own tuner
+  around SB3's ``train()``), so that ``ratio_same_env_threads`` is the training loop's own gain.
 
 After a warm-up the learners alternate in the same process (``--rounds`` rounds of ``--steps``
 env steps each, the order flipped every round) and the script prints JSON: per-round and median
@@ -49,6 +50,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from rlkit.threads import ThreadTuner
 
 DEFAULT_THREADS = torch.get_num_threads()  # what a user's process gets, before anything sets it
 SAME = "sb3_same_env_threads"  # plain SB3 DQN on rlkit's env at rlkit's thread count
@@ -143,14 +146,22 @@ def plain_sb3(preset: Any, env: Any, policy: str) -> Any:
 
 
 class Contender:
-    """One learner with its own env, its thread count and a clock on its env stepping."""
+    """One learner with its own env, its threads (a count, or a thread tuner) and a clock on its env stepping.
 
-    def __init__(self, name: str, model: Any, threads: int) -> None:
+    With a ``tuner`` the thread count follows it, as in an rlkit run with ``torch_threads: 0``; a
+    plain SB3 model gets the tuner around its ``train()`` (the same choice, SB3's own loop).
+    """
+
+    def __init__(self, name: str, model: Any, threads: int, tuner: ThreadTuner | None = None) -> None:
         self.name = name
         self.model = model
-        self.threads = threads
+        self.tuner = tuner
+        self.fixed_threads = threads
         self.env_s = 0.0
         self.cpu_ms: list[float] = []  # process CPU ms per env step (all threads) of each learn()
+        self._train = model.train  # the untuned training phase (gradient_step_ms)
+        if tuner is not None and getattr(model, "_thread_tuner", None) is not tuner:
+            model.train = _following(model, tuner)
         venv = model.get_env()
         step_wait = venv.step_wait
 
@@ -163,9 +174,24 @@ class Contender:
 
         venv.step_wait = timed_step_wait
 
+    @property
+    def threads(self) -> int:
+        """The fixed count, or the count the tuner chose last (its first candidate before it chose)."""
+        if self.tuner is None:
+            return self.fixed_threads
+        return self.tuner.winner or self.tuner.candidates[0]
+
+    @property
+    def threads_label(self) -> int | str:
+        from rlkit.model import threads_label
+
+        return threads_label(self.fixed_threads, self.tuner)
+
     def learn(self, steps: int) -> tuple[float, float]:
         """Env steps/s of ``learn(steps)`` and the env's share of the time; CPU time in ``cpu_ms``."""
         torch.set_num_threads(self.threads)
+        if self.tuner is not None:
+            self.tuner.restart()  # the other learners' rounds in between are no cycle of this one
         env_before = self.env_s
         cpu_before = _cpu_s()
         start = time.perf_counter()
@@ -175,14 +201,31 @@ class Contender:
         return steps / wall, (self.env_s - env_before) / wall
 
     def gradient_step_ms(self, phases: int) -> float:
-        """Mean time of one gradient step, timed over ``phases`` training phases as learn() runs them."""
+        """Mean time of one gradient step at ``threads``, over ``phases`` training phases as learn() runs them."""
         torch.set_num_threads(self.threads)
         model = self.model
         per_phase = model.train_freq.frequency * model.n_envs if model.gradient_steps < 0 else model.gradient_steps
-        start = time.perf_counter()
-        for _ in range(phases):
-            model.train(gradient_steps=per_phase, batch_size=model.batch_size)
-        return (time.perf_counter() - start) * 1000 / (phases * per_phase)
+        own_tuner = getattr(model, "_thread_tuner", None)
+        model._thread_tuner = None  # a fixed count: these phases take no env steps to time
+        try:
+            start = time.perf_counter()
+            for _ in range(phases):
+                self._train(gradient_steps=per_phase, batch_size=model.batch_size)
+            return (time.perf_counter() - start) * 1000 / (phases * per_phase)
+        finally:
+            if own_tuner is not None:
+                model._thread_tuner = own_tuner
+
+
+def _following(model: Any, tuner: ThreadTuner) -> Callable[..., None]:
+    """``model.train`` preceded by the tuner's cycle, as rlkit's ``train()`` does it."""
+    train = model.train
+
+    def train_tuned(gradient_steps: int, batch_size: int = 100) -> None:
+        tuner.cycle(int(model.num_timesteps))
+        train(gradient_steps=gradient_steps, batch_size=batch_size)
+
+    return train_tuned
 
 
 def build_contenders(
@@ -193,7 +236,7 @@ def build_contenders(
     ``collect_only`` sets ``learning_starts`` beyond any run: no gradient step is taken.
     """
     from rlkit.environments import make_env, policy_name
-    from rlkit.model import build_model, configure_threads
+    from rlkit.model import attach_thread_tuner, build_model, configure_threads
 
     extra = [*extra, *(["learning_starts=1000000000"] if collect_only else [])]
     preset = _preset(env_name, atari, extra)
@@ -202,19 +245,21 @@ def build_contenders(
     policy = policy_name(preset, env_sb3.observation_space)
     rlkit_threads = configure_threads(preset, policy, "cpu")
     rlkit_model = build_model(preset, env_rlkit, seed=0, device="cpu", tensorboard_log=None)
-    contenders = [Contender("rlkit", rlkit_model, rlkit_threads)]
+    tuner = attach_thread_tuner(preset, rlkit_model)
+    contenders = [Contender("rlkit", rlkit_model, rlkit_threads, tuner)]
     if atari:
         ale = _preset(env_name, atari, extra, ale=True)
         ale_model = build_model(
             ale, make_env(ale, n_envs=ale.n_envs, seed=0), seed=0, device="cpu", tensorboard_log=None
         )
-        contenders.append(Contender("rlkit_ale", ale_model, rlkit_threads))
+        contenders.append(Contender("rlkit_ale", ale_model, rlkit_threads, attach_thread_tuner(ale, ale_model)))
     torch.set_num_threads(DEFAULT_THREADS)
     contenders.insert(0, Contender("sb3_plain", plain_sb3(preset, env_sb3, policy), DEFAULT_THREADS))
     if same_threads:
-        # Plain SB3 on rlkit's env at rlkit's thread count: what remains is the training loop.
+        # Plain SB3 on rlkit's env with rlkit's thread choice: what remains is the training loop.
         env_same = make_env(preset, n_envs=preset.n_envs, seed=0)
-        contenders.append(Contender(SAME, plain_sb3(preset, env_same, policy), rlkit_threads))
+        same_tuner = None if tuner is None else ThreadTuner(tuner.candidates)
+        contenders.append(Contender(SAME, plain_sb3(preset, env_same, policy), rlkit_threads, same_tuner))
     return contenders
 
 
@@ -443,12 +488,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "dueling": preset.dueling,
             "n_steps": preset.n_steps,
         },
-        "torch_threads": {c.name: c.threads for c in contenders},
         "learners": {c.name: _learner(c.model) for c in contenders},
     }
     if train:
         result.update(run_rounds(contenders, steps, args.rounds, warmup))
         result["gradient_step_ms"] = gradient_steps(contenders, phases, reps=3)
+    result["torch_threads"] = {c.name: c.threads_label for c in contenders}
+    tuned = {c.name: c.tuner.summary() for c in contenders if c.tuner is not None}
+    if tuned:  # what each thread tuner chose, and the figures it chose by
+        result["thread_tuners"] = tuned
     if not args.atari:
         step_ms = result["gradient_step_ms"]
         rlkit = contenders[1]

@@ -149,11 +149,15 @@ def run_seeds(
     """Every seed in worker processes, ``jobs`` at a time; returns the evaluation figures by seed."""
     import multiprocessing
 
+    from rlkit.threads import cores_per_job, use_cores
+
     preset_file = str(write_preset(folder, resolved))
     done: dict[int, dict[str, Any]] = {}
     budget = resolved.preset.n_timesteps * len(seeds)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    # Seeds side by side share the cores: each job's torch threads stay within its share.
+    cores = cores_per_job(jobs) if jobs > 1 else None
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=use_cores, initargs=(cores,)) as pool:
         futures: dict[Future[dict[str, Any]], int] = {
             pool.submit(seed_job, preset_file, resolved.alias, s, str(folder / f"seed-{s}"), episodes, device): s
             for s in seeds

@@ -223,7 +223,8 @@ class Preset(_Strict):
     """Stop training at the first evaluation that reaches ``solved_score``."""
 
     torch_threads: int = Field(default=0, ge=0)
-    """CPU threads for torch; 0 picks 1 for MLP policies (measured fastest) and all cores for CNNs."""
+    """CPU threads for torch; 0 lets an MLP's training loop measure 1 against 2 threads and keep the
+    faster (re-measured as the load changes; bit-identical results either way), and gives CNNs all cores."""
 
     # --- tuning ------------------------------------------------------------------------
     search_space: str | None = None

@@ -7,7 +7,6 @@ saved file loads in plain ``stable_baselines3.DQN.load``; the algorithm class is
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,6 +17,8 @@ from rlkit.errors import RlkitError
 if TYPE_CHECKING:
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
     from stable_baselines3.common.vec_env import VecEnv
+
+    from rlkit.threads import ThreadTuner
 
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 
@@ -36,14 +37,55 @@ def resolve_device(choice: str) -> str:
 
 
 def configure_threads(preset: Preset, policy: str, device: str) -> int:
-    """Set torch's CPU threads: the preset's, else 1 for MLPs (fastest measured) and all cores for CNNs."""
+    """Set torch's CPU threads to start with: the preset's, else 1 for MLPs and all cores for CNNs.
+
+    "All cores" is :func:`rlkit.threads.available_cores`: the process's share (``RLKIT_CORES``).
+
+    With ``torch_threads: 0`` an MLP's count may then change while it trains: see
+    :func:`attach_thread_tuner`.
+    """
     import torch
+
+    from rlkit.threads import available_cores
 
     threads = preset.torch_threads
     if threads == 0:
-        threads = 1 if (policy == "MlpPolicy" or device == "cuda") else max(1, os.cpu_count() or 1)
+        threads = 1 if (policy == "MlpPolicy" or device == "cuda") else available_cores()
     torch.set_num_threads(threads)
     return threads
+
+
+def attach_thread_tuner(preset: Preset, model: OffPolicyAlgorithm) -> ThreadTuner | None:
+    """Let the training loop choose the thread count by measuring it, where that cannot change results.
+
+    Only for ``torch_threads: 0`` on the CPU with at least two cores, and for a Q-network whose
+    gradient step is :class:`~rlkit.dqn.mlp_update.MlpUpdate` and gives bit-identical results at
+    every candidate count (:func:`rlkit.threads.thread_invariant`). Returns the tuner, or
+    ``None`` when the count stays as :func:`configure_threads` set it.
+    """
+    from rlkit.dqn import algorithms
+    from rlkit.threads import ThreadTuner, available_cores, candidate_counts, thread_invariant
+
+    cores = available_cores()
+    candidates = candidate_counts(cores)
+    model_any: Any = model
+    eligible = (
+        preset.torch_threads == 0
+        and model.device.type == "cpu"
+        and len(candidates) > 1
+        and algorithms.MANUAL_MLP_BACKWARD
+        and getattr(model, "_mlp_update", None) is not None
+    )
+    if not eligible or not thread_invariant(model, candidates):
+        return None
+    tuner = ThreadTuner(candidates, cores=cores)
+    model_any._thread_tuner = tuner
+    return tuner
+
+
+def threads_label(threads: int, tuner: ThreadTuner | None) -> int | str:
+    """What ``meta.json`` and reports show: the fixed count, or ``auto 1/2`` with the candidates."""
+    return threads if tuner is None else "auto " + "/".join(str(c) for c in tuner.candidates)
 
 
 def build_model(

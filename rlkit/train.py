@@ -54,9 +54,11 @@ def start(
 ) -> TrainResult:
     """Train a new run from a resolved preset; ``callbacks`` are extra SB3 callbacks."""
     from rlkit.environments import make_env, policy_name
-    from rlkit.model import build_model, configure_threads, resolve_device
+    from rlkit.model import attach_thread_tuner, build_model, configure_threads, resolve_device, threads_label
+    from rlkit.threads import available_cores
 
     torch_device = resolve_device(device)  # fails before anything is written
+    available_cores()  # so does a malformed RLKIT_CORES
     preset = resolved.preset
     run = RunDir.create(resolved.alias, seed, root=runs_root, path=run_dir)
     run.write_config(preset, resolved.alias, resolved.source, seed)
@@ -64,11 +66,17 @@ def start(
     env = make_env(preset, n_envs=preset.n_envs, seed=seed, monitor_dir=run.monitor)
     policy = policy_name(preset, env.observation_space)
     threads = configure_threads(preset, policy, torch_device)
+    model = build_model(preset, env, seed=seed, device=torch_device, tensorboard_log=run.tensorboard)
+    tuner = attach_thread_tuner(preset, model)
     run.write_meta(
-        {"device": _device_name(torch_device), "torch_threads": threads, "policy": policy, "created": now_iso()}
+        {
+            "device": _device_name(torch_device),
+            "torch_threads": threads_label(threads, tuner),
+            "policy": policy,
+            "created": now_iso(),
+        }
     )
     run.update_state(status="running", num_timesteps=0, n_timesteps=preset.n_timesteps, wall_s=0.0)
-    model = build_model(preset, env, seed=seed, device=torch_device, tensorboard_log=run.tensorboard)
     eval_env = make_env(preset, n_envs=1, seed=seed + EVAL_SEED_OFFSET, train=False)
     return _learn(run, preset, model, eval_env, resumed_from=None, quiet=quiet, extra=callbacks)
 
@@ -83,7 +91,7 @@ def resume(
 ) -> TrainResult | None:
     """Continue a run from its newest checkpoint; ``None`` when it had already finished."""
     from rlkit.environments import make_env, policy_name
-    from rlkit.model import configure_threads, load_model, resolve_device
+    from rlkit.model import attach_thread_tuner, configure_threads, load_model, resolve_device
 
     run = RunDir.open(run_path)
     torch_device = resolve_device(device)
@@ -102,6 +110,7 @@ def resume(
     policy = policy_name(preset, env.observation_space)
     configure_threads(preset, policy, torch_device)
     model = load_model(ckpt / "model.zip", env, torch_device)
+    attach_thread_tuner(preset, model)
     if (ckpt / "replay_buffer.pkl").exists():
         model.load_replay_buffer(ckpt / "replay_buffer.pkl", truncate_last_traj=False)
     model.set_random_seed(seed + steps)
@@ -204,7 +213,10 @@ def _learn(
     done = steps - start_steps
     sps = done / (wall - wall_before) if wall > wall_before else 0.0
     best_value = evaluator.best_mean_reward if math.isfinite(evaluator.best_mean_reward) else None
+    tuner = getattr(model, "_thread_tuner", None)
+    shares = {str(c): round(f, 4) for c, f in tuner.cycle_shares().items()} if tuner is not None else None
     run.update_state(
+        torch_thread_shares=shares,
         status="finished",
         num_timesteps=steps,
         wall_s=wall,

@@ -41,6 +41,8 @@ def test_benchmark_trains_evaluates_and_reuses(tmp_path: Path) -> None:
     for seed in doc["per_seed"]:
         assert seed["steps"] >= 400 and seed["steps_per_s"] > 0
         assert -1 < seed["final_mean"] <= 500
+    metas = sorted(out.glob("seed-*/meta.json"))  # two jobs side by side: one core each, one fixed thread
+    assert len(metas) == 2 and all(json.loads(m.read_text())["torch_threads"] == 1 for m in metas)
     assert doc["final"]["iqm"]["ci95"][0] <= doc["final"]["iqm"]["value"] <= doc["final"]["iqm"]["ci95"][1]
     assert (out / "benchmark.md").read_text().startswith("### cartpole")
     assert (out / "curves.png").stat().st_size > 1000

@@ -37,9 +37,10 @@ from rlkit.dqn.buffers import FrameReplayBuffer, PrioritizedReplayBuffer
 from rlkit.dqn.diagnostics import BatchOutput, Diagnostics, check_divergence
 from rlkit.dqn.mlp_update import MlpUpdate
 from rlkit.dqn.targets import LossName, elementwise_loss, quantile_huber_per_sample, quantile_td_targets, td_targets
+from rlkit.threads import ThreadTuner
 
 # Attributes rebuilt by _setup_model, never saved (so a vanilla model stays loadable by plain SB3).
-_RUNTIME = ["_diag", "_trained_params", "_mlp_update"]
+_RUNTIME = ["_diag", "_trained_params", "_mlp_update", "_thread_tuner"]
 
 # Uniform replay: draw a training phase's minibatches at once and run the target network once
 # over them (see phase_minibatches). False gives the per-step path (benchmarks and tests).
@@ -101,6 +102,12 @@ class _Extensions:
         self._diag = Diagnostics(self.diagnostics_interval, model.device)
         self._trained_params = [p for group in model.policy.optimizer.param_groups for p in group["params"]]
         self._mlp_update = MlpUpdate.create(model) if self.algo_name == "dqn" else None
+        self._thread_tuner: ThreadTuner | None = None  # set by rlkit.model.attach_thread_tuner
+
+    def _setup_learn(self, *args: Any, **kwargs: Any) -> Any:
+        if self._thread_tuner is not None:
+            self._thread_tuner.restart()  # the pause before this learn() call is no training cycle
+        return super()._setup_learn(*args, **kwargs)  # type: ignore[misc]
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), *_RUNTIME]  # type: ignore[misc]
@@ -181,6 +188,9 @@ def run_gradient_steps(
     loss and gradients come from :class:`~rlkit.dqn.mlp_update.MlpUpdate` instead of ``batch_fn``
     and autograd (the same step, without the graph).
     """
+    tuner: ThreadTuner | None = model._thread_tuner
+    if tuner is not None:  # times the cycle that just ended, sets the threads for this one
+        model.logger.record("time/torch_threads", tuner.cycle(int(model.num_timesteps)))
     policy = model.policy
     if manual is None:  # the manual path calls no module, so their mode does not matter
         policy.set_training_mode(True)

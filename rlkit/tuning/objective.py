@@ -211,14 +211,17 @@ class Objective:
 
     def _train_seed(self, trial: optuna.Trial, preset: Preset, k: int, seed: int) -> float:
         from rlkit.environments import make_env, policy_name
-        from rlkit.model import build_model, configure_threads
+        from rlkit.model import attach_thread_tuner, build_model, configure_threads, threads_label
 
         budget = self.settings.steps
         env = make_env(preset, n_envs=preset.n_envs, seed=seed)
         eval_env = make_env(preset, n_envs=1, seed=seed + EVAL_SEED_OFFSET, train=False)
         try:
-            configure_threads(preset, policy_name(preset, env.observation_space), self.settings.device)
+            threads = configure_threads(preset, policy_name(preset, env.observation_space), self.settings.device)
             model = build_model(preset, env, seed=seed, device=self.settings.device, tensorboard_log=None)
+            tuner = attach_thread_tuner(preset, model)
+            if k == 0:  # fixed, or chosen by measuring (a --jobs worker gets its share of the cores)
+                trial.set_user_attr("torch_threads", threads_label(threads, tuner))
             reporter = TrialReporter(
                 trial,
                 eval_env,

@@ -463,6 +463,8 @@ def spawn_workers(prepared: Prepared, *, display: Any = None) -> tuple[Outcome, 
     """
     import subprocess
 
+    from rlkit.threads import job_environment
+
     request = prepared.request
     logs = storages.tune_root(request.runs_root) / f"{prepared.study_name}.logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -472,7 +474,11 @@ def spawn_workers(prepared: Prepared, *, display: Any = None) -> tuple[Outcome, 
         with open(log, "ab") as handle:
             # Own session: a terminal's Ctrl-C reaches only this process, which passes on exactly one.
             proc = subprocess.Popen(
-                worker_command(prepared, index), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+                worker_command(prepared, index),
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=job_environment(request.jobs),  # workers share the cores (RLKIT_CORES)
             )
             procs.append((proc, log))
     interrupted = False

@@ -73,6 +73,8 @@ def test_jobs_spawn_local_workers_on_the_embedded_storage(tmp_path: Path) -> Non
     assert proc.returncode == 0, proc.stdout + proc.stderr
     finished = _accounted(_study(f"sqlite:///{runs / 'tune' / 'cartpole.db'}", "cartpole"), 4)
     assert len({t.user_attrs["worker"] for t in finished}) == 2
+    # Two workers side by side share the cores: one core each, so a fixed torch thread each.
+    assert {t.user_attrs["torch_threads"] for t in finished} == {1}
     assert sorted(p.name for p in (runs / "tune" / "cartpole.logs").iterdir()) == ["worker-0.log", "worker-1.log"]
 
 
