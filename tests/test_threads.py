@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import statistics
 import subprocess
@@ -120,7 +121,7 @@ def test_follows_a_changing_load_and_backs_off_while_the_winner_holds() -> None:
     steps = load.run(tuner, 8 + 10 + 8 + 20 + 8 + 1)  # probe, hold 10, probe, hold 20 (doubled), probe
     assert [m["threads"] for m in tuner.measurements] == [2, 2, 2]
     at = [m["step"] for m in tuner.measurements]
-    gaps = [b - a for a, b in zip(at, at[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(at)]
     assert gaps == [(10 + 8) * STEPS_PER_CYCLE, (20 + 8) * STEPS_PER_CYCLE]
     load.cost = {1: 1.0, 2: 3.0}  # another process takes the second core
     load.run(tuner, 40 + 8 + 1, start=steps)
