@@ -44,14 +44,14 @@ def _resolve(env_name: str, sets: list[str]) -> Any:
     """The preset on plain SB3's algorithm (its DQN extensions off), then the variant's switches."""
     from throughput import SAME_ALGORITHM
 
-    from rlkit.presets import resolve
+    from rlkit.environments.resolve import resolve
 
     return resolve(env_name, overrides=[*SAME_ALGORITHM, *sets]).preset
 
 
 def _time(name: str, env_name: str, sets: list[str], steps: int) -> float:
-    from rlkit.environments import make_env
-    from rlkit.model import build_model
+    from rlkit.environments.factory import make_env
+    from rlkit.training.factory import build_model
 
     preset = _resolve(env_name, [f"n_timesteps={steps}", "learning_starts=500", *sets])
     env = make_env(preset, n_envs=1, seed=0)
@@ -66,8 +66,8 @@ def _time(name: str, env_name: str, sets: list[str], steps: int) -> float:
 
 def _train_models(env_name: str) -> dict[str, Any]:
     """Every variant with the same 5000 random transitions in its buffer and no training yet."""
-    from rlkit.environments import make_env
-    from rlkit.model import build_model
+    from rlkit.environments.factory import make_env
+    from rlkit.training.factory import build_model
 
     models: dict[str, Any] = {}
     for name, sets in {"sb3_plain": [], **_variants()}.items():

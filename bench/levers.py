@@ -40,12 +40,12 @@ VARIANTS: dict[str, tuple[str, bool, bool, bool, str]] = {
 }
 
 
-def _model(optimizer: str, algorithm: str, collect: int) -> Any:
+def _model(optimizer: str, algorithm: str, collect: int, options: Any = None) -> Any:
     from throughput import SAME_ALGORITHM, plain_sb3
 
-    from rlkit.environments import make_env
-    from rlkit.model import build_model
-    from rlkit.presets import resolve
+    from rlkit.environments.resolve import resolve
+    from rlkit.environments.factory import make_env
+    from rlkit.training.factory import build_model
 
     same = SAME_ALGORITHM if algorithm == "sb3" else []
     preset = resolve("lunarlander", overrides=[*same, f"learning_starts={collect}"]).preset
@@ -56,13 +56,14 @@ def _model(optimizer: str, algorithm: str, collect: int) -> Any:
         model = build_model(preset, env, seed=0, device="cpu", tensorboard_log=None)
         if optimizer != "fused":
             kwargs = {"foreach": optimizer == "foreach"}
-            model.policy.optimizer = torch.optim.Adam(model._trained_params, lr=preset.learning_rate, **kwargs)
+            model.policy.optimizer = torch.optim.Adam(model.engine.params, lr=preset.learning_rate, **kwargs)
+        model.use_engine(options)  # the levers of this variant (and the optimizer just set)
     model.learn(collect)  # collection only: learning_starts is not reached
     return model
 
 
 def main() -> None:
-    from rlkit.dqn import algorithms
+    from rlkit.dqn.engine import EngineOptions
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=7)
@@ -71,14 +72,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     load_before = os.getloadavg()[0]
-    models = {name: _model(opt, algo, args.collect) for name, (opt, _, _, _, algo) in VARIANTS.items()}
+    models = {
+        name: _model(opt, algo, args.collect, EngineOptions(batched, lean, manual))
+        for name, (opt, batched, lean, manual, algo) in VARIANTS.items()
+    }
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
     names = list(VARIANTS)
     for r in range(args.rounds):
         for name in names if r % 2 == 0 else names[::-1]:
-            _, batched, lean, manual, _ = VARIANTS[name]
-            algorithms.BATCHED_PHASES, algorithms.LEAN_OPTIMIZER_STEP = batched, lean
-            algorithms.MANUAL_MLP_BACKWARD = manual
             start = time.perf_counter()
             for _ in range(args.phases):
                 models[name].train(gradient_steps=4, batch_size=128)

@@ -7,8 +7,8 @@ steps of the same size. Three learners:
 
 - ``sb3_plain``: plain SB3 as users run it: ``make_vec_env(env_id)`` (which renders to rgb_array),
   torch's default thread count, SB3's buffer, train loop and MlpPolicy;
-- ``rlkit``: ``rlkit.model.build_model`` on ``rlkit.environments.make_env`` with rlkit's thread
-  choice (``torch_threads: 0``: 1 to start, then the count its ``rlkit.threads.ThreadTuner``
+- ``rlkit``: ``rlkit.training.factory.build_model`` on ``rlkit.environments.factory.make_env`` with rlkit's thread
+  choice (``torch_threads: 0``: 1 to start, then the count its ``rlkit.core.threads.ThreadTuner``
   measures fastest, re-measured as the run goes);
 - ``sb3_same_env_threads``: plain SB3 on rlkit's env with rlkit's thread choice (its own tuner
   around SB3's ``train()``), so that ``ratio_same_env_threads`` is the training loop's own gain.
@@ -29,7 +29,7 @@ buffer and learning_starts, on SB3's wrapped env and SB3's buffer), adds a third
 (``frame_buffer=true``), and reports ``ratio_rlkit_ale`` against plain SB3. ``collection`` times
 the same three without gradient steps (the ``learning_starts`` phase: env, buffer and the loop
 only), and ``env_stepping`` compares random-action stepping of SB3's wrapped env, rlkit's adapter
-(``rlkit.atari_vec.AtariVecEnv``) and the raw ``ale_py.vector_env.AtariVectorEnv`` (same
+(``rlkit.environments.atari_vec.AtariVecEnv``) and the raw ``ale_py.vector_env.AtariVectorEnv`` (same
 preprocessing: frame skip 4 max-pooled, 84x84 gray, stack 4, 30 no-ops). ``--steps 0`` skips
 the training rounds; ``--set n_envs=4`` runs every learner with 4 envs.
 
@@ -51,7 +51,7 @@ from typing import Any
 
 import torch
 
-from rlkit.threads import ThreadTuner
+from rlkit.core.threads import ThreadTuner
 
 DEFAULT_THREADS = torch.get_num_threads()  # what a user's process gets, before anything sets it
 SAME = "sb3_same_env_threads"  # plain SB3 DQN on rlkit's env at rlkit's thread count
@@ -95,7 +95,7 @@ def _cpu_s() -> float:
 
 def _preset(env_name: str, atari: bool, extra: list[str], ale: bool = False) -> Any:
     """The preset as benchmarked: Atari runs use SB3's env and buffer unless ``ale`` asks for rlkit's."""
-    from rlkit.presets import resolve
+    from rlkit.environments.resolve import resolve
 
     atari_sets = [*ATARI_OVERRIDES, *(ALE_OVERRIDES if ale else SB3_ENV_OVERRIDES)] if atari else []
     return resolve(env_name, overrides=[*SAME_ALGORITHM, *atari_sets, *extra]).preset
@@ -106,7 +106,7 @@ def sb3_env(preset: Any, atari: bool) -> Any:
 
     (For Atari, rlkit's env is SB3's own Atari wrappers already.)
     """
-    from rlkit.environments import make_env
+    from rlkit.environments.factory import make_env
 
     if atari:
         return make_env(preset, n_envs=preset.n_envs, seed=0)
@@ -119,7 +119,7 @@ def plain_sb3(preset: Any, env: Any, policy: str) -> Any:
     """SB3's own DQN with the preset's hyperparameters and nothing else."""
     from stable_baselines3 import DQN
 
-    from rlkit.environments import policy_kwargs
+    from rlkit.environments.factory import policy_kwargs
 
     return DQN(
         policy,
@@ -148,8 +148,8 @@ def plain_sb3(preset: Any, env: Any, policy: str) -> Any:
 class Contender:
     """One learner with its own env, its threads (a count, or a thread tuner) and a clock on its env stepping.
 
-    With a ``tuner`` the thread count follows it, as in an rlkit run with ``torch_threads: 0``; a
-    plain SB3 model gets the tuner around its ``train()`` (the same choice, SB3's own loop).
+    With a ``tuner`` the thread count follows it, as in an rlkit run with ``torch_threads: 0``:
+    every learner, plain SB3 too, runs it through rlkit's ``ThreadTuning`` callback.
     """
 
     def __init__(self, name: str, model: Any, threads: int, tuner: ThreadTuner | None = None) -> None:
@@ -159,9 +159,6 @@ class Contender:
         self.fixed_threads = threads
         self.env_s = 0.0
         self.cpu_ms: list[float] = []  # process CPU ms per env step (all threads) of each learn()
-        self._train = model.train  # the untuned training phase (gradient_step_ms)
-        if tuner is not None and getattr(model, "_thread_tuner", None) is not tuner:
-            model.train = _following(model, tuner)
         venv = model.get_env()
         step_wait = venv.step_wait
 
@@ -183,19 +180,21 @@ class Contender:
 
     @property
     def threads_label(self) -> int | str:
-        from rlkit.model import threads_label
+        from rlkit.training.factory import threads_label
 
         return threads_label(self.fixed_threads, self.tuner)
 
     def learn(self, steps: int) -> tuple[float, float]:
         """Env steps/s of ``learn(steps)`` and the env's share of the time; CPU time in ``cpu_ms``."""
+        from rlkit.training.callbacks import ThreadTuning
+
         torch.set_num_threads(self.threads)
-        if self.tuner is not None:
-            self.tuner.restart()  # the other learners' rounds in between are no cycle of this one
+        # The tuner restarts at each learn(): the other learners' rounds in between are no cycle of this one.
+        callback = ThreadTuning(self.tuner) if self.tuner is not None else None
         env_before = self.env_s
         cpu_before = _cpu_s()
         start = time.perf_counter()
-        self.model.learn(steps, reset_num_timesteps=False)
+        self.model.learn(steps, reset_num_timesteps=False, callback=callback)
         wall = time.perf_counter() - start
         self.cpu_ms.append(round((_cpu_s() - cpu_before) * 1000 / steps, 3))
         return steps / wall, (self.env_s - env_before) / wall
@@ -205,27 +204,10 @@ class Contender:
         torch.set_num_threads(self.threads)
         model = self.model
         per_phase = model.train_freq.frequency * model.n_envs if model.gradient_steps < 0 else model.gradient_steps
-        own_tuner = getattr(model, "_thread_tuner", None)
-        model._thread_tuner = None  # a fixed count: these phases take no env steps to time
-        try:
-            start = time.perf_counter()
-            for _ in range(phases):
-                self._train(gradient_steps=per_phase, batch_size=model.batch_size)
-            return (time.perf_counter() - start) * 1000 / (phases * per_phase)
-        finally:
-            if own_tuner is not None:
-                model._thread_tuner = own_tuner
-
-
-def _following(model: Any, tuner: ThreadTuner) -> Callable[..., None]:
-    """``model.train`` preceded by the tuner's cycle, as rlkit's ``train()`` does it."""
-    train = model.train
-
-    def train_tuned(gradient_steps: int, batch_size: int = 100) -> None:
-        tuner.cycle(int(model.num_timesteps))
-        train(gradient_steps=gradient_steps, batch_size=batch_size)
-
-    return train_tuned
+        start = time.perf_counter()  # a fixed count: the tuner only runs inside learn()
+        for _ in range(phases):
+            model.train(gradient_steps=per_phase, batch_size=model.batch_size)
+        return (time.perf_counter() - start) * 1000 / (phases * per_phase)
 
 
 def build_contenders(
@@ -235,8 +217,8 @@ def build_contenders(
 
     ``collect_only`` sets ``learning_starts`` beyond any run: no gradient step is taken.
     """
-    from rlkit.environments import make_env, policy_name
-    from rlkit.model import attach_thread_tuner, build_model, configure_threads
+    from rlkit.environments.factory import make_env, policy_name
+    from rlkit.training.factory import build_model, configure_threads, thread_tuner
 
     extra = [*extra, *(["learning_starts=1000000000"] if collect_only else [])]
     preset = _preset(env_name, atari, extra)
@@ -245,14 +227,14 @@ def build_contenders(
     policy = policy_name(preset, env_sb3.observation_space)
     rlkit_threads = configure_threads(preset, policy, "cpu")
     rlkit_model = build_model(preset, env_rlkit, seed=0, device="cpu", tensorboard_log=None)
-    tuner = attach_thread_tuner(preset, rlkit_model)
+    tuner = thread_tuner(preset, rlkit_model)
     contenders = [Contender("rlkit", rlkit_model, rlkit_threads, tuner)]
     if atari:
         ale = _preset(env_name, atari, extra, ale=True)
         ale_model = build_model(
             ale, make_env(ale, n_envs=ale.n_envs, seed=0), seed=0, device="cpu", tensorboard_log=None
         )
-        contenders.append(Contender("rlkit_ale", ale_model, rlkit_threads, attach_thread_tuner(ale, ale_model)))
+        contenders.append(Contender("rlkit_ale", ale_model, rlkit_threads, thread_tuner(ale, ale_model)))
     torch.set_num_threads(DEFAULT_THREADS)
     contenders.insert(0, Contender("sb3_plain", plain_sb3(preset, env_sb3, policy), DEFAULT_THREADS))
     if same_threads:
@@ -382,7 +364,7 @@ def atari_env_stepping(env_name: str, steps: int, n_envs: int) -> dict[str, Any]
     """Random-action steps/s: SB3's wrapped env (rlkit's make_env), rlkit's adapter, raw AtariVectorEnv."""
     import numpy as np
 
-    from rlkit.environments import make_env
+    from rlkit.environments.factory import make_env
 
     preset = _preset(env_name, True, [])
     atari = preset.atari

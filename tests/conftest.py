@@ -62,8 +62,8 @@ TINY_CARTPOLE = [
 
 
 def _train(root: Path, name: str, seed: int) -> Path:
-    from rlkit.presets import resolve
-    from rlkit.train import start
+    from rlkit.environments.resolve import resolve
+    from rlkit.training.train import start
 
     resolved = resolve("cartpole", overrides=TINY_CARTPOLE)
     result = start(resolved, seed=seed, device="cpu", run_dir=root / name, quiet=True, argv=["pytest"])

@@ -13,11 +13,11 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecTransposeImage
 
-from rlkit import train
-from rlkit.atari_vec import AleSettings, AtariVecEnv, MonitorCsv, ale_settings
-from rlkit.environments import make_env
-from rlkit.errors import Interrupted, RlkitError
-from rlkit.presets import resolve
+from rlkit.environments.resolve import resolve
+from rlkit.core.errors import Interrupted, RlkitError
+from rlkit.environments.atari_vec import AleSettings, AtariVecEnv, MonitorCsv, ale_settings
+from rlkit.environments.factory import make_env
+from rlkit.training import train
 
 ALE = ["atari.backend=ale"]
 TINY = [
@@ -172,7 +172,7 @@ def test_evaluation_and_rendering_stay_on_the_sb3_path() -> None:
 @pytest.mark.usefixtures("one_thread")
 def test_dqn_learns_on_the_adapter_and_logs_real_games() -> None:
     from rlkit.dqn.buffers import FrameReplayBuffer
-    from rlkit.model import build_model
+    from rlkit.training.factory import build_model
 
     sets = [*TINY, "n_envs=2", "learning_starts=900", "exploration_final_eps=1.0"]
     preset = resolve("SpaceInvadersNoFrameskip-v4", overrides=sets).preset
@@ -225,7 +225,7 @@ def test_run_writes_monitor_csv_and_resumes(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("one_thread")
 def test_model_trained_on_the_adapter_evaluates_on_the_sb3_path(tmp_path: Path) -> None:
-    from rlkit.evaluation import evaluate_run
+    from rlkit.analysis.evaluation import evaluate_run
 
     sets = [*TINY, "n_timesteps=300", "eval_freq=0", "checkpoint_freq=0"]
     run = train.start(resolve("pong", overrides=sets), seed=0, run_dir=tmp_path / "pong", quiet=True, device="cpu")

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from rlkit import atomic, train
-from rlkit.callbacks import Checkpointer
-from rlkit.errors import Interrupted
-from rlkit.presets import resolve
-from rlkit.rundir import RunDir
+from rlkit.environments.resolve import resolve
+from rlkit.core import atomic
+from rlkit.core.errors import Interrupted
+from rlkit.training import train
+from rlkit.training.callbacks import Checkpointer
+from rlkit.training.rundir import RunDir
 from tests.conftest import tiny_overrides
 from tests.test_resume import SignalAt
 

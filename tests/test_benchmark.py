@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rlkit.benchmark import aggregate, bootstrap_ci, iqm
+from rlkit.analysis.benchmark import aggregate, bootstrap_ci, iqm
 from rlkit.cli import app
 from tests.conftest import tiny_overrides
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from rlkit.config import Preset, field_paths, parse_assignment, validate
-from rlkit.errors import RlkitError
-from rlkit.presets import catalogue, load_preset_file, read_yaml, resolve
+from rlkit.config.presets import catalogue, load_preset_file, read_yaml
+from rlkit.environments.resolve import resolve
+from rlkit.config.schema import Preset, field_paths, parse_assignment, validate
+from rlkit.core.errors import RlkitError
 
 REQUIRED_PRESETS = {"cartpole", "lunarlander", "acrobot", "mountaincar", "pong", "breakout"}
 
@@ -116,7 +117,7 @@ def test_every_field_has_a_docstring() -> None:
     import ast
     import inspect
 
-    import rlkit.config as module
+    import rlkit.config.schema as module
 
     tree = ast.parse(inspect.getsource(module))
     for node in ast.walk(tree):

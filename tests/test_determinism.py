@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from rlkit import train
-from rlkit.model import load_model
-from rlkit.presets import resolve
+from rlkit.environments.resolve import resolve
+from rlkit.training import train
+from rlkit.training.factory import load_model
 from tests.conftest import tiny_overrides
 
 

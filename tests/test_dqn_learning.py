@@ -10,9 +10,9 @@ import pytest
 import torch
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from rlkit.environments import make_env
-from rlkit.model import build_model
-from rlkit.presets import resolve
+from rlkit.environments.resolve import resolve
+from rlkit.environments.factory import make_env
+from rlkit.training.factory import build_model
 
 QUICK = [
     "policy_kwargs.net_arch=[64,64]",

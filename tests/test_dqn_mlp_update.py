@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch as th
 
-from rlkit.dqn import algorithms
+from rlkit.environments.resolve import resolve
+from rlkit.dqn.engine import EngineOptions
 from rlkit.dqn.mlp_update import MlpUpdate
-from rlkit.environments import make_env
-from rlkit.model import build_model
-from rlkit.presets import resolve
+from rlkit.environments.factory import make_env
+from rlkit.training.factory import build_model
 
 BATCH = 32
 BASE = ["learning_starts=10000", f"batch_size={BATCH}", "buffer_size=2000", "diagnostics_interval=1"]
@@ -30,7 +30,7 @@ def _autograd_grads(model: Any, data: Any, weights: th.Tensor | None) -> tuple[l
     out = model._batch(data, None)
     loss = out.loss.mean() if weights is None else (out.loss * weights).mean()
     loss.backward()
-    return [p.grad.clone() for p in model._trained_params], out.loss.detach()
+    return [p.grad.clone() for p in model.engine.params], out.loss.detach()
 
 
 CASES = [
@@ -49,7 +49,7 @@ CASES = [
 @pytest.mark.parametrize("weighted", [False, True])
 def test_gradients_equal_autograd(env: str, sets: list[str], weighted: bool) -> None:
     model = _model(env, *sets)
-    manual = model._mlp_update
+    manual = model.engine.manual
     assert isinstance(manual, MlpUpdate)
     np.random.seed(1)
     data = model.replay_buffer.sample(BATCH)
@@ -58,7 +58,7 @@ def test_gradients_equal_autograd(env: str, sets: list[str], weighted: bool) -> 
     data = data._replace(rewards=data.rewards * 3.0 + th.randn_like(data.rewards))
     expected, expected_loss = _autograd_grads(model, data, weights)
     out = manual.step(data, None, weights)
-    got = [p.grad for p in model._trained_params]
+    got = [p.grad for p in model.engine.params]
     assert len(got) == len(expected) and all(g is not None for g in got)
     for g, e in zip(got, expected, strict=True):
         assert th.allclose(g, e, rtol=1e-4, atol=1e-6), (g - e).abs().max()
@@ -68,10 +68,10 @@ def test_gradients_equal_autograd(env: str, sets: list[str], weighted: bool) -> 
 
 def test_uncovered_networks_take_the_autograd_path() -> None:
     for sets in (["noisy=true"], ["policy_kwargs.activation_fn=tanh"], ["algo=qrdqn"]):
-        assert _model("cartpole", *sets)._mlp_update is None, sets
+        assert _model("cartpole", *sets).engine.manual is None, sets
     preset = resolve("pong", overrides=["buffer_size=100"]).preset
     model = build_model(preset, make_env(preset, n_envs=1, seed=0), seed=0, device="cpu", tensorboard_log=None)
-    assert model._mlp_update is None
+    assert model.engine.manual is None
 
 
 def test_training_phases_match_the_autograd_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -79,8 +79,8 @@ def test_training_phases_match_the_autograd_path(monkeypatch: pytest.MonkeyPatch
     sets = ["double_q=true", "dueling=true", "max_grad_norm=0.5"]
     results = []
     for manual in (False, True):
-        monkeypatch.setattr(algorithms, "MANUAL_MLP_BACKWARD", manual)
         model = _model("cartpole", *sets)
+        model.use_engine(EngineOptions(manual_backward=manual))
         np.random.seed(5)
         for _ in range(5):
             model.train(gradient_steps=4, batch_size=BATCH)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -13,18 +14,19 @@ from gymnasium import spaces
 from stable_baselines3 import DQN
 from stable_baselines3.dqn.policies import DQNPolicy
 
-from rlkit import train as training
-from rlkit.config import validate
+from rlkit.environments.resolve import resolve
+from rlkit.config.schema import validate
+from rlkit.core.errors import RlkitError
 from rlkit.dqn import algorithms
 from rlkit.dqn.algorithms import RlkitDQN, RlkitQRDQN
 from rlkit.dqn.buffers import PrioritizedReplayBuffer
 from rlkit.dqn.diagnostics import DivergenceError, check_divergence
+from rlkit.dqn.engine import EngineOptions
 from rlkit.dqn.mlp_update import MlpUpdate
 from rlkit.dqn.policies import DuelingHead, NoisyLinear, RlkitCnnPolicy
-from rlkit.environments import make_env
-from rlkit.errors import RlkitError
-from rlkit.model import build_model, load_model
-from rlkit.presets import resolve
+from rlkit.environments.factory import make_env
+from rlkit.training import train as training
+from rlkit.training.factory import build_model, load_model
 
 FAST = [
     "policy_kwargs.net_arch=[32,32]",
@@ -185,7 +187,7 @@ def test_divergence_stops_training_and_keeps_the_last_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, manual: bool
 ) -> None:
     """Both gradient paths (autograd, and the written-out MLP backward) feed the guard."""
-    monkeypatch.setattr(algorithms, "MANUAL_MLP_BACKWARD", manual)
+    monkeypatch.setattr(algorithms, "EngineOptions", functools.partial(EngineOptions, manual_backward=manual))
     poisoning = [False]
     original_batch, original_step = RlkitDQN._batch, MlpUpdate.step
 

@@ -10,10 +10,11 @@ import torch as th
 from stable_baselines3 import DQN
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
-from rlkit.dqn import algorithms
-from rlkit.environments import make_env
-from rlkit.model import build_model
-from rlkit.presets import resolve
+from rlkit.environments.resolve import resolve
+from rlkit.dqn import engine
+from rlkit.dqn.engine import EngineOptions
+from rlkit.environments.factory import make_env
+from rlkit.training.factory import build_model
 
 BATCH = 16
 STEPS = 4
@@ -49,7 +50,7 @@ def _fixed_sampler(data: ReplayBufferSamples, calls: list[int]) -> Any:
 
 def _phase(model: Any, data: ReplayBufferSamples, batched: bool, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
-    monkeypatch.setattr(algorithms, "BATCHED_PHASES", batched)
+    model.use_engine(EngineOptions(batched_phases=batched))
     monkeypatch.setattr(model.replay_buffer, "sample", _fixed_sampler(data, calls))
     model.train(gradient_steps=STEPS, batch_size=BATCH)
     return calls
@@ -95,7 +96,7 @@ def test_phase_draws_are_the_per_step_draws_with_one_env() -> None:
     per_step = [model.replay_buffer.sample(BATCH) for _ in range(STEPS)]
     np.random.seed(5)
     target = model.q_net_target
-    chunks = list(algorithms.phase_minibatches(model.replay_buffer, STEPS, BATCH, target))
+    chunks = list(engine.phase_minibatches(model.replay_buffer, STEPS, BATCH, target))
     for one, (two, _) in zip(per_step, chunks, strict=True):
         assert th.equal(one.observations, two.observations) and th.equal(one.actions, two.actions)
 
@@ -126,13 +127,13 @@ def test_lean_optimizer_step_equals_clip_and_adam_step(sets: list[str], monkeypa
     models = [_model(*sets), _model(*sets)]
     models[1].policy.load_state_dict(models[0].policy.state_dict())
     for lean, model in zip((False, True), models, strict=True):
-        monkeypatch.setattr(algorithms, "LEAN_OPTIMIZER_STEP", lean)
+        model.use_engine(EngineOptions(lean_optimizer=lean))
         np.random.seed(7)
         th.manual_seed(7)
         for _ in range(3):
             model.train(gradient_steps=STEPS, batch_size=BATCH)
     optimizer = models[1].policy.optimizer
-    assert algorithms.LeanFusedAdam.create(optimizer, models[1]._trained_params) is not None, "the lean path ran"
+    assert engine.LeanFusedAdam.create(optimizer, models[1].engine.params) is not None, "the lean path ran"
     for key, value in models[0].policy.state_dict().items():
         assert th.allclose(value, models[1].policy.state_dict()[key], rtol=1e-5, atol=1e-6), key
     states = [m.policy.optimizer.state_dict()["state"] for m in models]
@@ -142,10 +143,10 @@ def test_lean_optimizer_step_equals_clip_and_adam_step(sets: list[str], monkeypa
 
 def test_lean_step_declines_what_it_cannot_do() -> None:
     model = _model()
-    params = model._trained_params
-    assert algorithms.LeanFusedAdam.create(model.policy.optimizer, params) is None  # no state before a step
-    assert algorithms.LeanFusedAdam.create(th.optim.SGD(params, lr=0.1), params) is None
-    assert algorithms.LeanFusedAdam.create(th.optim.Adam(params, amsgrad=True, fused=True), params) is None
+    params = model.engine.params
+    assert engine.LeanFusedAdam.create(model.policy.optimizer, params) is None  # no state before a step
+    assert engine.LeanFusedAdam.create(th.optim.SGD(params, lr=0.1), params) is None
+    assert engine.LeanFusedAdam.create(th.optim.Adam(params, amsgrad=True, fused=True), params) is None
 
 
 def test_qrdqn_keeps_sb3_contrib_adam_eps() -> None:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from typer.testing import Result
 
-from rlkit.evaluation import resolve_model, summarize
-from rlkit.rundir import RunDir
+from rlkit.analysis.evaluation import resolve_model, summarize
+from rlkit.training.rundir import RunDir
 from tests.clitools import assert_one_line_error, invoke
 
 
@@ -26,7 +26,7 @@ def test_matches_sb3_evaluate_policy_on_same_model_and_seed(trained_runs: tuple[
     from stable_baselines3 import DQN
     from stable_baselines3.common.evaluation import evaluate_policy
 
-    from rlkit.environments import make_env
+    from rlkit.environments.factory import make_env
 
     run = trained_runs[0]
     ours = _json(invoke("evaluate", run, "--episodes", "6", "--seed", "123", "--model", "final", "--json"))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rlkit import train
-from rlkit.presets import resolve
+from rlkit.environments.resolve import resolve
+from rlkit.training import train
 
 # A random policy scores about 22 on CartPole-v1. 400 (of 500) over 10 deterministic evaluation
 # episodes means the agent balances for hundreds of steps: it has clearly learned, and the bar

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlkit.plots import Curve, RunCurves, aggregate, group_runs, read_monitor_csv, smooth, t95
+from rlkit.analysis.plots import Curve, RunCurves, aggregate, group_runs, read_monitor_csv, smooth, t95
 from tests.clitools import assert_one_line_error, invoke
 
 

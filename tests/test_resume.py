@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from stable_baselines3.common.callbacks import BaseCallback
 
-from rlkit import train
-from rlkit.errors import Interrupted
-from rlkit.presets import resolve
+from rlkit.environments.resolve import resolve
+from rlkit.core.errors import Interrupted
+from rlkit.training import train
 from tests.conftest import tiny_overrides
 
 BUDGET = 1200

@@ -16,16 +16,18 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from rlkit import model as model_module
-from rlkit import threads, train
 from rlkit.cli import app
-from rlkit.dqn import algorithms
+from rlkit.environments.resolve import resolve
+from rlkit.core import threads
+from rlkit.core.errors import RlkitError
+from rlkit.core.threads import ThreadTuner, candidate_counts
+from rlkit.dqn.engine import EngineOptions
+from rlkit.dqn.invariance import thread_invariant
 from rlkit.dqn.mlp_update import Stack
-from rlkit.environments import make_env
-from rlkit.errors import RlkitError
-from rlkit.model import attach_thread_tuner, build_model, load_model
-from rlkit.presets import resolve
-from rlkit.threads import ThreadTuner, candidate_counts, thread_invariant
+from rlkit.environments.factory import make_env
+from rlkit.training import factory as model_module
+from rlkit.training import train
+from rlkit.training.factory import build_model, load_model, thread_tuner
 
 STEPS_PER_CYCLE = 4
 
@@ -210,23 +212,23 @@ def test_a_count_dependent_step_is_caught(monkeypatch: pytest.MonkeyPatch) -> No
     assert not thread_invariant(model, (1, 2))
     monkeypatch.setattr(threads, "available_cores", lambda: 2)
     preset = resolve("lunarlander").preset
-    assert attach_thread_tuner(preset, model) is None and model._thread_tuner is None
+    assert thread_tuner(preset, model) is None
 
 
 def test_tuner_only_where_it_applies(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(threads, "available_cores", lambda: 2)
     preset, model = _lunarlander()
-    tuner = attach_thread_tuner(preset, model)
-    assert tuner is not None and tuner.candidates == (1, 2) and model._thread_tuner is tuner
+    tuner = thread_tuner(preset, model)
+    assert tuner is not None and tuner.candidates == (1, 2)
     assert model_module.threads_label(1, tuner) == "auto 1/2" and model_module.threads_label(1, None) == 1
     for sets in (["torch_threads=1"], ["noisy=true"], ["torch_threads=2"]):
         p, m = _lunarlander(*sets)
-        assert attach_thread_tuner(p, m) is None, sets  # a fixed count, or the autograd path
-    monkeypatch.setattr(algorithms, "MANUAL_MLP_BACKWARD", False)
-    assert attach_thread_tuner(*_lunarlander()) is None
-    monkeypatch.setattr(algorithms, "MANUAL_MLP_BACKWARD", True)
+        assert thread_tuner(p, m) is None, sets  # a fixed count, or the autograd path
+    preset, model = _lunarlander()
+    model.use_engine(EngineOptions(manual_backward=False))
+    assert thread_tuner(preset, model) is None
     monkeypatch.setattr(threads, "available_cores", lambda: 1)
-    assert attach_thread_tuner(*_lunarlander()) is None
+    assert thread_tuner(*_lunarlander()) is None
 
 
 def test_switching_counts_while_training_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -89,8 +89,8 @@ def test_bad_runs_and_models(run_copy: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_atari_records_the_full_colour_screen(tmp_path: Path) -> None:
     pytest.importorskip("cv2", reason="SB3's AtariWrapper needs OpenCV")
-    from rlkit.presets import resolve
-    from rlkit.train import start
+    from rlkit.environments.resolve import resolve
+    from rlkit.training.train import start
 
     overrides = ["n_timesteps=64", "learning_starts=1000", "buffer_size=100", "eval_freq=0", "checkpoint_freq=0"]
     run = start(

@@ -45,8 +45,8 @@ def benchmark(
         TimeRemainingColumn,
     )
 
-    from rlkit.benchmark import benchmark as run_benchmark
-    from rlkit.presets import resolve
+    from rlkit.analysis.benchmark import benchmark as run_benchmark
+    from rlkit.environments.resolve import resolve
 
     overrides = list(set_ or [])
     if steps is not None:
@@ -85,7 +85,7 @@ def benchmark(
             command=command,
             on_progress=on_progress,
         )
-    from rlkit.benchmark import markdown
+    from rlkit.analysis.benchmark import markdown
 
     out.print(markdown(doc, command))
     out.print(f"results: {folder}/benchmark.json, benchmark.md, curves.png")

@@ -9,7 +9,7 @@ from typing import ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
-from rlkit.errors import Interrupted, RlkitError
+from rlkit.core.errors import Interrupted, RlkitError
 
 P = ParamSpec("P")
 R = TypeVar("R")

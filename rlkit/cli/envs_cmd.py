@@ -11,7 +11,7 @@ def envs() -> None:
     from rich import box
     from rich.table import Table
 
-    from rlkit.presets import catalogue, load_preset_file
+    from rlkit.config.presets import catalogue, load_preset_file
 
     wide = out.width >= 120
     table = Table(title="rlkit presets (envs/*.yaml)", box=box.SIMPLE_HEAD, pad_edge=False)

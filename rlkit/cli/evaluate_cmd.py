@@ -12,7 +12,7 @@ from rlkit.cli.common import one_line_errors, out
 from rlkit.cli.progress import episode_progress
 
 if TYPE_CHECKING:
-    from rlkit.evaluation import EvalResult
+    from rlkit.analysis.evaluation import EvalResult
 
 ModelOption = Annotated[
     str,
@@ -36,8 +36,8 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (nothing else on stdout).")] = False,
 ) -> None:
     """Evaluate a trained model: mean, std, median, min, max return, mean length, solved fraction."""
-    from rlkit.errors import RlkitError
-    from rlkit.evaluation import DEFAULT_EPSILON, DEFAULT_EVAL_SEED, evaluate_run, save_result
+    from rlkit.analysis.evaluation import DEFAULT_EPSILON, DEFAULT_EVAL_SEED, evaluate_run, save_result
+    from rlkit.core.errors import RlkitError
 
     if epsilon is not None and not stochastic:
         raise RlkitError("--epsilon only applies to --stochastic evaluation; add --stochastic or drop --epsilon")

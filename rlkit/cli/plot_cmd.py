@@ -37,7 +37,7 @@ def plot(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
 ) -> None:
     """Plot evaluation return and smoothed training return against steps or time."""
-    from rlkit.plots import plot_runs
+    from rlkit.analysis.plots import plot_runs
 
     if out_path is None:
         out_path = run_dirs[0] / "learning-curve.png" if len(run_dirs) == 1 else Path("learning-curves.png")

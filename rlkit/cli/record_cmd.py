@@ -28,10 +28,10 @@ def record(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
 ) -> None:
     """Record the agent (greedy policy) headless; prints the file, episode returns and lengths."""
-    from rlkit.errors import RlkitError
-    from rlkit.evaluation import resolve_model
-    from rlkit.rundir import RunDir
-    from rlkit.video import default_video_path, record_run
+    from rlkit.analysis.evaluation import resolve_model
+    from rlkit.analysis.video import default_video_path, record_run
+    from rlkit.core.errors import RlkitError
+    from rlkit.training.rundir import RunDir
 
     if out_path is None:
         run = RunDir.open(run_dir)

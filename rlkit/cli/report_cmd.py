@@ -23,7 +23,7 @@ def report(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
 ) -> None:
     """Write an offline HTML report: config, versions, wall-clock, evaluations, learning curve, video."""
-    from rlkit.report import build_report
+    from rlkit.analysis.report import build_report
 
     written = build_report(
         run_dirs, out_path, episodes=episodes, video=video, force=force, notify=lambda m: err.print(m, soft_wrap=True)

@@ -38,7 +38,7 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display; only the summary.")] = False,
 ) -> None:
     """Train DQN on an environment, with evaluation, checkpoints and a live display."""
-    from rlkit import train as training
+    from rlkit.training import train as training
 
     if resume is not None:
         if (
@@ -60,7 +60,7 @@ def train(
     else:
         if env is None:
             raise fail("missing environment: rlkit train ENV (see `rlkit envs`) or rlkit train --resume RUN_DIR")
-        from rlkit.presets import resolve
+        from rlkit.environments.resolve import resolve
 
         overrides = list(set_ or [])
         if steps is not None:

@@ -92,7 +92,7 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display; one line per finished trial.")] = False,
 ) -> None:
     """Run an Optuna study on ENV, or continue it (the same command again continues it)."""
-    from rlkit.model import resolve_device
+    from rlkit.training.factory import resolve_device
     from rlkit.tuning.study import TuneRequest, prepare, spawn_workers, work
 
     request = TuneRequest(

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch as th
 
-from rlkit.errors import RlkitError
+from rlkit.core.errors import RlkitError
 
 HISTOGRAM_EXCLUDE = ("stdout", "log", "json", "csv")
 SCALARS = (

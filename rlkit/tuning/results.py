@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rlkit.config import did_you_mean
-from rlkit.errors import RlkitError
+from rlkit.config.schema import did_you_mean
+from rlkit.core.errors import RlkitError
 from rlkit.tuning import storage as storages
 from rlkit.tuning.space import SearchSpace, SpaceFile
 
@@ -101,7 +101,7 @@ def plot(opened: Opened, out_dir: Path, *, force: bool = False) -> tuple[list[Pa
     import matplotlib.pyplot as plt
     import optuna.visualization.matplotlib as ovm
 
-    from rlkit import atomic
+    from rlkit.core import atomic
 
     study = opened.study
     n_done = len(completed(study))
@@ -165,8 +165,8 @@ def export(opened: Opened, number: int | None, out: Path, *, force: bool = False
     """Write the trial's full preset (the exact config it trained with) as YAML."""
     import yaml
 
-    from rlkit import atomic
-    from rlkit.config import validate
+    from rlkit.config.schema import validate
+    from rlkit.core import atomic
 
     if out.suffix not in (".yaml", ".yml"):
         raise RlkitError(f"--out must be a .yaml file (got {out})")
@@ -224,7 +224,7 @@ def write_trials_csv(opened: Opened, out: Path, *, force: bool = False) -> int:
     import csv
     import io
 
-    from rlkit import atomic
+    from rlkit.core import atomic
 
     atomic.check_new_output(out, force, (".csv",), "trials table", flag="--csv")
     rows = trial_rows(opened)

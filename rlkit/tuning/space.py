@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rlkit.config import did_you_mean, field_paths, set_dotted, validate
-from rlkit.errors import RlkitError
+from rlkit.config.schema import did_you_mean, field_paths, set_dotted, validate
+from rlkit.core.errors import RlkitError
 
 if TYPE_CHECKING:
     import optuna
 
-    from rlkit.config import Preset
+    from rlkit.config.schema import Preset
 
 Scalar = Union[bool, int, float, str, None]
 Choice = Union[Scalar, list[Any], dict[str, Any]]
@@ -207,14 +207,14 @@ def overlay(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
 
 def shipped() -> dict[str, Path]:
     """The search spaces in ``tuning/``, by file stem."""
-    from rlkit.paths import data_dir
+    from rlkit.core.paths import data_dir
 
     return {path.stem: path for path in sorted(data_dir("tuning").glob("*.yaml"))}
 
 
 def family(env_id: str) -> str:
     """The shipped space for an env without its own: ``atari``, ``box2d`` or ``classic``."""
-    from rlkit.environments import is_atari
+    from rlkit.environments.factory import is_atari
 
     if is_atari(env_id):
         return "atari"
@@ -248,7 +248,7 @@ def locate(name: str) -> tuple[str, Path]:
 
 def load(name: str, base: dict[str, Any]) -> SearchSpace:
     """Read and validate a space against the schema and the preset ``base`` it will be laid over."""
-    from rlkit.presets import read_yaml
+    from rlkit.config.presets import read_yaml
 
     space_name, path = locate(name)
     source = str(path)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rlkit.errors import RlkitError
+from rlkit.core.errors import RlkitError
 
 if TYPE_CHECKING:
     import optuna
@@ -34,7 +34,7 @@ MAX_RETRY = 3
 
 def tune_root(runs_root: Path | None = None) -> Path:
     """``<runs>/tune``: the embedded study files, worker logs and plots."""
-    from rlkit.rundir import default_root
+    from rlkit.training.rundir import default_root
 
     return (runs_root or default_root()) / "tune"
 

@@ -15,11 +15,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
-from rlkit.config import did_you_mean, to_plain
-from rlkit.errors import RlkitError
+from rlkit.config.schema import did_you_mean, to_plain
+from rlkit.core.errors import RlkitError
 from rlkit.tuning import storage as storages
 from rlkit.tuning.space import SearchSpace
 
@@ -128,7 +127,7 @@ def prepare(request: TuneRequest) -> Prepared:
     """Validate the whole request, then open (or create) the study; nothing is written on error."""
     import optuna
 
-    from rlkit.presets import resolve
+    from rlkit.environments.resolve import resolve
     from rlkit.tuning import space as spaces
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -322,30 +321,6 @@ def requeue(study: optuna.Study, number: int) -> None:
         optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=storages.MAX_RETRY)(study, trial)
 
 
-class SignalStop:
-    """First Ctrl-C or SIGTERM: abort the running trial (it is re-queued) and stop."""
-
-    def __init__(self) -> None:
-        from rlkit.tuning.objective import StopFlag
-
-        self.flag = StopFlag()
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> SignalStop:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.flag.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.flag.signal = signum
-
-
 Outcome = Literal["done", "timeout", "interrupted"]
 
 
@@ -353,7 +328,9 @@ def work(prepared: Prepared, *, display: Any = None) -> Outcome:
     """Run trials in this process until the study has enough finished trials (or time/signal)."""
     import optuna
 
-    from rlkit.tuning.objective import Interrupted, Objective, TrialSettings
+    from rlkit.core.errors import Interrupted
+    from rlkit.training.callbacks import StopOnSignal
+    from rlkit.tuning.objective import Objective, TrialSettings
 
     # Optuna would log an interrupted trial's traceback; rlkit reports trials itself.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -367,15 +344,15 @@ def work(prepared: Prepared, *, display: Any = None) -> Outcome:
         progress=display.on_progress if display is not None else None,
     )
     deadline = None if request.timeout is None else time.monotonic() + request.timeout
-    with SignalStop() as stopper:
-        objective = Objective(prepared.space, settings, stopper.flag)
+    with StopOnSignal() as stopper:  # the first Ctrl-C, SIGTERM or SIGHUP ends the running trial (re-queued)
+        objective = Objective(prepared.space, settings, stopper)
 
         def enough(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             if display is not None:
                 display.progress = None
                 display.refresh(study)
             counts = count(study)
-            if counts.finished + counts.running >= request.trials or stopper.flag.signal is not None:
+            if counts.finished + counts.running >= request.trials or stopper.received is not None:
                 study.stop()
 
         while True:
@@ -385,7 +362,7 @@ def work(prepared: Prepared, *, display: Any = None) -> Outcome:
                 display.refresh(study)
             if counts.finished >= request.trials:
                 return "done"
-            if stopper.flag.signal is not None:
+            if stopper.received is not None:
                 return "interrupted"
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -463,7 +440,7 @@ def spawn_workers(prepared: Prepared, *, display: Any = None) -> tuple[Outcome, 
     """
     import subprocess
 
-    from rlkit.threads import job_environment
+    from rlkit.core.threads import job_environment
 
     request = prepared.request
     logs = storages.tune_root(request.runs_root) / f"{prepared.study_name}.logs"
@@ -481,22 +458,23 @@ def spawn_workers(prepared: Prepared, *, display: Any = None) -> tuple[Outcome, 
                 env=job_environment(request.jobs),  # workers share the cores (RLKIT_CORES)
             )
             procs.append((proc, log))
-    interrupted = False
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        while any(proc.poll() is None for proc, _ in procs):
-            if display is not None:
-                display.refresh(prepared.study)
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        interrupted = True
-        for proc, _ in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        for proc, _ in procs:
-            proc.wait()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    from rlkit.training.callbacks import StopOnSignal
+
+    with StopOnSignal() as stopper:  # Ctrl-C, SIGTERM, SIGHUP: pass one SIGINT on to each worker
+        try:
+            while any(proc.poll() is None for proc, _ in procs) and stopper.received is None:
+                if display is not None:
+                    display.refresh(prepared.study)
+                time.sleep(0.2)
+        except KeyboardInterrupt:  # a second Ctrl-C
+            stopper.received = signal.SIGINT
+        interrupted = stopper.received is not None
+        if interrupted:
+            for proc, _ in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+            for proc, _ in procs:
+                proc.wait()
     if display is not None:
         display.refresh(prepared.study)
     problems = []
@@ -508,10 +486,6 @@ def spawn_workers(prepared: Prepared, *, display: Any = None) -> tuple[Outcome, 
         return "interrupted", problems
     counts = count(prepared.study)
     return ("done" if counts.finished >= request.trials else "timeout"), problems
-
-
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 def best_summary(study: optuna.Study, space: SearchSpace) -> tuple[float, int, dict[str, Any]] | None:

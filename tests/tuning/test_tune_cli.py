@@ -92,29 +92,32 @@ def test_study_runs_continues_and_its_best_trial_retrains_exactly(runs_dir: Path
     assert rows == seed0
 
 
-def test_divergence_prunes_with_the_reason(runs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("rlkit.tuning.objective.Q_LIMIT", 1e-12)  # any Q-value counts as exploded
-    code, output = tune("cartpole", "--trials", "2", "--steps", "300", "--pruner", "none", "-q", *FAST)
+def test_divergence_prunes_with_the_reason(runs_dir: Path) -> None:
+    """A trial's guard is the preset's divergence_q_bound, the same one `rlkit train` uses."""
+    bound = ["--set", "divergence_q_bound=1e-12"]  # any Q-value counts as exploded
+    code, output = tune("cartpole", "--trials", "2", "--steps", "300", "--pruner", "none", "-q", *FAST, *bound)
     assert code == 0, output
     study = load(runs_dir, "cartpole")
     assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
-    assert all("diverged: Q-values exploded" in t.user_attrs["pruned_reason"] for t in study.trials)
+    reasons = [t.user_attrs["pruned_reason"] for t in study.trials]
+    assert all("diverged: training diverged at step" in r and "divergence_q_bound=1e-12" in r for r in reasons)
 
 
 def test_nan_weights_are_detected() -> None:
     import torch
 
-    from rlkit.environments import make_env
-    from rlkit.model import build_model
-    from rlkit.presets import resolve
-    from rlkit.tuning.objective import diverged
+    from rlkit.environments.resolve import resolve
+    from rlkit.dqn.diagnostics import DivergenceError
+    from rlkit.environments.factory import make_env
+    from rlkit.training.factory import build_model
 
-    preset = resolve("cartpole").preset
+    preset = resolve("cartpole", overrides=["learning_starts=0"]).preset
     model = build_model(preset, make_env(preset), seed=0, device="cpu", tensorboard_log=None)
-    assert diverged(model) is None
+    model.learn(64)  # fills the buffer and trains (one rollout covers the n_envs): no divergence
     with torch.no_grad():
         next(model.q_net.parameters()).fill_(float("nan"))
-    assert "non-finite weights" in (diverged(model) or "")
+    with pytest.raises(DivergenceError, match=r"training diverged at step \d+: the loss is nan"):
+        model.train(gradient_steps=1, batch_size=preset.batch_size)
 
 
 @pytest.mark.parametrize(

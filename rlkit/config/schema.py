@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rlkit.errors import RlkitError
+from rlkit.core.errors import RlkitError
 
 ActivationName = Literal["relu", "tanh", "elu", "leaky_relu", "gelu", "silu"]
 PolicyName = Literal["auto", "MlpPolicy", "CnnPolicy"]
@@ -67,7 +67,7 @@ class AtariConfig(_Strict):
     """Training only: clip rewards to their sign (evaluation reports the real game score)."""
 
     backend: Literal["sb3", "ale"] = "sb3"
-    """Training envs: ``sb3`` (SB3's AtariWrapper, DummyVecEnv, VecFrameStack) or ``ale`` (ale-py's threaded C++ AtariVectorEnv behind SB3's VecEnv, ``rlkit.atari_vec``); evaluation always uses ``sb3``."""
+    """Training envs: ``sb3`` (SB3's AtariWrapper, DummyVecEnv, VecFrameStack) or ``ale`` (ale-py's threaded C++ AtariVectorEnv behind SB3's VecEnv, ``rlkit.environments.atari_vec``); evaluation always uses ``sb3``."""
 
 
 class Preset(_Strict):

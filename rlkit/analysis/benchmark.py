@@ -26,11 +26,11 @@ from typing import Any
 
 import yaml
 
-from rlkit import atomic
-from rlkit.config import Preset, to_plain, validate
-from rlkit.errors import Interrupted, RlkitError
-from rlkit.presets import Resolved
-from rlkit.rundir import RunDir, default_root, now_iso
+from rlkit.config.presets import Resolved
+from rlkit.config.schema import Preset, to_plain, validate
+from rlkit.core import atomic
+from rlkit.core.errors import Interrupted, RlkitError
+from rlkit.training.rundir import RunDir, default_root, now_iso
 
 BOOTSTRAP_SAMPLES = 10_000
 
@@ -99,9 +99,9 @@ def write_preset(folder: Path, resolved: Resolved) -> Path:
 
 def seed_job(preset_file: str, alias: str, seed: int, run_dir: str, episodes: int, device: str) -> dict[str, Any]:
     """Train (or reuse, or resume) one seed, then evaluate its final and best models."""
-    from rlkit import train
-    from rlkit.evaluation import evaluate_run, save_result, saved_results
-    from rlkit.presets import resolve
+    from rlkit.analysis.evaluation import evaluate_run, save_result, saved_results
+    from rlkit.environments.resolve import resolve
+    from rlkit.training import train
 
     run_path = Path(run_dir)
     run = RunDir(run_path)
@@ -149,7 +149,7 @@ def run_seeds(
     """Every seed in worker processes, ``jobs`` at a time; returns the evaluation figures by seed."""
     import multiprocessing
 
-    from rlkit.threads import cores_per_job, use_cores
+    from rlkit.core.threads import cores_per_job, use_cores
 
     preset_file = str(write_preset(folder, resolved))
     done: dict[int, dict[str, Any]] = {}
@@ -342,7 +342,7 @@ def markdown(doc: dict[str, Any], command: str) -> str:
 
 def write_outputs(folder: Path, doc: dict[str, Any], command: str) -> list[Path]:
     """``benchmark.json``, ``benchmark.md`` and ``curves.png`` in the results folder."""
-    from rlkit.plots import plot_runs
+    from rlkit.analysis.plots import plot_runs
 
     json_path, md_path, png_path = folder / "benchmark.json", folder / "benchmark.md", folder / "curves.png"
     atomic.write_json(json_path, {**doc, "command": command})
@@ -363,7 +363,7 @@ def benchmark(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Train and evaluate ``seeds`` seeds (0..seeds-1) and write the summary; returns folder and document."""
-    from rlkit.model import resolve_device
+    from rlkit.training.factory import resolve_device
 
     if seeds < 1:
         raise RlkitError(f"--seeds must be at least 1 (got {seeds})")

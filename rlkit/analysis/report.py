@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlkit import atomic
-from rlkit.config import flatten
-from rlkit.errors import RlkitError
-from rlkit.evaluation import EvalResult
-from rlkit.rundir import RunDir
+from rlkit.analysis.evaluation import EvalResult
+from rlkit.config.schema import flatten
+from rlkit.core import atomic
+from rlkit.core.errors import RlkitError
+from rlkit.training.rundir import RunDir
 
 MAX_VIDEO_BYTES = 40 * 1024 * 1024
 """Videos above this size are linked by path instead of embedded."""
@@ -52,7 +52,7 @@ class RunFacts:
 
 
 def check_output(path: Path, force: bool) -> None:
-    """A writable new report path (see :func:`rlkit.atomic.check_new_output`)."""
+    """A writable new report path (see :func:`rlkit.core.atomic.check_new_output`)."""
     atomic.check_new_output(path, force, (".html", ".htm"), "report", "-o")
 
 
@@ -65,8 +65,8 @@ def newest_video(run: RunDir) -> Path | None:
 
 def gather(path: Path, *, episodes: int, video: bool, notify: Notify) -> RunFacts:
     """Read one run; evaluate it and record a video when it has none yet."""
-    from rlkit.config import to_plain
-    from rlkit.evaluation import evaluate_run, resolve_model, save_result, saved_results
+    from rlkit.analysis.evaluation import evaluate_run, resolve_model, save_result, saved_results
+    from rlkit.config.schema import to_plain
 
     run = RunDir.open(path)
     alias, seed, preset = run.read_config()
@@ -85,8 +85,8 @@ def gather(path: Path, *, episodes: int, video: bool, notify: Notify) -> RunFact
 
 def record_one_episode(run: RunDir, notify: Notify) -> Path:
     """Record one greedy episode into ``<run>/videos`` for a run that has no video yet."""
-    from rlkit.evaluation import resolve_model
-    from rlkit.video import default_video_path, record_run
+    from rlkit.analysis.evaluation import resolve_model
+    from rlkit.analysis.video import default_video_path, record_run
 
     target = default_video_path(run.path, resolve_model(run).label, 1, gif=False)
     target.parent.mkdir(exist_ok=True)
@@ -96,7 +96,7 @@ def record_one_episode(run: RunDir, notify: Notify) -> Path:
 
 def learning_curve_png(paths: list[Path]) -> bytes | None:
     """The learning-curve figure of all runs as PNG, or None when no run has data yet."""
-    from rlkit.plots import build_figure, figure_bytes, load_groups
+    from rlkit.analysis.plots import build_figure, figure_bytes, load_groups
 
     try:
         groups = load_groups(paths)
@@ -349,7 +349,7 @@ def build_report(
     notify: Notify | None = None,
 ) -> Path:
     """Gather every run, render the page and write it atomically to ``out``."""
-    from rlkit.rundir import now_iso
+    from rlkit.training.rundir import now_iso
 
     if not paths:
         raise RlkitError("give at least one run directory")

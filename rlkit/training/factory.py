@@ -7,18 +7,20 @@ saved file loads in plain ``stable_baselines3.DQN.load``; the algorithm class is
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from rlkit.config import Preset
-from rlkit.environments import policy_kwargs, policy_name
-from rlkit.errors import RlkitError
+from rlkit.config.schema import Preset
+from rlkit.core.errors import RlkitError
+from rlkit.environments.factory import policy_kwargs, policy_name
 
 if TYPE_CHECKING:
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
     from stable_baselines3.common.vec_env import VecEnv
 
-    from rlkit.threads import ThreadTuner
+    from rlkit.core.threads import ThreadTuner
+    from rlkit.dqn.engine import EngineOptions
 
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 
@@ -39,14 +41,14 @@ def resolve_device(choice: str) -> str:
 def configure_threads(preset: Preset, policy: str, device: str) -> int:
     """Set torch's CPU threads to start with: the preset's, else 1 for MLPs and all cores for CNNs.
 
-    "All cores" is :func:`rlkit.threads.available_cores`: the process's share (``RLKIT_CORES``).
+    "All cores" is :func:`rlkit.core.threads.available_cores`: the process's share (``RLKIT_CORES``).
 
     With ``torch_threads: 0`` an MLP's count may then change while it trains: see
-    :func:`attach_thread_tuner`.
+    :func:`thread_tuner`.
     """
     import torch
 
-    from rlkit.threads import available_cores
+    from rlkit.core.threads import available_cores
 
     threads = preset.torch_threads
     if threads == 0:
@@ -55,32 +57,81 @@ def configure_threads(preset: Preset, policy: str, device: str) -> int:
     return threads
 
 
-def attach_thread_tuner(preset: Preset, model: OffPolicyAlgorithm) -> ThreadTuner | None:
-    """Let the training loop choose the thread count by measuring it, where that cannot change results.
+def thread_tuner(preset: Preset, model: OffPolicyAlgorithm) -> ThreadTuner | None:
+    """A tuner that chooses the thread count by measuring it, where that cannot change results.
 
     Only for ``torch_threads: 0`` on the CPU with at least two cores, and for a Q-network whose
     gradient step is :class:`~rlkit.dqn.mlp_update.MlpUpdate` and gives bit-identical results at
-    every candidate count (:func:`rlkit.threads.thread_invariant`). Returns the tuner, or
-    ``None`` when the count stays as :func:`configure_threads` set it.
+    every candidate count (:func:`rlkit.dqn.invariance.thread_invariant`). ``None`` when the count
+    stays as :func:`configure_threads` set it. The learn loop runs it through
+    :class:`rlkit.training.callbacks.ThreadTuning`.
     """
-    from rlkit.dqn import algorithms
-    from rlkit.threads import ThreadTuner, available_cores, candidate_counts, thread_invariant
+    from rlkit.core.threads import ThreadTuner, available_cores, candidate_counts
+    from rlkit.dqn.algorithms import RlkitAlgorithm
+    from rlkit.dqn.invariance import thread_invariant
 
     cores = available_cores()
     candidates = candidate_counts(cores)
-    model_any: Any = model
     eligible = (
         preset.torch_threads == 0
         and model.device.type == "cpu"
         and len(candidates) > 1
-        and algorithms.MANUAL_MLP_BACKWARD
-        and getattr(model, "_mlp_update", None) is not None
+        and isinstance(model, RlkitAlgorithm)
+        and model.engine.manual is not None
     )
     if not eligible or not thread_invariant(model, candidates):
         return None
-    tuner = ThreadTuner(candidates, cores=cores)
-    model_any._thread_tuner = tuner
-    return tuner
+    return ThreadTuner(candidates, cores=cores)
+
+
+@dataclass
+class Trainee:
+    """What :func:`build` makes for one seed: the training env, the model, its threads and tuner."""
+
+    env: VecEnv
+    model: OffPolicyAlgorithm
+    policy: str
+    threads: int
+    tuner: ThreadTuner | None
+    device: str
+
+    @property
+    def threads_label(self) -> int | str:
+        return threads_label(self.threads, self.tuner)
+
+
+def build(
+    preset: Preset,
+    *,
+    seed: int,
+    device: str,
+    env_seed: int | None = None,
+    monitor_dir: Path | None = None,
+    tensorboard_log: Path | None = None,
+    checkpoint: Path | None = None,
+) -> Trainee:
+    """The one factory behind train, resume, tuning trials and benchmark seeds.
+
+    Makes the training env (seeded ``env_seed``, default ``seed``; Monitor files in
+    ``monitor_dir``), sets torch's threads, builds a fresh model (or loads ``checkpoint``'s
+    ``model.zip`` onto the env) and decides on a thread tuner.
+    """
+    from rlkit.environments.factory import make_env
+
+    env = make_env(
+        preset,
+        n_envs=preset.n_envs,
+        seed=seed if env_seed is None else env_seed,
+        monitor_dir=monitor_dir,
+        resume=checkpoint is not None,
+    )
+    policy = policy_name(preset, env.observation_space)
+    threads = configure_threads(preset, policy, device)
+    if checkpoint is None:
+        model = build_model(preset, env, seed=seed, device=device, tensorboard_log=tensorboard_log)
+    else:
+        model = load_model(checkpoint / "model.zip", env, device)
+    return Trainee(env, model, policy, threads, thread_tuner(preset, model), device)
 
 
 def threads_label(threads: int, tuner: ThreadTuner | None) -> int | str:
@@ -95,11 +146,16 @@ def build_model(
     seed: int | None,
     device: str,
     tensorboard_log: Path | None,
+    engine: EngineOptions | None = None,
 ) -> OffPolicyAlgorithm:
-    """A fresh DQN or QR-DQN with every hyperparameter and extension switch taken from the preset."""
+    """A fresh DQN or QR-DQN with every hyperparameter and extension switch taken from the preset.
+
+    rlkit's switches (:func:`rlkit.dqn.algorithms.switch_names`) are passed by name from the
+    preset field of the same name; ``engine`` picks the gradient step's fast paths (default: all).
+    """
     from stable_baselines3.common.utils import LinearSchedule
 
-    from rlkit.dqn.algorithms import RlkitDQN, RlkitQRDQN
+    from rlkit.dqn.algorithms import RlkitDQN, RlkitQRDQN, switch_names
 
     policy = policy_name(preset, env.observation_space)
     lr: float | LinearSchedule = preset.learning_rate
@@ -125,13 +181,8 @@ def build_model(
         seed=seed,
         device=device,
         verbose=0,
-        double_q=preset.double_q,
-        loss=preset.loss,
-        per_beta0=preset.per_beta0,
-        per_beta_final=preset.per_beta_final,
-        per_beta_fraction=preset.per_beta_fraction,
-        diagnostics_interval=preset.diagnostics_interval,
-        divergence_q_bound=preset.divergence_q_bound,
+        engine=engine,
+        **{name: getattr(preset, name) for name in switch_names()},
     )
     kwargs.update(_replay_buffer(preset))
     # Fused Adam: the same update as SB3's default Adam in one kernel (measured ~14% off a gradient step).

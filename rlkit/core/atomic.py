@@ -24,7 +24,7 @@ def _fsync_dir(path: Path) -> None:
 
 def check_new_output(path: Path, force: bool, suffixes: tuple[str, ...], kind: str, flag: str = "--out") -> None:
     """An output path that can be written: a known suffix, an existing folder, no silent overwrite."""
-    from rlkit.errors import RlkitError
+    from rlkit.core.errors import RlkitError
 
     if path.suffix.lower() not in suffixes:
         raise RlkitError(f"{flag} {path}: unknown {kind} type '{path.suffix}'; valid: {', '.join(suffixes)}")

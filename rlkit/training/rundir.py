@@ -31,9 +31,9 @@ from typing import Any
 
 import yaml
 
-from rlkit import atomic
-from rlkit.config import Preset, to_plain, validate
-from rlkit.errors import RlkitError
+from rlkit.config.schema import Preset, to_plain, validate
+from rlkit.core import atomic
+from rlkit.core.errors import RlkitError
 
 EVAL_FIELDS = ["timesteps", "mean_reward", "std_reward", "min_reward", "max_reward", "mean_ep_length", "wall_s"]
 

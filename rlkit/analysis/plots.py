@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from rlkit import atomic
-from rlkit.config import flatten
-from rlkit.errors import RlkitError
+from rlkit.config.schema import flatten
+from rlkit.core import atomic
+from rlkit.core.errors import RlkitError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -145,8 +145,8 @@ def evaluation_curve(rows: list[dict[str, float]]) -> Curve | None:
 
 def load_run(path: Path, window: int = 0) -> RunCurves:
     """Curves and identity of one run directory."""
-    from rlkit.config import to_plain
-    from rlkit.rundir import RunDir
+    from rlkit.config.schema import to_plain
+    from rlkit.training.rundir import RunDir
 
     run = RunDir.open(path)
     alias, seed, preset = run.read_config()
@@ -295,7 +295,7 @@ def load_groups(paths: list[Path], window: int = 0) -> list[Group]:
 
 
 def check_output(path: Path, force: bool) -> None:
-    """A writable new image path (see :func:`rlkit.atomic.check_new_output`)."""
+    """A writable new image path (see :func:`rlkit.core.atomic.check_new_output`)."""
     atomic.check_new_output(path, force, PLOT_SUFFIXES, "image", "--out")
 
 

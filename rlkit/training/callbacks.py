@@ -1,4 +1,4 @@
-"""SB3 callbacks that make a run trustworthy: evaluation, checkpoints, signals, live display."""
+"""SB3 callbacks of rlkit's one learn loop: signals, evaluation (with hooks), checkpoints, threads, display."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import math
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -14,13 +15,14 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from rlkit import atomic
-from rlkit.rundir import RunDir
+from rlkit.core import atomic
+from rlkit.training.rundir import RunDir
 
 if TYPE_CHECKING:
     from stable_baselines3.common.vec_env import VecEnv
 
-    from rlkit.display import TrainingDisplay
+    from rlkit.core.threads import ThreadTuner
+    from rlkit.training.display import TrainingDisplay
 
 
 class Clock:
@@ -40,10 +42,15 @@ def _crossed(previous: int, now: int, every: int) -> bool:
 
 
 class StopOnSignal(BaseCallback):
-    """Turns the first Ctrl-C or SIGTERM into a clean stop at the next environment step.
+    """Turns the first Ctrl-C, SIGTERM or SIGHUP into a clean stop at the next environment step.
 
-    A second Ctrl-C aborts at once (the last checkpoint is still intact).
+    The one signal handler of rlkit: ``rlkit train`` installs it around a run, ``rlkit tune``
+    around a whole worker (each trial's learn loop gets it as a callback). ``received`` is the
+    signal number once one arrived. A second Ctrl-C aborts at once (the last checkpoint is
+    still intact). Use as a context manager, or :meth:`install` / :meth:`uninstall`.
     """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self) -> None:
         super().__init__()
@@ -51,13 +58,20 @@ class StopOnSignal(BaseCallback):
         self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in self.SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
 
     def uninstall(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+    def __enter__(self) -> StopOnSignal:
+        self.install()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.uninstall()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is not None and signum == signal.SIGINT:
@@ -68,49 +82,58 @@ class StopOnSignal(BaseCallback):
         return self.received is None
 
 
-class Evaluator(BaseCallback):
-    """Every ``eval_freq`` environment steps: deterministic evaluation on a separate env.
+EvalRow = dict[str, float]
+EvalHook = Callable[["Evaluator", EvalRow], "bool | None"]
+"""Called with the evaluator and the new row; ``False`` stops training (as an SB3 callback does)."""
 
-    Uses SB3's ``evaluate_policy``; appends to ``evaluations.csv``, keeps ``best_model.zip``
-    (written atomically) and can stop training once the solved score is reached.
+
+class Evaluator(BaseCallback):
+    """Every ``eval_freq`` environment steps: a deterministic evaluation on a separate env.
+
+    The one evaluator of rlkit (training, tuning trials and benchmark seeds alike), on SB3's
+    ``evaluate_policy``. What happens with a result hooks onto it, as with SB3's
+    ``EvalCallback``: ``callback_on_new_best`` runs when the mean beats every earlier one,
+    ``callback_after_eval`` after every evaluation (a run directory's CSV and best model, the
+    live display, stopping once solved, Optuna's report and pruner). Evaluations fall on the
+    multiples of ``eval_freq``; ``history`` holds every row (those of earlier sessions too).
     """
 
     def __init__(
         self,
-        run: RunDir,
         eval_env: VecEnv,
         *,
         eval_freq: int,
         n_episodes: int,
-        clock: Clock,
+        clock: Clock | None = None,
+        history: list[EvalRow] | None = None,
         best_mean_reward: float = -math.inf,
-        solved_score: float | None = None,
-        stop_on_solved: bool = False,
-        display: TrainingDisplay | None = None,
+        callback_on_new_best: list[EvalHook] | None = None,
+        callback_after_eval: list[EvalHook] | None = None,
     ) -> None:
         super().__init__()
-        self.run = run
         self.eval_env = eval_env
         self.eval_freq = eval_freq
         self.n_episodes = n_episodes
-        self.clock = clock
+        self.clock = clock or Clock()
         self.best_mean_reward = best_mean_reward
-        self.solved_score = solved_score
-        self.stop_on_solved = stop_on_solved
-        self.display = display
-        self.solved = False
-        self.history = run.read_evaluations()
-        self._last = self.history[-1]["timesteps"] if self.history else 0
+        self.callback_on_new_best = list(callback_on_new_best or [])
+        self.callback_after_eval = list(callback_after_eval or [])
+        self.history: list[EvalRow] = list(history or [])
+        self._last = int(self.history[-1]["timesteps"]) if self.history else 0
+
+    @property
+    def last(self) -> EvalRow | None:
+        return self.history[-1] if self.history else None
 
     def _on_step(self) -> bool:
         now = self.num_timesteps
-        if not _crossed(int(self._last), now, self.eval_freq):
+        if not _crossed(self._last, now, self.eval_freq):
             return True
         self._last = now
         return self.evaluate()
 
     def evaluate(self) -> bool:
-        """Run one evaluation now; False when training should stop (solved)."""
+        """Run one evaluation now; False when a hook asks training to stop."""
         rewards, lengths = evaluate_policy(
             self.model, self.eval_env, n_eval_episodes=self.n_episodes, deterministic=True, return_episode_rewards=True
         )
@@ -127,19 +150,71 @@ class Evaluator(BaseCallback):
             "mean_ep_length": sum(lengths) / n,
             "wall_s": self.clock.seconds(),
         }
+        self._last = self.num_timesteps
         self.history.append(row)
-        self.run.write_evaluations(self.history)
         self.logger.record("eval/mean_reward", mean)
         self.logger.record("eval/mean_ep_length", row["mean_ep_length"])
-        new_best = mean > self.best_mean_reward
-        if new_best:
+        hooks = list(self.callback_after_eval)
+        if mean > self.best_mean_reward:
             self.best_mean_reward = mean
-            atomic.write_with(self.run.best_model, self.model.save)
+            hooks = self.callback_on_new_best + hooks
+        go_on = [hook(self, row) for hook in hooks]
+        return all(answer is not False for answer in go_on)
+
+
+class RunRecorder:
+    """Evaluator hooks for a run directory: ``evaluations.csv``, ``best_model.zip``, the display."""
+
+    def __init__(self, run: RunDir, display: TrainingDisplay | None = None) -> None:
+        self.run = run
+        self.display = display
+        self._best_at: float | None = None
+
+    def on_new_best(self, evaluator: Evaluator, row: EvalRow) -> None:
+        self._best_at = row["timesteps"]
+        atomic.write_with(self.run.best_model, evaluator.model.save)
+
+    def after_eval(self, evaluator: Evaluator, row: EvalRow) -> None:
+        self.run.write_evaluations(evaluator.history)
         if self.display is not None:
-            self.display.on_eval(row, new_best)
-        if self.solved_score is not None and mean >= self.solved_score:
+            self.display.on_eval(row, self._best_at == row["timesteps"])
+
+
+class StopWhenSolved:
+    """Evaluator hook: marks the run solved at ``score``; stops training then when ``stop``."""
+
+    def __init__(self, score: float | None, stop: bool) -> None:
+        self.score = score
+        self.stop = stop
+        self.solved = False
+
+    def __call__(self, evaluator: Evaluator, row: EvalRow) -> bool:
+        if self.score is not None and row["mean_reward"] >= self.score:
             self.solved = True
-            return not self.stop_on_solved
+            return not self.stop
+        return True
+
+
+class ThreadTuning(BaseCallback):
+    """Lets a :class:`~rlkit.core.threads.ThreadTuner` time training cycles and set torch's threads.
+
+    At the end of each rollout that a training phase follows, the tuner times the cycle that
+    just ended and sets the count for the next; the pause before each ``learn()`` is no cycle.
+    """
+
+    def __init__(self, tuner: ThreadTuner) -> None:
+        super().__init__()
+        self.tuner = tuner
+
+    def _on_training_start(self) -> None:
+        self.tuner.restart()
+
+    def _on_rollout_end(self) -> None:
+        model = self.model
+        if model.num_timesteps > 0 and model.num_timesteps > getattr(model, "learning_starts", 0):
+            self.logger.record("time/torch_threads", self.tuner.cycle(int(model.num_timesteps)))
+
+    def _on_step(self) -> bool:
         return True
 
 

@@ -14,7 +14,7 @@ count of runnable tasks, read over the last cycles before a measurement) is not 
 two rlkit runs side by side then both stay at one thread without paying for the question.
 
 Switching threads must not change results: a run's parameters would otherwise depend on the
-machine's load. :func:`thread_invariant` checks, before any switch, that the model's own
+machine's load. :func:`rlkit.dqn.invariance.thread_invariant` checks, before any switch, that the model's own
 gradient step (:class:`~rlkit.dqn.mlp_update.MlpUpdate`, run on copies of its networks with a
 synthetic batch of its shapes) gives bit-identical gradients, gradient norm and Q-values at every
 candidate count. Where it does not (some BLAS builds, large layers whose reductions split across
@@ -23,7 +23,6 @@ threads), or for networks that take the autograd path, the count stays fixed.
 
 from __future__ import annotations
 
-import copy
 import os
 import statistics
 import time
@@ -34,7 +33,7 @@ from typing import Any
 
 import torch as th
 
-from rlkit.errors import RlkitError
+from rlkit.core.errors import RlkitError
 
 MIN_GAIN = 0.05
 """More threads are kept only when they are at least this much faster per env step (they cost CPU)."""
@@ -266,64 +265,3 @@ class ThreadTuner:
         self.measurements.append(
             {"step": num_timesteps, "s_per_step": medians, "threads": best, "others": self._others}
         )
-
-
-def thread_invariant(model: Any, candidates: tuple[int, ...], seed: int = 0) -> bool:
-    """Whether the model's gradient step gives bit-identical results at every candidate count.
-
-    Runs :class:`~rlkit.dqn.mlp_update.MlpUpdate` on copies of the model's online and target
-    networks with a synthetic batch of its shapes (a private generator: the model's random
-    streams are untouched) and compares the gradients, their norms, the loss, the target
-    network's Q-values over a whole phase's rows and the Q-values for action selection.
-    """
-    from stable_baselines3.common.type_aliases import ReplayBufferSamples
-
-    from rlkit.dqn.algorithms import MAX_PHASE_ROWS
-    from rlkit.dqn.mlp_update import Head, MlpUpdate
-
-    online_net, target_net = copy.deepcopy(model.q_net), copy.deepcopy(model.q_net_target)
-    online, target = Head.of(online_net), Head.of(target_net)
-    if online is None or target is None:
-        return False
-    step = MlpUpdate(
-        online, target, float(model.gamma), bool(model.double_q), model.loss_kind, list(online_net.parameters())
-    )
-    gen = th.Generator().manual_seed(seed)
-    batch, n_actions = int(model.batch_size), int(model.action_space.n)
-    obs_dim = int(model.observation_space.shape[0])
-    phase_rows = max(batch, (MAX_PHASE_ROWS // batch) * batch)
-
-    def rand(*shape: int) -> th.Tensor:
-        return th.randn(*shape, generator=gen)
-
-    data = ReplayBufferSamples(
-        rand(batch, obs_dim),
-        th.randint(0, n_actions, (batch, 1), generator=gen),
-        rand(batch, obs_dim),
-        (th.rand(batch, 1, generator=gen) < 0.1).float(),
-        rand(batch, 1),
-        th.full((batch, 1), float(model.gamma) ** max(1, int(getattr(model, "n_steps", 1)))),
-    )
-    weights = th.rand(batch, 1, generator=gen) + 0.5
-    phase_obs, act_obs = rand(phase_rows, obs_dim), rand(int(model.n_envs), obs_dim)
-
-    def results() -> list[th.Tensor]:
-        out = step.step(data, None, weights)
-        grads = [p.grad for p in step.params if p.grad is not None]
-        norm = th.linalg.vector_norm(th.stack(th._foreach_norm(grads)))
-        with th.no_grad():
-            extra = [step.target_values(phase_obs), online.q_values(act_obs)]
-        return [g.clone() for g in grads] + [norm, out.loss.mean(), *extra]
-
-    before = th.get_num_threads()
-    try:
-        outcomes = []
-        for count in candidates:
-            th.set_num_threads(count)
-            outcomes.append(results())
-    finally:
-        th.set_num_threads(before)
-    first = outcomes[0]
-    return all(
-        len(o) == len(first) and all(th.equal(a, b) for a, b in zip(o, first, strict=True)) for o in outcomes[1:]
-    )

@@ -1,18 +1,24 @@
-"""The preset catalogue: reading ``envs/*.yaml``, resolving a name, applying overrides."""
+"""The preset catalogue: reading ``envs/*.yaml``, resolving a name, applying overrides.
+
+Pure data: nothing here makes an environment or imports gymnasium. A name that is not a
+preset may be a gymnasium id; the caller passes the known ids (``env_ids``), and checks the
+env itself: :func:`rlkit.environments.resolve.resolve` does both.
+"""
 
 from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from rlkit.config import Preset, deep_merge, did_you_mean, parse_assignment, set_dotted, validate
-from rlkit.errors import RlkitError
-from rlkit.paths import data_dir
+from rlkit.config.schema import Preset, deep_merge, did_you_mean, parse_assignment, set_dotted, validate
+from rlkit.core.errors import RlkitError
+from rlkit.core.paths import data_dir
 
 
 @dataclass(frozen=True)
@@ -76,8 +82,12 @@ def _slug(env_id: str) -> str:
     return re.sub(r"[^a-z0-9.-]+", "-", env_id.lower()).strip("-")
 
 
-def base_config(name: str) -> tuple[str, dict[str, Any], str]:
-    """The alias, raw mapping and source for a preset name, a YAML path or a gymnasium id."""
+EnvIds = Callable[[], Iterable[str]]
+"""Lists the environment ids a name may also be (gymnasium's registry, asked only when needed)."""
+
+
+def base_config(name: str, env_ids: EnvIds | None = None) -> tuple[str, dict[str, Any], str]:
+    """The alias, raw mapping and source for a preset name, a YAML path or a known env id."""
     as_path = Path(name)
     if name.endswith((".yaml", ".yml")) or (as_path.is_file() and as_path.suffix):
         if not as_path.is_file():
@@ -88,9 +98,7 @@ def base_config(name: str) -> tuple[str, dict[str, Any], str]:
     if stem is not None:
         path = catalogue()[stem]
         return stem, read_yaml(path), str(path)
-    from rlkit.environments import registered_env_ids
-
-    ids = registered_env_ids()
+    ids = tuple(env_ids()) if env_ids is not None else ()
     if name in ids:
         return _slug(name), {"env_id": name}, "gymnasium defaults"
     by_lower = {env_id.lower(): env_id for env_id in ids}
@@ -109,9 +117,14 @@ def resolve(
     name: str,
     config_file: Path | None = None,
     overrides: list[str] | None = None,
+    *,
+    env_ids: EnvIds | None = None,
 ) -> Resolved:
-    """Preset (or id or file), then an overrides file, then ``--set`` pairs, validated once."""
-    alias, data, source = base_config(name)
+    """Preset (or id or file), then an overrides file, then ``--set`` pairs, validated once.
+
+    Only the schema is checked; whether the env exists and fits is the caller's to check.
+    """
+    alias, data, source = base_config(name, env_ids)
     validate(data, source)
     if config_file is not None:
         if not config_file.is_file():
@@ -125,8 +138,4 @@ def resolve(
         set_dotted(candidate, key, value)
         validate(candidate, "--set")
         data = candidate
-    preset = validate(data, source)
-    from rlkit.environments import check_env, complete_preset
-
-    check_env(preset)
-    return Resolved(alias=alias, preset=complete_preset(preset), source=source)
+    return Resolved(alias=alias, preset=validate(data, source), source=source)

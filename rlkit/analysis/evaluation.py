@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rlkit import atomic
-from rlkit.config import Preset, did_you_mean
-from rlkit.errors import RlkitError
-from rlkit.rundir import RunDir, now_iso
+from rlkit.config.schema import Preset, did_you_mean
+from rlkit.core import atomic
+from rlkit.core.errors import RlkitError
+from rlkit.training.rundir import RunDir, now_iso
 
 if TYPE_CHECKING:
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -133,8 +133,8 @@ def resolve_model(run: RunDir, name: str = "auto") -> ModelChoice:
 
 def load_run_model(run: RunDir, choice: ModelChoice, device: str = "cpu") -> OffPolicyAlgorithm:
     """Load the chosen model on ``device`` with torch threads set as in training."""
-    from rlkit.environments import policy_name
-    from rlkit.model import configure_threads, load_model, resolve_device
+    from rlkit.environments.factory import policy_name
+    from rlkit.training.factory import configure_threads, load_model, resolve_device
 
     torch_device = resolve_device(device)
     model = load_model(choice.path, env=None, device=torch_device)
@@ -231,7 +231,7 @@ def evaluate_run(
     on_episode: Callable[[float, int], None] | None = None,
 ) -> EvalResult:
     """Evaluate one model of a run on a fresh evaluation env built from the run's config."""
-    from rlkit.environments import make_env
+    from rlkit.environments.factory import make_env
 
     check_request(episodes, epsilon)
     run = RunDir.open(run_path)

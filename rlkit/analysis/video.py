@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rlkit import atomic
-from rlkit.errors import RlkitError
+from rlkit.core import atomic
+from rlkit.core.errors import RlkitError
 
 if TYPE_CHECKING:
     from stable_baselines3.common.vec_env import VecEnv
 
-    from rlkit.config import Preset
+    from rlkit.config.schema import Preset
 
 Frame = np.ndarray[Any, np.dtype[np.uint8]]
 Sink = Callable[[Frame], None]
@@ -51,7 +51,7 @@ class Recording:
 
 
 def check_output(path: Path, force: bool) -> None:
-    """A writable new video path (see :func:`rlkit.atomic.check_new_output`)."""
+    """A writable new video path (see :func:`rlkit.core.atomic.check_new_output`)."""
     atomic.check_new_output(path, force, VIDEO_SUFFIXES, "video", "--out")
 
 
@@ -181,9 +181,9 @@ def record_run(
     on_episode: Callable[[float, int], None] | None = None,
 ) -> Recording:
     """Play ``episodes`` greedy evaluation episodes of a run's model and write them to ``out``."""
-    from rlkit.environments import make_env
-    from rlkit.evaluation import DEFAULT_EVAL_SEED, length_unit, load_run_model, play, resolve_model
-    from rlkit.rundir import RunDir
+    from rlkit.analysis.evaluation import DEFAULT_EVAL_SEED, length_unit, load_run_model, play, resolve_model
+    from rlkit.environments.factory import make_env
+    from rlkit.training.rundir import RunDir
 
     if episodes < 1:
         raise RlkitError(f"--episodes must be at least 1 (got {episodes})")

@@ -7,7 +7,7 @@ from typing import Literal
 
 DataKind = Literal["envs", "tuning"]
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent  # rlkit/
 
 
 def data_dir(kind: DataKind) -> Path:

@@ -1,9 +1,11 @@
-"""Training, start to finish, and resuming an interrupted run.
+"""Training in a run directory, start to finish, and resuming an interrupted run.
 
 Read top to bottom: resolve the device, create the run directory and record the config,
-build environments and the model, attach the callbacks (evaluation, checkpoints, signals,
-live display), learn, then save the final model and state. ``resume`` rebuilds the same
-pieces from the run directory's newest checkpoint and continues the same step counter.
+build the env, model and thread tuner (:func:`rlkit.training.factory.build`), hook the run
+directory onto the evaluator (evaluations CSV, best model, display, solved), add checkpoints,
+learn (:func:`rlkit.training.loop.learn`, the loop tuning trials use too), then save the final
+model and state. ``resume`` rebuilds the same pieces from the run directory's newest checkpoint
+and continues the same step counter.
 """
 
 from __future__ import annotations
@@ -14,18 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rlkit import atomic
-from rlkit.config import Preset
-from rlkit.errors import Interrupted, RlkitError
-from rlkit.presets import Resolved
-from rlkit.rundir import RunDir, now_iso
+from rlkit.config.presets import Resolved
+from rlkit.config.schema import Preset
+from rlkit.core import atomic
+from rlkit.core.errors import Interrupted, RlkitError
+from rlkit.training.loop import EVAL_SEED_OFFSET
+from rlkit.training.rundir import RunDir, now_iso
 
 if TYPE_CHECKING:
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
     from stable_baselines3.common.vec_env import VecEnv
 
-EVAL_SEED_OFFSET = 1_000_003
+    from rlkit.training.factory import Trainee
 
 
 @dataclass
@@ -53,9 +55,9 @@ def start(
     callbacks: list[BaseCallback] | None = None,
 ) -> TrainResult:
     """Train a new run from a resolved preset; ``callbacks`` are extra SB3 callbacks."""
-    from rlkit.environments import make_env, policy_name
-    from rlkit.model import attach_thread_tuner, build_model, configure_threads, resolve_device, threads_label
-    from rlkit.threads import available_cores
+    from rlkit.core.threads import available_cores
+    from rlkit.environments.factory import make_env
+    from rlkit.training.factory import build, resolve_device
 
     torch_device = resolve_device(device)  # fails before anything is written
     available_cores()  # so does a malformed RLKIT_CORES
@@ -63,22 +65,18 @@ def start(
     run = RunDir.create(resolved.alias, seed, root=runs_root, path=run_dir)
     run.write_config(preset, resolved.alias, resolved.source, seed)
     run.append_command(argv)
-    env = make_env(preset, n_envs=preset.n_envs, seed=seed, monitor_dir=run.monitor)
-    policy = policy_name(preset, env.observation_space)
-    threads = configure_threads(preset, policy, torch_device)
-    model = build_model(preset, env, seed=seed, device=torch_device, tensorboard_log=run.tensorboard)
-    tuner = attach_thread_tuner(preset, model)
+    trainee = build(preset, seed=seed, device=torch_device, monitor_dir=run.monitor, tensorboard_log=run.tensorboard)
     run.write_meta(
         {
             "device": _device_name(torch_device),
-            "torch_threads": threads_label(threads, tuner),
-            "policy": policy,
+            "torch_threads": trainee.threads_label,
+            "policy": trainee.policy,
             "created": now_iso(),
         }
     )
     run.update_state(status="running", num_timesteps=0, n_timesteps=preset.n_timesteps, wall_s=0.0)
     eval_env = make_env(preset, n_envs=1, seed=seed + EVAL_SEED_OFFSET, train=False)
-    return _learn(run, preset, model, eval_env, resumed_from=None, quiet=quiet, extra=callbacks)
+    return _learn(run, preset, trainee, eval_env, resumed_from=None, quiet=quiet, extra=callbacks)
 
 
 def resume(
@@ -90,8 +88,8 @@ def resume(
     callbacks: list[BaseCallback] | None = None,
 ) -> TrainResult | None:
     """Continue a run from its newest checkpoint; ``None`` when it had already finished."""
-    from rlkit.environments import make_env, policy_name
-    from rlkit.model import attach_thread_tuner, configure_threads, load_model, resolve_device
+    from rlkit.environments.factory import make_env
+    from rlkit.training.factory import build, resolve_device
 
     run = RunDir.open(run_path)
     torch_device = resolve_device(device)
@@ -106,11 +104,10 @@ def resume(
     ckpt_state = _read_json(ckpt / "state.json")
     steps = int(ckpt_state["num_timesteps"])
     run.append_command(argv)
-    env = make_env(preset, n_envs=preset.n_envs, seed=seed + steps, monitor_dir=run.monitor, resume=True)
-    policy = policy_name(preset, env.observation_space)
-    configure_threads(preset, policy, torch_device)
-    model = load_model(ckpt / "model.zip", env, torch_device)
-    attach_thread_tuner(preset, model)
+    trainee = build(
+        preset, seed=seed, device=torch_device, env_seed=seed + steps, monitor_dir=run.monitor, checkpoint=ckpt
+    )
+    model = trainee.model
     if (ckpt / "replay_buffer.pkl").exists():
         model.load_replay_buffer(ckpt / "replay_buffer.pkl", truncate_last_traj=False)
     model.set_random_seed(seed + steps)
@@ -124,7 +121,7 @@ def resume(
     return _learn(
         run,
         preset,
-        model,
+        trainee,
         eval_env,
         resumed_from=(steps, float(ckpt_state.get("wall_s", 0.0)), -math.inf if best is None else float(best)),
         quiet=quiet,
@@ -135,31 +132,40 @@ def resume(
 def _learn(
     run: RunDir,
     preset: Preset,
-    model: OffPolicyAlgorithm,
+    trainee: Trainee,
     eval_env: VecEnv,
     *,
     resumed_from: tuple[int, float, float] | None,
     quiet: bool,
     extra: list[BaseCallback] | None = None,
 ) -> TrainResult:
-    from stable_baselines3.common.callbacks import CallbackList
+    from rlkit.training import loop
+    from rlkit.training.callbacks import (
+        Checkpointer,
+        Clock,
+        DisplayUpdater,
+        Evaluator,
+        RunRecorder,
+        StopOnSignal,
+        StopWhenSolved,
+    )
+    from rlkit.training.display import TrainingDisplay
 
-    from rlkit.callbacks import Checkpointer, Clock, DisplayUpdater, Evaluator, StopOnSignal
-    from rlkit.display import TrainingDisplay
-
+    model = trainee.model
     start_steps, wall_before, best = resumed_from or (0, 0.0, -math.inf)
     clock = Clock(wall_before)
     display = TrainingDisplay(preset.n_timesteps, start_steps, quiet=quiet)
+    recorder = RunRecorder(run, display)
+    solved = StopWhenSolved(preset.solved_score, preset.stop_on_solved)
     evaluator = Evaluator(
-        run,
         eval_env,
         eval_freq=preset.eval_freq,
         n_episodes=preset.eval_episodes,
         clock=clock,
+        history=run.read_evaluations(),
         best_mean_reward=best,
-        solved_score=preset.solved_score,
-        stop_on_solved=preset.stop_on_solved,
-        display=display,
+        callback_on_new_best=[recorder.on_new_best],
+        callback_after_eval=[recorder.after_eval, solved],
     )
     checkpointer = Checkpointer(
         run,
@@ -170,50 +176,41 @@ def _learn(
         evaluator=evaluator,
         display=display,
     )
-    stopper = StopOnSignal()
-    callbacks = CallbackList([stopper, evaluator, checkpointer, DisplayUpdater(display), *(extra or [])])
     verb = f"resuming at step {start_steps}" if resumed_from else "training"
     display.message(f"{verb}: {preset.env_id} for {preset.n_timesteps} steps -> {run.path}")
-    stopper.install()
-    try:
-        with display:
-            model.learn(
-                total_timesteps=preset.n_timesteps - start_steps,
-                callback=callbacks,
-                reset_num_timesteps=resumed_from is None,
-                tb_log_name="dqn",
-            )
-    except BaseException as exc:
-        run.update_state(status="crashed", error=f"{type(exc).__name__}: {exc}", wall_s=clock.seconds())
-        raise
-    finally:
-        stopper.uninstall()
+    with StopOnSignal() as stopper:
+        try:
+            with display:
+                learned = loop.learn(
+                    trainee,
+                    evaluator,
+                    total_steps=preset.n_timesteps,
+                    stopper=stopper,
+                    callbacks=[checkpointer, DisplayUpdater(display), *(extra or [])],
+                    continue_counter=resumed_from is not None,
+                )
+        except BaseException as exc:
+            run.update_state(status="crashed", error=f"{type(exc).__name__}: {exc}", wall_s=clock.seconds())
+            raise
 
-    if stopper.received is not None:
-        # SB3 counts the step whose callback asked to stop but never stores its transition;
-        # un-count it so the checkpoint's step counter equals the transitions it holds.
-        model.num_timesteps -= model.n_envs
-    steps = int(model.num_timesteps)
-    if stopper.received is not None:
+    steps = learned.steps
+    if learned.signal is not None:
         checkpointer.save()
         atomic.write_with(run.final_model, model.save)
         run.update_state(status="interrupted", num_timesteps=steps, wall_s=clock.seconds())
         resume_cmd = f"rlkit train --resume {shlex.quote(str(run.path))}"
         raise Interrupted(
             f"interrupted at step {steps}/{preset.n_timesteps}; checkpoint saved. Resume with: {resume_cmd}",
-            stopper.received,
+            learned.signal,
         )
 
-    final_eval = evaluator.history[-1] if evaluator.history else None
-    if preset.eval_freq > 0 and (final_eval is None or int(final_eval["timesteps"]) != steps):
-        evaluator.evaluate()
-        final_eval = evaluator.history[-1]
+    final_eval = evaluator.last
     atomic.write_with(run.final_model, model.save)
     wall = clock.seconds()
     done = steps - start_steps
     sps = done / (wall - wall_before) if wall > wall_before else 0.0
     best_value = evaluator.best_mean_reward if math.isfinite(evaluator.best_mean_reward) else None
-    tuner = getattr(model, "_thread_tuner", None)
+    tuner = trainee.tuner
     shares = {str(c): round(f, 4) for c, f in tuner.cycle_shares().items()} if tuner is not None else None
     run.update_state(
         torch_thread_shares=shares,
@@ -223,10 +220,10 @@ def _learn(
         steps_per_s=sps,
         best_mean_reward=best_value,
         final_eval=final_eval,
-        solved=evaluator.solved,
+        solved=solved.solved,
         finished=now_iso(),
     )
-    return TrainResult(run.path, steps, wall, sps, best_value, final_eval, evaluator.solved)
+    return TrainResult(run.path, steps, wall, sps, best_value, final_eval, solved.solved)
 
 
 def _device_name(device: str) -> str:

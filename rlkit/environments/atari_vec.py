@@ -47,10 +47,10 @@ from stable_baselines3.common.monitor import Monitor, ResultsWriter
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-from rlkit.errors import RlkitError
+from rlkit.core.errors import RlkitError
 
 if TYPE_CHECKING:
-    from rlkit.config import Preset
+    from rlkit.config.schema import Preset
 
 # env_kwargs the adapter understands (gymnasium's AtariEnv arguments with an ALE vector counterpart).
 SUPPORTED_KWARGS = (

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rlkit.config import AtariConfig, Preset
+from rlkit.config.schema import AtariConfig, Preset
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -62,7 +62,7 @@ def check_env(preset: Preset) -> None:
     """Make the env once to catch bad ids, bad ``env_kwargs`` and non-discrete action spaces early."""
     import gymnasium as gym
 
-    from rlkit.errors import RlkitError
+    from rlkit.core.errors import RlkitError
 
     _register()
     try:
@@ -80,7 +80,7 @@ def check_env(preset: Preset) -> None:
                 "DQN needs discrete actions (e.g. CartPole-v1, LunarLander-v3, Atari)"
             )
         if preset.atari is not None and preset.atari.backend == "ale":
-            from rlkit.atari_vec import ale_settings
+            from rlkit.environments.atari_vec import ale_settings
 
             ale_settings(preset)  # what ALE's vector env cannot honour fails here, before any work
     finally:
@@ -115,7 +115,7 @@ def make_env(
     Evaluation envs play full Atari games with the real, unclipped score; Monitor sits below
     every wrapper, so recorded episode returns are always the environment's own. ``resume``
     appends to the run's existing Monitor CSVs instead of starting them anew. Atari training
-    envs with ``atari.backend: ale`` run on ale-py's vector env (:mod:`rlkit.atari_vec`), with
+    envs with ``atari.backend: ale`` run on ale-py's vector env (:mod:`rlkit.environments.atari_vec`), with
     the same observations and episode figures; evaluation and rendering always use SB3's path.
     """
     from stable_baselines3.common.env_util import make_vec_env
@@ -123,7 +123,7 @@ def make_env(
 
     _register()
     if train and render_mode is None and preset.atari is not None and preset.atari.backend == "ale":
-        from rlkit.atari_vec import make_ale_env
+        from rlkit.environments.atari_vec import make_ale_env
 
         return make_ale_env(preset, n_envs=n_envs, seed=seed, monitor_dir=monitor_dir, resume=resume)
     # SB3's make_vec_env renders to rgb_array unless told otherwise; rendering costs (LunarLander

@@ -1,0 +1,1 @@
+"""What runs produce for people: evaluation, videos, plots, reports, benchmarks."""

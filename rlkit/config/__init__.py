@@ -1,0 +1,1 @@
+"""The configuration as pure data: the schema and the preset catalogue. Imports only rlkit.core."""

@@ -1,0 +1,1 @@
+"""Building gymnasium/SB3 environments from a preset (Atari included)."""
