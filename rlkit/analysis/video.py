@@ -173,6 +173,7 @@ def record_run(
     run_path: Path,
     out: Path,
     *,
+    env_name: str | None = None,
     model_name: str = "auto",
     episodes: int = 1,
     fps: float | None = None,
@@ -180,23 +181,33 @@ def record_run(
     force: bool = False,
     on_episode: Callable[[float, int], None] | None = None,
 ) -> Recording:
-    """Play ``episodes`` greedy evaluation episodes of a run's model and write them to ``out``."""
-    from rlkit.analysis.evaluation import DEFAULT_EVAL_SEED, length_unit, load_run_model, play, resolve_model
+    """Play ``episodes`` greedy evaluation episodes of a run's model (or a bare model on ``env_name``) into ``out``."""
+    from rlkit.analysis.evaluation import (
+        DEFAULT_EVAL_SEED,
+        check_fits,
+        length_unit,
+        load_source_model,
+        open_source,
+        play,
+    )
     from rlkit.environments.factory import make_env
-    from rlkit.training.rundir import RunDir
 
     if episodes < 1:
         raise RlkitError(f"--episodes must be at least 1 (got {episodes})")
     if fps is not None and fps <= 0:
         raise RlkitError(f"--fps must be positive (got {fps:g})")
-    run = RunDir.open(run_path)
+    source = open_source(run_path, env_name, model_name, command="record")
     check_output(out, force)
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen: no display, no X server
-    _, _, preset = run.read_config()
-    choice = resolve_model(run, model_name)
-    model = load_run_model(run, choice)
+    preset = source.preset
+    model = load_source_model(source)
     seed = DEFAULT_EVAL_SEED if seed is None else seed
     env = make_env(preset, n_envs=1, seed=seed, train=False, render_mode="rgb_array")
+    try:
+        check_fits(model, env, source)
+    except RlkitError:
+        env.close()
+        raise
     rate = fps if fps is not None else default_fps(preset, env)
     result: dict[str, Any] = {}
 
@@ -213,9 +224,10 @@ def record_run(
     atomic.write_with(out, encode)
     returns, lengths = result["episodes"]
     writer = result["writer"]
-    return Recording(out, choice.label, returns, lengths, writer.count, writer.fps, writer.size, length_unit(preset))
+    return Recording(out, source.label, returns, lengths, writer.count, writer.fps, writer.size, length_unit(preset))
 
 
 def default_video_path(run_path: Path, model: str, episodes: int, gif: bool) -> Path:
-    """``<run>/videos/<model>-<N>ep.mp4`` (or ``.gif``)."""
-    return run_path / "videos" / f"{model}-{episodes}ep{'.gif' if gif else '.mp4'}"
+    """``<run>/videos/<model>-<N>ep.mp4`` (or ``.gif``); for a bare ``model.zip``, ``videos/`` beside it."""
+    folder = run_path.parent if run_path.is_file() else run_path
+    return folder / "videos" / f"{model}-{episodes}ep{'.gif' if gif else '.mp4'}"

@@ -13,7 +13,13 @@ from rlkit.cli.progress import episode_progress
 
 @one_line_errors
 def record(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `rlkit train`.")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run directory made by `rlkit train`, or a bare SB3 DQN/QR-DQN model .zip.")
+    ],
+    env: Annotated[
+        Optional[str],
+        typer.Argument(help="With a bare model .zip: the env it plays (preset alias, preset file or gymnasium id)."),
+    ] = None,
     out_path: Annotated[
         Optional[Path],
         typer.Option("--out", "-o", help="Output .mp4 or .gif (default RUN_DIR/videos/<model>-<N>ep.mp4)."),
@@ -28,14 +34,13 @@ def record(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
 ) -> None:
     """Record the agent (greedy policy) headless; prints the file, episode returns and lengths."""
-    from rlkit.analysis.evaluation import resolve_model
+    from rlkit.analysis.evaluation import open_source
     from rlkit.analysis.video import default_video_path, record_run
     from rlkit.core.errors import RlkitError
-    from rlkit.training.rundir import RunDir
 
     if out_path is None:
-        run = RunDir.open(run_dir)
-        out_path = default_video_path(run_dir, resolve_model(run, model).label, episodes, gif)
+        source = open_source(run_dir, env, model, command="record")
+        out_path = default_video_path(run_dir, source.label, episodes, gif)
         if episodes >= 1:
             out_path.parent.mkdir(exist_ok=True)
     elif gif and out_path.suffix.lower() != ".gif":
@@ -44,6 +49,7 @@ def record(
         result = record_run(
             run_dir,
             out_path,
+            env_name=env,
             model_name=model,
             episodes=episodes,
             fps=fps,

@@ -1,0 +1,5 @@
+"""``rlkit watch``: placeholder."""
+
+
+def watch() -> None:
+    pass
