@@ -20,7 +20,10 @@ err = Console(stderr=True, highlight=False)
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``error: message`` on stderr and return the exit to raise."""
-    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    from rich.markup import escape
+
+    # The message is plain text: brackets in it (pip install 'rlkit[export]', [128,128]) are not markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -32,7 +35,9 @@ def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except Interrupted as exc:
-            err.print(f"[bold yellow]stopped:[/] {exc}", markup=True, soft_wrap=True)
+            from rich.markup import escape
+
+            err.print(f"[bold yellow]stopped:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except RlkitError as exc:
             raise fail(str(exc), exc.exit_code) from None
