@@ -134,3 +134,28 @@ def test_bad_numbers(run_copy: Path) -> None:
     assert_one_line_error(invoke("evaluate", run_copy, "--epsilon", "0.1"), "--stochastic")
     assert_one_line_error(invoke("evaluate", run_copy, "--stochastic", "--epsilon", "2"), "[0, 1]")
     assert not list(run_copy.glob("evaluation-*.json"))
+
+
+def test_bare_model_file_plus_env_name(run_copy: Path, tmp_path: Path) -> None:
+    model = tmp_path / "agent.zip"
+    shutil.copy(run_copy / "model.zip", model)
+    from_run = _json(invoke("evaluate", run_copy, "--episodes", "3", "--model", "final", "--json"))
+    for env in ("CartPole-v1", "cartpole"):  # a gymnasium id or a preset alias
+        bare = _json(invoke("evaluate", model, env, "--episodes", "3", "--json"))
+        assert bare["returns"] == from_run["returns"] and bare["env_id"] == "CartPole-v1"
+        assert bare["model"] == "agent" and bare["run_dir"] == "" and bare["model_path"] == str(model)
+    saved = tmp_path / "agent.evaluation-cartpole-3ep-s100000.json"
+    assert Path(bare["saved_to"]) == saved and json.loads(saved.read_text())["returns"] == from_run["returns"]
+
+
+def test_bare_model_file_bad_input(run_copy: Path, tmp_path: Path) -> None:
+    model = run_copy / "model.zip"
+    assert_one_line_error(invoke("evaluate", model), "bare model file", "rlkit evaluate")
+    assert_one_line_error(invoke("evaluate", model, "LunarLander-v3"), "does not fit LunarLander-v3", "Box(8,)")
+    assert_one_line_error(invoke("evaluate", model, "CartPol-v1"), "did you mean")
+    assert_one_line_error(invoke("evaluate", model, "cartpole", "--model", "best"), "drop --model")
+    assert_one_line_error(invoke("evaluate", tmp_path / "missing.zip", "cartpole"), "model file not found")
+    assert_one_line_error(invoke("evaluate", run_copy, "cartpole"), "drop the env argument")
+    (tmp_path / "junk.zip").write_bytes(b"not a zip")
+    assert_one_line_error(invoke("evaluate", tmp_path / "junk.zip", "cartpole"), "cannot load model")
+    assert not list(tmp_path.glob("*.json"))
