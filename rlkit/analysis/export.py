@@ -303,7 +303,7 @@ def infer_format(fmt: str | None, out: Path | None) -> str:
 def check_out(out: Path, fmt: str, force: bool) -> None:
     """A new output file of the format's suffix, and no JSON beside it to clobber, unless ``--force``."""
     if out.suffix.lower() not in SUFFIXES[fmt]:
-        raise RlkitError(f"--out {out}: a {fmt} export is a {' or '.join(SUFFIXES[fmt])} file (got '{out.suffix}')")
+        raise RlkitError(f"--out {out}: {fmt} exports are {' or '.join(SUFFIXES[fmt])} files (got '{out.suffix}')")
     atomic.check_new_output(out, force, SUFFIXES[fmt], f"{fmt} export", "--out")
     meta = meta_path_for(out)
     if meta.exists() and not force:
