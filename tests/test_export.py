@@ -262,3 +262,36 @@ def test_missing_extra_is_one_line(models: dict[str, Path], tmp_path: Path, monk
     result = invoke("export", models["mlp-dueling"], "cartpole", "--out", tmp_path / "m.onnx")
     assert_one_line_error(result, "pip install 'rlkit[export]'")
     assert not list(tmp_path.iterdir())
+
+
+def test_gymnasium_atari_preprocessing_matches_what_the_export_takes() -> None:
+    """docs/deploy.md's gymnasium-only Atari pipeline: same game states, frames within a few grey levels."""
+    import gymnasium as gym
+    from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
+    from stable_baselines3.common.vec_env import VecTransposeImage
+
+    from rlkit.environments.factory import make_env
+    from rlkit.environments.resolve import resolve
+
+    preset = resolve("pong", overrides=["atari.noop_max=0"]).preset  # no random no-ops: the same start
+    ours = VecTransposeImage(make_env(preset, n_envs=1, seed=3, train=False))
+    ours.reset()
+    env = AtariPreprocessing(
+        gym.make(preset.env_id), noop_max=0, frame_skip=4, screen_size=84, terminal_on_life_loss=False
+    )
+    theirs = FrameStackObservation(env, 4, padding_type="zero")
+    theirs.reset(seed=3)
+    theirs.step(1)  # SB3's FireResetEnv: FIRE, then action 2, after every reset
+    theirs.step(2)
+    rng = np.random.default_rng(0)
+    for step in range(200):
+        action = int(rng.integers(6))
+        a = ours.step(np.array([action]))[0][0]
+        b = np.asarray(theirs.step(action)[0])
+        assert a.shape == b.shape == (4, 84, 84) and a.dtype == b.dtype == np.uint8
+        assert np.array_equal(ours.venv.envs[0].unwrapped.ale.getRAM(), env.unwrapped.ale.getRAM())
+        if step >= 3:  # once both stacks hold four real frames
+            diff = np.abs(a.astype(int) - b.astype(int))
+            assert diff.max() <= 32 and (diff > 0).sum() <= 4 * 64
+    ours.close()
+    theirs.close()
