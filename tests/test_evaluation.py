@@ -147,6 +147,12 @@ def test_bare_model_file_plus_env_name(run_copy: Path, tmp_path: Path) -> None:
     saved = tmp_path / "agent.evaluation-cartpole-3ep-s100000.json"
     assert Path(bare["saved_to"]) == saved and json.loads(saved.read_text())["returns"] == from_run["returns"]
 
+    from stable_baselines3 import DQN
+
+    DQN.load(model, device="cpu").save(tmp_path / "plain.zip")  # a file saved by plain SB3, not rlkit
+    plain = _json(invoke("evaluate", tmp_path / "plain.zip", "CartPole-v1", "--episodes", "3", "--json"))
+    assert plain["returns"] == from_run["returns"]
+
 
 def test_bare_model_file_bad_input(run_copy: Path, tmp_path: Path) -> None:
     model = run_copy / "model.zip"

@@ -23,11 +23,17 @@ ModelOption = Annotated[
 @one_line_errors
 def evaluate(
     run_dir: Annotated[
-        Path, typer.Argument(help="A run directory made by `rlkit train`, or a bare SB3 DQN/QR-DQN model .zip.")
+        Path,
+        typer.Argument(
+            metavar="RUN", help="A run directory made by `rlkit train`, or a bare SB3 DQN/QR-DQN model .zip."
+        ),
     ],
     env: Annotated[
         Optional[str],
-        typer.Argument(help="With a bare model .zip: the env it plays (preset alias, preset file or gymnasium id)."),
+        typer.Argument(
+            metavar="ENV",
+            help="With a bare model .zip: the env it plays (preset alias, preset file or gymnasium id).",
+        ),
     ] = None,
     episodes: Annotated[int, typer.Option(help="Number of full evaluation episodes.")] = 50,
     model: ModelOption = "auto",
@@ -43,8 +49,7 @@ def evaluate(
 ) -> None:
     """Evaluate a trained model: mean, std, median, min, max return, mean length, solved fraction.
 
-    RUN_DIR is a run directory, or a bare SB3 model file with the env it plays:
-    `rlkit evaluate model.zip CartPole-v1`.
+    RUN_DIR is a run directory, or a bare SB3 model file with the env it plays: `rlkit evaluate model.zip CartPole-v1`.
     """
     from rlkit.analysis.evaluation import DEFAULT_EPSILON, DEFAULT_EVAL_SEED, evaluate_run, save_result
     from rlkit.core.errors import RlkitError

@@ -19,11 +19,17 @@ class ExportFormat(str, Enum):
 @one_line_errors
 def export(
     run_dir: Annotated[
-        Path, typer.Argument(help="A run directory made by `rlkit train`, or a bare SB3 DQN/QR-DQN model .zip.")
+        Path,
+        typer.Argument(
+            metavar="RUN", help="A run directory made by `rlkit train`, or a bare SB3 DQN/QR-DQN model .zip."
+        ),
     ],
     env: Annotated[
         Optional[str],
-        typer.Argument(help="With a bare model .zip: the env it plays (preset alias, preset file or gymnasium id)."),
+        typer.Argument(
+            metavar="ENV",
+            help="With a bare model .zip: the env it plays (preset alias, preset file or gymnasium id).",
+        ),
     ] = None,
     model: Annotated[
         str, typer.Option(help="auto (best if present, else final), best, final, or a checkpoint: step-<N> or <N>.")
@@ -50,9 +56,7 @@ def export(
 ) -> None:
     """Export the greedy policy: a file mapping a batch of observations to Q-values and greedy actions.
 
-    Runs without rlkit or SB3 (onnxruntime + numpy, or torch for TorchScript); a JSON beside it
-    tells the input shape and dtype, the preprocessing, the action meanings and where it came from.
-    See docs/deploy.md.
+    Runs without rlkit or SB3 (onnxruntime + numpy, or torch for TorchScript); a JSON beside it tells the input shape and dtype, the preprocessing, the action meanings and where it came from. Checked against the model before it is written. See docs/deploy.md.
     """
     from rlkit.analysis.export import export_model
 

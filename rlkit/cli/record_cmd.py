@@ -14,11 +14,17 @@ from rlkit.cli.progress import episode_progress
 @one_line_errors
 def record(
     run_dir: Annotated[
-        Path, typer.Argument(help="A run directory made by `rlkit train`, or a bare SB3 DQN/QR-DQN model .zip.")
+        Path,
+        typer.Argument(
+            metavar="RUN", help="A run directory made by `rlkit train`, or a bare SB3 DQN/QR-DQN model .zip."
+        ),
     ],
     env: Annotated[
         Optional[str],
-        typer.Argument(help="With a bare model .zip: the env it plays (preset alias, preset file or gymnasium id)."),
+        typer.Argument(
+            metavar="ENV",
+            help="With a bare model .zip: the env it plays (preset alias, preset file or gymnasium id).",
+        ),
     ] = None,
     out_path: Annotated[
         Optional[Path],

@@ -13,11 +13,17 @@ from rlkit.cli.common import one_line_errors, out
 @one_line_errors
 def watch(
     run_dir: Annotated[
-        Path, typer.Argument(help="A run directory made by `rlkit train`, or a bare SB3 DQN/QR-DQN model .zip.")
+        Path,
+        typer.Argument(
+            metavar="RUN", help="A run directory made by `rlkit train`, or a bare SB3 DQN/QR-DQN model .zip."
+        ),
     ],
     env: Annotated[
         Optional[str],
-        typer.Argument(help="With a bare model .zip: the env it plays (preset alias, preset file or gymnasium id)."),
+        typer.Argument(
+            metavar="ENV",
+            help="With a bare model .zip: the env it plays (preset alias, preset file or gymnasium id).",
+        ),
     ] = None,
     episodes: Annotated[int, typer.Option(help="Number of episodes to play.")] = 1,
     model: Annotated[
@@ -31,8 +37,7 @@ def watch(
 ) -> None:
     """Watch the agent (greedy policy) play in a window; the running return is in the window title.
 
-    Needs a display (an X server, Wayland, or `xvfb-run`); `rlkit record` makes a video headless.
-    Close the window or press Ctrl-C to stop early.
+    Needs a display (an X server, Wayland, or `xvfb-run`); `rlkit record` makes a video headless. Close the window or press Ctrl-C to stop early.
     """
     from rlkit.analysis.watch import watch as play_in_window
 
