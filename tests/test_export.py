@@ -21,6 +21,7 @@ import pytest
 from tests.clitools import assert_one_line_error, invoke
 
 pytest.importorskip("onnxruntime", reason="rlkit[export] not installed")
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 
 REPO = Path(__file__).resolve().parent.parent
 OBSERVATIONS = 1000
