@@ -227,10 +227,10 @@ def _learn(
 
 
 def _device_name(device: str) -> str:
-    if device == "cuda":
+    if device.startswith("cuda"):
         import torch
 
-        return f"cuda ({torch.cuda.get_device_name(0)})"
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
     return "cpu"
 
 
