@@ -240,6 +240,23 @@ def _learn(
     return TrainResult(run.path, steps, wall, sps, best_value, final_eval, solved.solved)
 
 
+def finished_result(run_path: Path) -> TrainResult:
+    """The result of a run that already finished, read from its ``state.json``."""
+    run = RunDir.open(run_path)
+    state = run.read_state()
+    if state.get("status") != "finished":
+        raise RlkitError(f"{run_path} has not finished (status {state.get('status', 'unknown')})")
+    return TrainResult(
+        run.path,
+        int(state.get("num_timesteps", 0)),
+        float(state.get("wall_s", 0.0)),
+        float(state.get("steps_per_s", 0.0)),
+        state.get("best_mean_reward"),
+        state.get("final_eval"),
+        bool(state.get("solved", False)),
+    )
+
+
 def extend(
     run_path: Path,
     total_steps: int,
