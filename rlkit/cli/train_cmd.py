@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import fail, one_line_errors, out
+from rlkit.cli.common import err, fail, one_line_errors, out
 
 
 @one_line_errors
@@ -35,6 +35,14 @@ def train(
         Optional[Path], typer.Option(help="Run directory (default runs/<alias>/<time>-s<seed>).")
     ] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run directory.")] = None,
+    without_buffer: Annotated[
+        bool,
+        typer.Option(
+            "--without-buffer",
+            help="With --resume: continue even when the checkpoint's replay buffer cannot be restored "
+            "(empty buffer; the run records that the resume was not exact).",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display; only the summary.")] = False,
 ) -> None:
     """Train DQN on an environment, with evaluation, checkpoints and a live display."""
@@ -53,11 +61,22 @@ def train(
                 "--resume continues a run with its saved config; give no env, --seed, --steps, --set, --config or --run-dir"
             )
         argv = ["rlkit", "train", "--resume", str(resume), "--device", device, *(["--quiet"] if quiet else [])]
-        result = training.resume(resume, device=device, quiet=quiet, argv=argv)
+        if without_buffer:
+            argv.append("--without-buffer")
+        result = training.resume(
+            resume,
+            device=device,
+            quiet=quiet,
+            argv=argv,
+            without_buffer=without_buffer,
+            notify=lambda m: err.print(f"[yellow]warning:[/] {m}", markup=True, soft_wrap=True, highlight=False),
+        )
         if result is None:
             out.print(f"{resume}: this run already finished; nothing to do.")
             return
     else:
+        if without_buffer:
+            raise fail("--without-buffer only applies to --resume RUN_DIR")
         if env is None:
             raise fail("missing environment: rlkit train ENV (see `rlkit envs`) or rlkit train --resume RUN_DIR")
         from rlkit.environments.resolve import resolve
