@@ -255,6 +255,60 @@ RUNTIME_STATE = ("_last_obs", "_last_episode_starts", "_last_original_obs", "ep_
 """Serialized entries that are runtime state: dropped (reset on load; a resumed run resets its envs)."""
 
 
+EXPECTED_GLOBALS = (
+    "stable_baselines3.",
+    "sb3_contrib.",
+    "rlkit.",
+    "gymnasium.spaces.",
+    "numpy.",
+    "torch.nn.",
+    "torch.optim.",
+    "collections.deque",
+)
+"""What the pickles SB3 writes for an rlkit model name. They are never unpickled (everything is
+rebuilt); naming anything else (``builtins.exec``, ``os.system``, code pickled by value) marks
+the file as crafted, and it is refused."""
+
+
+def pickled_globals(blob: bytes) -> set[str]:
+    """The ``module.name`` globals a pickle would import, found by reading its opcodes (nothing runs)."""
+    import pickletools
+
+    found: set[str] = set()
+    strings: list[Any] = []
+    memo: dict[int, Any] = {}
+    for op, arg, _pos in pickletools.genops(blob):
+        if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8", "SHORT_BINSTRING", "BINSTRING"):
+            strings.append(arg)
+        elif op.name == "MEMOIZE":
+            memo[len(memo)] = strings[-1] if strings else None
+        elif op.name in ("BINPUT", "LONG_BINPUT", "PUT"):
+            memo[arg if isinstance(arg, int) else -1] = strings[-1] if strings else None
+        elif op.name in ("BINGET", "LONG_BINGET", "GET"):
+            strings.append(memo.get(arg if isinstance(arg, int) else -1))
+        elif op.name in ("GLOBAL", "INST"):
+            found.add(str(arg).replace(" ", "."))
+        elif op.name == "STACK_GLOBAL":
+            found.add(f"{strings[-2] if len(strings) > 1 else '?'}.{strings[-1] if strings else '?'}")
+    return found
+
+
+def _unexpected_global(key: str, entry: dict[str, Any]) -> str | None:
+    """The first global a serialized entry names that no rlkit model's pickle would, if any."""
+    import base64
+    import binascii
+
+    try:
+        blob = base64.b64decode(str(entry[":serialized:"]).encode(), validate=True)
+        names = pickled_globals(blob)
+    except (binascii.Error, ValueError, IndexError, TypeError) as exc:
+        return f"an unreadable pickle ({exc})"
+    for name in sorted(names):
+        if not name.startswith(EXPECTED_GLOBALS):
+            return name
+    return None
+
+
 def _saved_data(path: Path) -> dict[str, Any]:
     """The JSON ``data`` entry of an SB3 zip, parsed as plain JSON (nothing deserialized)."""
     import json
@@ -308,6 +362,13 @@ def load_model(path: Path, env: VecEnv | None, device: str, preset: Preset | Non
             f"refusing to load {path}: its data entry '{unknown[0]}' is serialized code/objects that rlkit "
             "does not rebuild (loading it would unpickle data from the file)"
         )
+    for key in serialized:
+        odd = _unexpected_global(key, data[key])
+        if odd is not None:
+            raise RlkitError(
+                f"refusing to load {path}: its data entry '{key}' names {odd}, which no rlkit model contains "
+                "(a crafted or damaged file; rlkit never unpickles it)"
+            )
     if preset is None:
         preset = find_run_preset(path)
         if preset is None:
