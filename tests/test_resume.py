@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from stable_baselines3.common.callbacks import BaseCallback
 
-from rlkit.environments.resolve import resolve
 from rlkit.core.errors import Interrupted
+from rlkit.environments.resolve import resolve
 from rlkit.training import train
 from rlkit.training.buffer_store import load_buffer
 from tests.conftest import tiny_overrides

@@ -33,24 +33,31 @@ def record(
     from rlkit.core.errors import RlkitError
     from rlkit.training.rundir import RunDir
 
+    made_folder = None
     if out_path is None:
         run = RunDir.open(run_dir)
         out_path = default_video_path(run_dir, resolve_model(run, model).label, episodes, gif)
-        if episodes >= 1:
-            out_path.parent.mkdir(exist_ok=True)
+        if episodes >= 1 and not out_path.parent.exists():
+            out_path.parent.mkdir()
+            made_folder = out_path.parent
     elif gif and out_path.suffix.lower() != ".gif":
         raise RlkitError(f"--gif writes a GIF but --out is {out_path.name}; give a .gif path or drop --gif")
-    with episode_progress(episodes, "record") as on_episode:
-        result = record_run(
-            run_dir,
-            out_path,
-            model_name=model,
-            episodes=episodes,
-            fps=fps,
-            seed=seed,
-            force=force,
-            on_episode=on_episode,
-        )
+    try:
+        with episode_progress(episodes, "record") as on_episode:
+            result = record_run(
+                run_dir,
+                out_path,
+                model_name=model,
+                episodes=episodes,
+                fps=fps,
+                seed=seed,
+                force=force,
+                on_episode=on_episode,
+            )
+    except BaseException:
+        if made_folder is not None and not any(made_folder.iterdir()):
+            made_folder.rmdir()  # a failed recording leaves nothing behind
+        raise
     out.print(
         f"wrote {result.path} ({result.frames} frames, {result.size[0]}x{result.size[1]}, "
         f"{result.fps:g} fps, model {result.model})"
