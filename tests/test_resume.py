@@ -17,6 +17,7 @@ from rlkit.core.errors import Interrupted
 from rlkit.environments.resolve import resolve
 from rlkit.training import train
 from rlkit.training.buffer_store import load_buffer
+from rlkit.training.rundir import GONE, RunDir
 from tests.conftest import tiny_overrides
 
 BUDGET = 1200
@@ -115,6 +116,10 @@ def test_kill_9_loses_at_most_the_steps_since_the_last_checkpoint(tmp_path: Path
     ckpts = sorted((run / "checkpoints").glob("step-*"))
     assert ckpts, "a checkpoint was written before the kill"
     last = int(ckpts[-1].name.split("-")[1])
+    state = json.loads((run / "state.json").read_text())
+    # (a kill between publishing a checkpoint and recording it leaves the state one checkpoint behind)
+    assert state["status"] == "running" and state["last_checkpoint"] == state["num_timesteps"] in (last, last - 400)
+    assert RunDir(run).status() == GONE, "readers tell the truth: the process is gone"
     # Shrink the budget so the resumed run finishes quickly: edit nothing but read what resume does.
     recorder = Record()
 
