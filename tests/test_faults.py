@@ -362,6 +362,8 @@ def test_a_second_writer_is_refused_and_a_dead_holder_never_blocks(stopped: Path
     report = invoke("report", stopped, "--out", tmp_path / "r.html", "--episodes", "1", "--no-video")
     assert report.exit_code == 0, report.output
     assert GONE in (tmp_path / "r.html").read_text()
+    evaluation = invoke("evaluate", stopped, "--episodes", "1")
+    assert evaluation.exit_code == 0 and f"{GONE}: its training was killed" in evaluation.stderr
     result = invoke("train", "--resume", stopped, "-q")
     assert result.exit_code == 0, result.output
     assert "stopped without recording it" in result.stderr
