@@ -306,7 +306,8 @@ def _learn(
             if learned.signal is not None:
                 saving = True
                 display.message(f"stopping at step {steps}: saving a checkpoint (Ctrl-C again abandons it)")
-                checkpointer.save()
+                if checkpointer.last_saved != steps:  # not just written by the periodic checkpoint
+                    checkpointer.save()
                 atomic.write_with(run.final_model, model.save)
                 run.update_state(
                     status="interrupted", num_timesteps=steps, last_checkpoint=steps, wall_s=clock.seconds()
@@ -332,8 +333,12 @@ def _learn(
                 note=f"second Ctrl-C: {what}",
                 wall_s=clock.seconds(),
             )
-            then = f"the run resumes from step {good}" if good is not None else "no checkpoint yet; start again"
-            raise Interrupted(f"second Ctrl-C: {what}; {then}. Resume with: {resume_cmd}", 2) from None
+            then = (
+                f"the run resumes from step {good}. Resume with: {resume_cmd}"
+                if good is not None
+                else "it has no checkpoint yet, so it cannot be resumed: start it again"
+            )
+            raise Interrupted(f"second Ctrl-C: {what}; {then}", 2) from None
         except BaseException as exc:
             good = _last_good(run)
             run.remove_staging()
