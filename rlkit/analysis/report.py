@@ -71,7 +71,9 @@ def gather(path: Path, *, episodes: int, video: bool, notify: Notify) -> RunFact
     run = RunDir.open(path)
     alias, seed, preset = run.read_config()
     resolve_model(run)  # a run without any model fails here, before any work
-    facts = RunFacts(path, alias, seed, preset.env_id, to_plain(preset), run.read_meta(), run.read_state())
+    state = run.read_state()
+    state["status"] = run.status(state)  # "running" only while its process lives
+    facts = RunFacts(path, alias, seed, preset.env_id, to_plain(preset), run.read_meta(), state)
     facts.evaluations = saved_results(run)
     if not facts.evaluations:
         notify(f"{path}: no saved evaluation; evaluating {episodes} episodes")

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import fail, one_line_errors, out
+from rlkit.cli.common import err, fail, one_line_errors, out
 
 
 @one_line_errors
@@ -42,6 +42,14 @@ def train(
         Optional[Path],
         typer.Option(help="Start a new run from trained weights: a run directory (its final model) or a model .zip."),
     ] = None,
+    without_buffer: Annotated[
+        bool,
+        typer.Option(
+            "--without-buffer",
+            help="With --resume: continue even when the checkpoint's replay buffer cannot be restored "
+            "(empty buffer; the run records that the resume was not exact).",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display; only the summary.")] = False,
 ) -> None:
     """Train DQN on an environment, with evaluation, checkpoints and a live display."""
@@ -54,11 +62,18 @@ def train(
                 "or --init-from (only --steps N, a new total budget)"
             )
         argv = ["rlkit", "train", "--resume", str(resume), "--device", device, *(["--quiet"] if quiet else [])]
+        if without_buffer:
+            argv.append("--without-buffer")
+        notify = lambda m: err.print(f"[yellow]warning:[/] {m}", markup=True, soft_wrap=True, highlight=False)  # noqa: E731
         if steps is not None:
             argv[4:4] = ["--steps", str(steps)]
-            result = training.extend(resume, steps, device=device, quiet=quiet, argv=argv)
+            result = training.extend(
+                resume, steps, device=device, quiet=quiet, argv=argv, without_buffer=without_buffer, notify=notify
+            )
         else:
-            maybe = training.resume(resume, device=device, quiet=quiet, argv=argv)
+            maybe = training.resume(
+                resume, device=device, quiet=quiet, argv=argv, without_buffer=without_buffer, notify=notify
+            )
             if maybe is None:
                 out.print(
                     f"{resume}: this run already finished; nothing to do "
@@ -67,6 +82,8 @@ def train(
                 return
             result = maybe
     else:
+        if without_buffer:
+            raise fail("--without-buffer only applies to --resume RUN_DIR")
         if env is None:
             raise fail("missing environment: rlkit train ENV (see `rlkit envs`) or rlkit train --resume RUN_DIR")
         from rlkit.environments.resolve import resolve
