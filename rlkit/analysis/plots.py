@@ -302,6 +302,8 @@ def _draw_group(ax: Any, group: Group, which: str, axis: XAxis, divide: float, c
     xs = agg.xs / divide
     # Markers only on real evaluations, never on interpolated points or a time axis.
     marker = "o" if which == "evaluation" and axis == "steps" and not agg.interpolated else None
+    if len(xs) == 1:  # the seeds share a single x (no common range): a line would be invisible
+        marker = "o"
     if 1 < n < BAND_MIN_SEEDS:
         for curve in curves:
             ax.plot(curve.x(axis) / divide, curve.values, color=color, linewidth=0.8, alpha=0.35)

@@ -177,7 +177,7 @@ class RunRecorder:
     def after_eval(self, evaluator: Evaluator, row: EvalRow) -> None:
         self.run.write_evaluations(evaluator.history)
         if self.display is not None:
-            self.display.on_eval(row, self._best_at == row["timesteps"])
+            self.display.on_eval(row, self._best_at == row["timesteps"], evaluator.n_episodes)
 
 
 class StopWhenSolved:
@@ -284,7 +284,7 @@ class Checkpointer(BaseCallback):
         for old in self.run.checkpoint_dirs()[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)
         if self.display is not None:
-            self.display.on_checkpoint(steps)
+            self.display.on_checkpoint(steps, final)
         return final
 
 

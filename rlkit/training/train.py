@@ -149,7 +149,7 @@ def _learn(
         StopOnSignal,
         StopWhenSolved,
     )
-    from rlkit.training.display import TrainingDisplay
+    from rlkit.training.display import TrainingDisplay, short_path
 
     model = trainee.model
     start_steps, wall_before, best = resumed_from or (0, 0.0, -math.inf)
@@ -176,8 +176,10 @@ def _learn(
         evaluator=evaluator,
         display=display,
     )
-    verb = f"resuming at step {start_steps}" if resumed_from else "training"
-    display.message(f"{verb}: {preset.env_id} for {preset.n_timesteps} steps -> {run.path}")
+    display.watch_threads(trainee.tuner)
+    verb = f"resuming at step {start_steps:,}" if resumed_from else "training"
+    display.message(f"{verb}: {preset.env_id} for {preset.n_timesteps:,} steps")
+    display.message(f"run directory: {short_path(run.path)}")
     with StopOnSignal() as stopper:
         try:
             with display:
@@ -198,9 +200,9 @@ def _learn(
         checkpointer.save()
         atomic.write_with(run.final_model, model.save)
         run.update_state(status="interrupted", num_timesteps=steps, wall_s=clock.seconds())
-        resume_cmd = f"rlkit train --resume {shlex.quote(str(run.path))}"
-        raise Interrupted(
-            f"interrupted at step {steps}/{preset.n_timesteps}; checkpoint saved. Resume with: {resume_cmd}",
+        resume_cmd = f"rlkit train --resume {shlex.quote(short_path(run.path))}"
+        raise Interrupted(  # the command on a line of its own: it does not wrap at 80 columns, and copies whole
+            f"interrupted at step {steps:,}/{preset.n_timesteps:,}; checkpoint saved. Resume with:\n  {resume_cmd}",
             learned.signal,
         )
 
