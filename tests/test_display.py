@@ -167,3 +167,20 @@ def test_without_a_terminal_only_plain_history_lines() -> None:
     silent.on_eval(ROW, new_best=True)
     silent.message("hello")
     assert quiet.getvalue() == ""
+
+
+def test_a_real_run_prints_its_history_when_output_is_no_terminal(tmp_path: Path) -> None:
+    from tests.clitools import invoke
+    from tests.conftest import tiny_overrides
+
+    sets = [arg for pair in tiny_overrides(600) for arg in ("--set", pair)]
+    result = invoke("train", "cartpole", "--seed", "0", "--run-dir", tmp_path / "run", *sets)
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert lines[:2] == ["training: CartPole-v1 for 600 steps", f"run directory: {tmp_path / 'run'}"]
+    evals = [line for line in lines if " eval " in line]
+    assert evals[0].startswith("step 300/600  eval ") and "over 2 ep" in evals[0]
+    assert any(line.startswith("step 300/600  checkpoint saved: checkpoints/step-") for line in lines)
+    last = int(evals[-1].split("/")[0].removeprefix("step ").replace(",", ""))
+    assert last >= 600 and evals[-1].startswith(f"step {last:,}/600  eval ")  # the final evaluation
+    assert "━" not in result.stderr  # no live bar in a log
