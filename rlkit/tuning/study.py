@@ -393,6 +393,8 @@ def _last_interrupted(study: optuna.Study) -> int:
 
 def worker_command(prepared: Prepared, index: int) -> list[str]:
     """The ``rlkit tune`` command line of local worker ``index`` (its sampler gets its own seed)."""
+    from rlkit.training.factory import worker_devices
+
     request = prepared.request
     cmd = [
         sys.executable,
@@ -416,7 +418,7 @@ def worker_command(prepared: Prepared, index: int) -> list[str]:
         "--worker-index",
         str(index),
         "--device",
-        request.device,
+        worker_devices(request.device, index + 1)[index],  # several GPUs: workers spread over them
         "--heartbeat",
         str(request.heartbeat),
         "--space",
