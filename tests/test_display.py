@@ -184,3 +184,21 @@ def test_a_real_run_prints_its_history_when_output_is_no_terminal(tmp_path: Path
     last = int(evals[-1].split("/")[0].removeprefix("step ").replace(",", ""))
     assert last >= 600 and evals[-1].startswith(f"step {last:,}/600  eval ")  # the final evaluation
     assert "━" not in result.stderr  # no live bar in a log
+
+
+def test_a_resumed_run_shows_its_earlier_evaluations() -> None:
+    console = terminal(200)
+    display = TrainingDisplay(TOTAL, 12_800, console=console)
+    rows = [
+        {"timesteps": 5_000.0, "mean_reward": 76.8, "std_reward": 3.1},
+        {"timesteps": 10_000.0, "mean_reward": 144.8, "std_reward": 6.8},
+    ]
+    display.restore(rows, episodes=10)
+    display.update(fake_model(steps=13_000))
+    console.print(display.screen)
+    text = console.export_text()
+    assert "eval 144.8±6.8*@10k" in text and "12,800" not in text and "13,000/20,000" in text
+    display.on_eval({"timesteps": 15_000.0, "mean_reward": 100.0, "std_reward": 1.0}, new_best=False)
+    console.print(display.screen)
+    text = console.export_text()
+    assert "eval 100.0±1.0@15k" in text and "best 144.8@10k" in text

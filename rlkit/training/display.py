@@ -223,6 +223,15 @@ class TrainingDisplay:
             verb = "torch threads" if previous is None else f"torch threads {previous} ->"
             self.history(f"step {m['step']:,}/{self.total:,}  {verb} {m['threads']}{why}")
 
+    def restore(self, rows: list[dict[str, float]], episodes: int | None = None) -> None:
+        """Earlier evaluations of a resumed run: the live line shows the last and the best (no history lines)."""
+        self.eval_episodes = episodes or self.eval_episodes
+        for row in rows:
+            if self.best is None or row["mean_reward"] > self.best["mean_reward"]:
+                self.best = row
+        self.last_eval = rows[-1] if rows else None
+        self.last_eval_best = bool(rows) and rows[-1] is self.best
+
     def on_eval(self, row: dict[str, float], new_best: bool, episodes: int | None = None) -> None:
         """A history line for an evaluation; ``new_best`` when it saved a new best model."""
         self.last_eval, self.last_eval_best = row, new_best

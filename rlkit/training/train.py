@@ -188,6 +188,7 @@ def _learn(
         display=display,
     )
     display.watch_threads(trainee.tuner)
+    display.restore(evaluator.history, preset.eval_episodes)
     verb = f"resuming at step {start_steps:,}" if resumed_from else "training"
     display.message(f"{verb}: {preset.env_id} for {preset.n_timesteps:,} steps")
     display.message(f"run directory: {short_path(run.path)}")
