@@ -106,7 +106,9 @@ def train(
         f"done: {result.num_timesteps} steps in {result.wall_s:.0f}s ({result.steps_per_s:.0f} steps/s); "
         f"final eval {final_text}; best eval {best_text}{'; solved' if result.solved else ''}"
     )
-    out.print(f"run directory: {result.run_dir}")
+    from rlkit.training.display import short_path
+
+    out.print(f"run directory: {short_path(result.run_dir)}", soft_wrap=True)
 
 
 def _command_line(

@@ -181,7 +181,7 @@ class RunRecorder:
     def after_eval(self, evaluator: Evaluator, row: EvalRow) -> None:
         self.run.write_evaluations(evaluator.history)
         if self.display is not None:
-            self.display.on_eval(row, self._best_at == row["timesteps"])
+            self.display.on_eval(row, self._best_at == row["timesteps"], evaluator.n_episodes)
 
 
 class StopWhenSolved:
@@ -313,7 +313,7 @@ class Checkpointer(BaseCallback):
             shutil.rmtree(old, ignore_errors=True)
         self.run.update_state(num_timesteps=steps, last_checkpoint=steps, wall_s=self.clock.seconds())
         if self.display is not None:
-            self.display.on_checkpoint(steps)
+            self.display.on_checkpoint(steps, final)
         return final
 
     def _needed_bytes(self) -> int:

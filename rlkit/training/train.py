@@ -277,7 +277,7 @@ def _learn(
         StopOnSignal,
         StopWhenSolved,
     )
-    from rlkit.training.display import TrainingDisplay
+    from rlkit.training.display import TrainingDisplay, short_path
 
     model = trainee.model
     start_steps, wall_before, best = resumed_from or (0, 0.0, -math.inf)
@@ -304,9 +304,12 @@ def _learn(
         evaluator=evaluator,
         display=display,
     )
-    verb = f"resuming at step {start_steps}" if resumed_from else "training"
-    display.message(f"{verb}: {preset.env_id} for {preset.n_timesteps} steps -> {run.path}")
-    resume_cmd = f"rlkit train --resume {shlex.quote(str(run.path))}"
+    display.watch_threads(trainee.tuner)
+    display.restore(evaluator.history, preset.eval_episodes)
+    verb = f"resuming at step {start_steps:,}" if resumed_from else "training"
+    display.message(f"{verb}: {preset.env_id} for {preset.n_timesteps:,} steps")
+    display.message(f"run directory: {short_path(run.path)}")
+    resume_cmd = f"rlkit train --resume {shlex.quote(short_path(run.path))}"
     saving = False
     with StopOnSignal() as stopper:
         try:
