@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import rlkit
 from tests.clitools import assert_one_line_error, invoke
 
 pytest.importorskip("onnxruntime", reason="rlkit[export] not installed")
@@ -146,8 +147,6 @@ CASES = [
 def test_exported_file_picks_the_models_greedy_actions(
     models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variant: str, fmt: str
 ) -> None:
-    from rlkit.training.factory import load_model
-
     monkeypatch.setenv("RLKIT_CORES", "1")  # the CNN on one thread: the other core is not ours to take
 
     preset_name = VARIANTS[variant][0]
@@ -157,7 +156,7 @@ def test_exported_file_picks_the_models_greedy_actions(
     assert "greedy actions equal 100.00%" in result.stdout
     meta = json.loads((tmp_path / f"{out.name}.json").read_text())
 
-    model = load_model(models[variant], None, "cpu")
+    model = rlkit.load(models[variant], env=preset_name)  # through rlkit's safe loader
     obs = _recorded(model, preset_name, OBSERVATIONS)
     assert obs.dtype == np.dtype(meta["input"]["dtype"]) and list(obs.shape[1:]) == meta["input"]["shape"][1:]
     q, actions = _run(out, fmt, obs)
@@ -228,8 +227,6 @@ def _isolated_site(folder: Path) -> Path:
 
 
 def test_docs_example_runs_without_rlkit_or_sb3(models: dict[str, Path], tmp_path: Path) -> None:
-    from rlkit.training.factory import load_model
-
     example = DOC_EXAMPLE.search((REPO / "docs" / "deploy.md").read_text())
     assert example, "docs/deploy.md has no standalone example block"
     code = example.group(1)
@@ -238,7 +235,7 @@ def test_docs_example_runs_without_rlkit_or_sb3(models: dict[str, Path], tmp_pat
     work.mkdir()
     out = work / "policy.onnx"
     assert invoke("export", models["mlp-qrdqn"], "lunarlander", "--out", out, "--check", 50).exit_code == 0
-    model = load_model(models["mlp-qrdqn"], None, "cpu")
+    model = rlkit.load(models["mlp-qrdqn"], env="lunarlander")
     obs = _recorded(model, "lunarlander", OBSERVATIONS)
     np.save(work / "observations.npy", obs)
     (work / "example.py").write_text(code)

@@ -125,7 +125,7 @@ def resolve_model(run: RunDir, name: str = "auto") -> ModelChoice:
     """``auto`` (best if present, else final), ``best``, ``final``, ``step-<N>``, ``<N>`` or a checkpoint folder."""
     models = available_models(run)
     if not models:
-        status = run.read_state().get("status", "unknown")
+        status = run.status()
         raise RlkitError(
             f"{run.path} has no saved model yet (status: {status}); "
             "models appear after the first evaluation, checkpoint or the end of training"
@@ -158,7 +158,7 @@ def _load(preset: Preset, path: Path, device: str) -> OffPolicyAlgorithm:
     from rlkit.training.factory import configure_threads, load_model, resolve_device
 
     torch_device = resolve_device(device)
-    model = load_model(path, env=None, device=torch_device)
+    model = load_model(path, env=None, device=torch_device, preset=preset)
     configure_threads(preset, policy_name(preset, model.observation_space), torch_device)
     return model
 
@@ -191,10 +191,12 @@ def open_source(path: Path, env: str | None = None, model_name: str = "auto", co
         )
     if model_name != "auto":
         raise RlkitError(f"--model picks a model of a run directory; {path} is one model file (drop --model)")
+    from rlkit.analysis.model_file import fit_preset
     from rlkit.environments.resolve import resolve
 
     resolved = resolve(env)
-    return Source(resolved.alias, resolved.preset, ModelChoice(path.stem, path), None)
+    # The env's preset with the file's own network (read from its weights), so the loader rebuilds it exactly.
+    return Source(resolved.alias, fit_preset(resolved.preset, path), ModelChoice(path.stem, path), None)
 
 
 def load_source_model(source: Source, device: str = "cpu") -> OffPolicyAlgorithm:
