@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -89,6 +90,9 @@ def test_cli_prints_each_episode_return(run_copy: Path, display: str) -> None:
     lines = result.stdout.splitlines()
     assert lines[0].startswith("episode 1/2: return ") and lines[1].startswith("episode 2/2: return ")
     assert "CartPole-v1, model final: 2 episode(s), mean return" in lines[2]
+    evaluated = invoke("evaluate", run_copy, "--episodes", "2", "--model", "final", "--json")
+    returns = json.loads(evaluated.stdout)["returns"]
+    assert [float(line.split("return ")[1].split(",")[0]) for line in lines[:2]] == pytest.approx(returns, abs=0.01)
 
 
 def test_bare_model_file_plus_env(run_copy: Path, display: str, tmp_path: Path) -> None:
