@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import one_line_errors, out
+from rlkit.cli.common import DeviceOpt, one_line_errors, out
 
 
 @one_line_errors
@@ -19,17 +19,24 @@ def benchmark(
     steps: Annotated[
         Optional[int], typer.Option(min=1, help="Training budget per seed (overrides the preset).")
     ] = None,
-    jobs: Annotated[int, typer.Option(min=1, help="Seeds trained at once, each in its own process.")] = max(
-        1, os.cpu_count() or 1
-    ),
+    jobs: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Seeds trained at once, each in its own process.", show_default="the number of CPU cores"
+        ),
+    ] = max(1, os.cpu_count() or 1),
     episodes: Annotated[int, typer.Option(min=1, help="Evaluation episodes per final and best model.")] = 100,
     set_: Annotated[
         Optional[list[str]], typer.Option("--set", help="Override a preset key: key=value. Repeatable.")
     ] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML file of overrides laid over the preset.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOpt = "auto",
     out_dir: Annotated[
-        Optional[Path], typer.Option("--out", help="Results folder (default runs/benchmarks/<alias>-<steps>-<hash>).")
+        Optional[Path],
+        typer.Option(
+            "--out",
+            help="Results folder (default: one per configuration in runs/benchmarks/, named alias-steps-hash).",
+        ),
     ] = None,
 ) -> None:
     """Train every seed, evaluate final and best models, report mean/median/IQM with 95% CIs and solve times.

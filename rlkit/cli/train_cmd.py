@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import fail, one_line_errors, out
+from rlkit.cli.common import DeviceOpt, fail, one_line_errors, out
 
 
 @one_line_errors
@@ -30,7 +30,7 @@ def train(
         ),
     ] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML file of overrides laid over the preset.")] = None,
-    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    device: DeviceOpt = "auto",
     run_dir: Annotated[
         Optional[Path], typer.Option(help="Run directory (default runs/<alias>/<time>-s<seed>).")
     ] = None,

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import shlex
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 from typer.core import TyperGroup
 
-from rlkit.cli.common import err, one_line_errors, out
+from rlkit.cli.common import DeviceOpt, err, one_line_errors, out
 
 
 class DefaultRunGroup(TyperGroup):
@@ -40,6 +41,25 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+
+class Sampler(str, Enum):
+    """Optuna samplers (``rlkit.tuning.study.SAMPLERS``)."""
+
+    tpe = "tpe"
+    random = "random"
+    cmaes = "cmaes"
+    gp = "gp"
+
+
+class Pruner(str, Enum):
+    """Optuna pruners (``rlkit.tuning.study.PRUNERS``)."""
+
+    median = "median"
+    halving = "halving"
+    hyperband = "hyperband"
+    none = "none"
+
+
 StorageOpt = Annotated[
     Optional[str],
     typer.Option(help="Study storage URL (default: the embedded file runs/tune/<study>.db)."),
@@ -63,8 +83,10 @@ def run(
     evals_per_trial: Annotated[
         Optional[int], typer.Option(help="Evaluations per seed, reported to the pruner (default 5).")
     ] = None,
-    sampler: Annotated[str, typer.Option(help="tpe, random, cmaes or gp (seeded with --seed).")] = "tpe",
-    pruner: Annotated[str, typer.Option(help="median, halving, hyperband or none.")] = "median",
+    sampler: Annotated[Sampler, typer.Option(help="Optuna sampler, seeded with --seed.")] = Sampler.tpe,
+    pruner: Annotated[
+        Pruner, typer.Option(help="Stops unpromising trials early, from their evaluations.")
+    ] = Pruner.median,
     jobs: Annotated[int, typer.Option(help="Local worker processes sharing the study.")] = 1,
     study: Annotated[Optional[str], typer.Option(help="Study name (default: the env's alias).")] = None,
     storage: StorageOpt = None,
@@ -79,7 +101,7 @@ def run(
         typer.Option("--set", help="Override a key of the base preset: key=value (dotted keys). Repeatable."),
     ] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML file of overrides laid over the base preset.")] = None,
-    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    device: DeviceOpt = "auto",
     heartbeat: Annotated[
         int,
         typer.Option(
@@ -102,8 +124,8 @@ def run(
         steps=steps,
         seeds_per_trial=seeds_per_trial,
         evals_per_trial=evals_per_trial,
-        sampler=sampler,
-        pruner=pruner,
+        sampler=sampler.value,
+        pruner=pruner.value,
         jobs=jobs,
         study=study,
         storage=storage,
@@ -122,7 +144,7 @@ def run(
         f"{verb} study '{prepared.study_name}' ({prepared.env_id}) in {prepared.url.shown}: "
         f"{record['steps']:,} steps x {record['seeds_per_trial']} seed(s) per trial, "
         f"{record['evals_per_trial']} evaluations each, space {prepared.space.name}, "
-        f"sampler {sampler}, pruner {pruner}, {jobs} worker(s)"
+        f"sampler {sampler.value}, pruner {pruner.value}, {jobs} worker(s)"
     )
     display = _display(prepared, quiet)
     problems: list[str] = []

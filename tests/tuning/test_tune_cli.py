@@ -124,8 +124,8 @@ def test_nan_weights_are_detected() -> None:
     ("args", "message"),
     [
         (["cartpol"], "unknown environment 'cartpol' (did you mean 'cartpole'?)"),
-        (["cartpole", "--sampler", "tpee"], "unknown sampler 'tpee' (did you mean 'tpe'?)"),
-        (["cartpole", "--pruner", "medain"], "unknown pruner 'medain' (did you mean 'median'?)"),
+        (["cartpole", "--sampler", "tpee"], "'tpee' is not one of 'tpe', 'random', 'cmaes', 'gp' (did you mean 'tpe'?)"),
+        (["cartpole", "--pruner", "medain"], "'medain' is not one of 'median', 'halving', 'hyperband', 'none' (did you mean 'median'?)"),
         (["cartpole", "--storage", "not a url"], "malformed storage URL"),
         (["cartpole", "--storage", "redis://localhost/0"], "unsupported storage 'redis'"),
         (["cartpole", "--storage", "postgresql://u:secret@127.0.0.1:1/db"], "cannot open storage"),
