@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from rlkit.cli.common import DeviceOpt, err, one_line_errors, out
+from rlkit.cli.common import DeviceOpt, err, fail, one_line_errors, out
 
 
 class DefaultRunGroup(TyperGroup):
@@ -165,6 +165,7 @@ def run(
 def _display(prepared: Any, quiet: bool) -> Any:
     from rlkit.tuning.display import TuneDisplay
     from rlkit.tuning.storage import worker_name
+    from rlkit.tuning.study import objective_label
 
     return TuneDisplay(
         study_name=prepared.study_name,
@@ -176,6 +177,7 @@ def _display(prepared: Any, quiet: bool) -> Any:
         quiet=quiet,
         only_worker=worker_name() if prepared.request.jobs == 1 else None,
         console=out,
+        objective=objective_label(prepared.record),
     )
 
 
@@ -187,11 +189,15 @@ def _continue_command(prepared: Any) -> str:
 
 
 def _summary(prepared: Any, outcome: str) -> None:
-    from rlkit.tuning.study import best_summary, count
+    from rlkit.tuning.study import best_summary, count, objective_label
 
     counts = count(prepared.study)
     best = best_summary(prepared.study, prepared.space)
-    best_text = "no completed trial yet" if best is None else f"best {best[0]:.2f} (trial {best[1]})"
+    best_text = (
+        "no completed trial yet"
+        if best is None
+        else f"best {best[0]:.2f} (trial {best[1]}; {objective_label(prepared.record)})"
+    )
     out.print(
         f"{outcome}: {counts.finished}/{prepared.request.trials} trials finished "
         f"({counts.complete} complete, {counts.pruned} pruned, {counts.failed} failed); {best_text}"
@@ -201,14 +207,14 @@ def _summary(prepared: Any, outcome: str) -> None:
         out.print(f"continue with: {_continue_command(prepared)}")
     out.print(
         f"results: rlkit tune show {prepared.study_name}{storage_opt}; "
-        f"export: rlkit tune export {prepared.study_name}{storage_opt} --out {prepared.study_name}-best.yaml"
+        f"export: rlkit tune export {prepared.study_name}{storage_opt}"
     )
 
 
 @app.command("show")
 @one_line_errors
 def show(
-    study: Annotated[str, typer.Argument(help="Study name.")],
+    study: Annotated[Optional[str], typer.Argument(help="Study name (none: list the studies).")] = None,
     storage: StorageOpt = None,
     top: Annotated[int, typer.Option(help="How many of the best trials to list.")] = 5,
     csv: Annotated[
@@ -217,13 +223,18 @@ def show(
     ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite --csv if it exists.")] = False,
 ) -> None:
-    """The best trials, their parameters, and parameter importances."""
+    """The best trials, their parameters, and parameter importances; with no STUDY, the list of studies."""
     from rich.table import Table
 
     from rlkit.tuning.display import format_value
-    from rlkit.tuning.results import completed, importances, open_study, write_trials_csv
-    from rlkit.tuning.study import count
+    from rlkit.tuning.results import MIN_TRIALS_FOR_IMPORTANCE, completed, importances, open_study, write_trials_csv
+    from rlkit.tuning.study import count, objective_label
 
+    if study is None:
+        if csv is not None:
+            raise fail("--csv needs a study name: rlkit tune show STUDY --csv FILE.csv")
+        _list_studies(storage)
+        return
     opened = open_study(study, storage)
     if csv is not None:
         rows = write_trials_csv(opened, csv, force=force)
@@ -235,6 +246,8 @@ def show(
         f"{record['seeds_per_trial']} seed(s) per trial; {counts.complete} complete, {counts.pruned} pruned, "
         f"{counts.failed} failed, {counts.running} running, {counts.waiting} waiting"
     )
+    label = objective_label(record)
+    out.print(f"objective: {label} (higher is better)")
     best = completed(opened.study)[: max(1, top)]
     if not best:
         out.print("no completed trial yet")
@@ -243,21 +256,46 @@ def show(
     table.add_column("parameter")
     for trial in best:
         table.add_column(f"trial {trial.number}", justify="right")
-    table.add_row("[bold]value[/]", *[f"[bold]{trial.value:.2f}[/]" for trial in best])
+    table.add_row("[bold]objective[/]", *[f"[bold]{trial.value:.2f}[/]" for trial in best])
     decoded = [opened.space.decode(trial.params) for trial in best]
     for key in opened.space.params:
         table.add_row(key, *[format_value(params.get(key, "-")) for params in decoded])
     out.print(table)
     weights = importances(opened.study)
+    n_complete = len(completed(opened.study))
     if weights:
-        imp = Table(title="parameter importances (fANOVA)")
+        imp = Table(title=f"parameter importances (fANOVA over {n_complete} completed trials)")
         imp.add_column("parameter")
         imp.add_column("importance", justify="right")
         for key, weight in weights.items():
             imp.add_row(key, f"{weight:.3f}")
         out.print(imp)
     else:
-        out.print("parameter importances: need at least 2 completed trials")
+        out.print(
+            f"parameter importances: not shown, the study has {n_complete} completed trial(s); "
+            f"fANOVA needs at least {MIN_TRIALS_FOR_IMPORTANCE} to say more than noise"
+        )
+
+
+def _list_studies(storage: str | None) -> None:
+    from rich.table import Table
+
+    from rlkit.tuning import storage as storages
+    from rlkit.tuning.results import list_studies
+
+    rows = list_studies(storage)
+    where = storage if storage is not None else str(storages.tune_root())
+    if not rows:
+        out.print(f"no studies in {where} yet; start one with: rlkit tune ENV")
+        return
+    table = Table(title=f"studies in {rows[0].storage if storage is not None else where}")
+    for column in ("study", "env", "complete", "pruned", "failed", "running", "best"):
+        table.add_column(column, justify="right" if column not in ("study", "env") else "left")
+    for row in rows:
+        best = "-" if row.best is None else f"{row.best:.2f}"
+        table.add_row(row.name, row.env_id, str(row.complete), str(row.pruned), str(row.failed), str(row.running), best)
+    out.print(table)
+    out.print("details: rlkit tune show STUDY")
 
 
 @app.command("plot")
@@ -288,16 +326,32 @@ def plot(
 @one_line_errors
 def export(
     study: Annotated[str, typer.Argument(help="Study name.")],
-    out_file: Annotated[Path, typer.Option("--out", help="Preset file to write (.yaml).")],
+    out_file: Annotated[
+        Optional[str],
+        typer.Option(
+            "--out",
+            help="Preset file to write (.yaml), or - for stdout. Default: runs/tune/STUDY-best.yaml "
+            "(STUDY-trialN.yaml with --trial).",
+        ),
+    ] = None,
     trial: Annotated[Optional[int], typer.Option(help="Trial number (default: the best completed trial).")] = None,
     storage: StorageOpt = None,
     force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
 ) -> None:
-    """Write a trial's configuration as a preset file that `rlkit train FILE.yaml` accepts."""
+    """Write a trial's configuration as a preset file that `rlkit train FILE.yaml` accepts.
+
+    The tuned keys are the trial's; the budget keys (n_timesteps, eval_freq, eval_episodes,
+    checkpoints) are the preset's own, not the shorter tuning budget's.
+    """
+    from rlkit.tuning.results import default_export_path, export_text, open_study, pick_trial
     from rlkit.tuning.results import export as write_preset
-    from rlkit.tuning.results import open_study
 
     opened = open_study(study, storage)
-    chosen = write_preset(opened, trial, out_file, force=force)
+    if out_file == "-":
+        chosen = pick_trial(opened, trial)
+        sys.stdout.write(export_text(opened, chosen, "FILE.yaml"))
+        return
+    path = Path(out_file) if out_file is not None else default_export_path(opened, trial)
+    chosen = write_preset(opened, trial, path, force=force)
     value = "-" if chosen.value is None else f"{chosen.value:.2f}"
-    out.print(f"wrote {out_file}: trial {chosen.number} (objective {value}); train it with: rlkit train {out_file}")
+    out.print(f"wrote {path}: trial {chosen.number} (objective {value}); train it with: rlkit train {path}")
