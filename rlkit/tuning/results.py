@@ -187,6 +187,9 @@ def plot(opened: Opened, out_dir: Path, *, force: bool = False) -> tuple[list[Pa
                 skipped.append(f"{name}: {exc}")
                 continue
         figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+        if name == "history":  # optuna puts the legend beside the plot, squeezing it
+            for ax in figure.axes:
+                ax.legend(loc="best", fontsize=8)
         if name == "intermediate":
             for ax in figure.axes:
                 ax.set_xlabel("training step (seed k: k x budget + step)")
