@@ -182,11 +182,13 @@ def seed_status(
         last_eval=None if last is None else float(last["mean_reward"]),
         last_eval_step=None if last is None else int(last["timesteps"]),
     )
+    state = run.read_state() if run.state_file.exists() else {}
+    if state.get("status") == "finished":  # it may have stopped early (stop_on_solved): its bar is full
+        status.steps = status.total = int(state.get("num_timesteps", status.steps))
     if result is not None:
         status.state, status.final, status.best = "done", float(result["final"]), float(result["best"])
-    elif started:
-        finished = run.state_file.exists() and run.read_state().get("status") == "finished"
-        if not finished:
+    elif started and run_path.exists():  # (the pool marks queued jobs as running before they start)
+        if state.get("status") != "finished":
             status.state = "training"
         elif any(run_path.glob(f"evaluation-final-{episodes}ep-s*.json")):
             status.state = "evaluating best"
@@ -270,7 +272,7 @@ def _steps_done(run_path: Path) -> int:
                 total += int(parts[1])
     state = RunDir(run_path).read_state() if (run_path / "state.json").exists() else {}
     if state.get("status") == "finished":
-        return int(state.get("n_timesteps", total))
+        return int(state.get("num_timesteps", total))
     return total
 
 

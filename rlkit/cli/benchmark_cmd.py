@@ -121,6 +121,9 @@ class SeedView:
             return f"{status.state} model ({self.episodes} episodes)"
         return status.state
 
+    def _short_state(self, status: Any) -> str:
+        return f"{status.state} ({self.episodes} ep)" if status.state.startswith("evaluating") else status.state
+
     def __rich__(self) -> Any:
         from rich.console import Group
         from rich.progress_bar import ProgressBar
@@ -139,7 +142,7 @@ class SeedView:
             style = {"done": "green", "training": "cyan", "waiting": "dim"}.get(status.state, "yellow")
             table.add_row(
                 str(status.seed),
-                f"[{style}]{self._state_text(status) if status.state != 'done' else 'done'}[/]",
+                f"[{style}]{self._short_state(status)}[/]",
                 f"{min(status.steps, status.total):,}/{status.total:,}",
                 ProgressBar(total=status.total, completed=min(status.steps, status.total), width=20),
                 last,
