@@ -331,12 +331,12 @@ def preset_budget(record: dict[str, Any]) -> dict[str, Any]:
     return {key: plain.get(key, base.get(key)) for key in BUDGET_KEYS if key in plain or key in base}
 
 
-def retrain_overrides(trial: optuna.trial.FrozenTrial) -> list[str]:
-    """``--steps``/``--set`` pairs that make ``rlkit train`` of an export repeat the trial's own budget."""
+def retrain_overrides(trial: optuna.trial.FrozenTrial, budget: dict[str, Any]) -> list[str]:
+    """``--steps``/``--set`` pairs that make ``rlkit train`` of an export (with ``budget``) repeat the trial's."""
     config = trial.user_attrs["config"]
     argv = ["--steps", str(config["n_timesteps"])]
     for key in BUDGET_KEYS[1:]:
-        if key in config and config[key] is not None:
+        if key in config and config[key] is not None and config[key] != budget.get(key):
             argv += ["--set", f"{key}={str(config[key]).lower() if isinstance(config[key], bool) else config[key]}"]
     return argv
 
@@ -360,7 +360,9 @@ def export_text(opened: Opened, trial: optuna.trial.FrozenTrial, shown_as: str) 
     seeds = trial.user_attrs.get("seeds", [])
     tuned = ", ".join(sorted(opened.space.decode(trial.params)))
     differs = ", ".join(f"{k}={tuned_budget[k]}" for k in budget if tuned_budget[k] != budget[k])
-    again = shlex.join(["rlkit", "train", shown_as, "--seed", str(seeds[0] if seeds else 0), *retrain_overrides(trial)])
+    again = shlex.join(
+        ["rlkit", "train", shown_as, "--seed", str(seeds[0] if seeds else 0), *retrain_overrides(trial, budget)]
+    )
     header = (
         f"# Exported by `rlkit tune export` from study '{opened.name}' ({opened.record.get('env_id')}), "
         f"trial {trial.number} ({trial.state.name.lower()}).\n"
