@@ -221,7 +221,7 @@ def show(
         Path | None,
         typer.Option(help="Also write every trial (state, objective, seed scores, parameters) to this .csv file."),
     ] = None,
-    force: Annotated[bool, typer.Option(help="Overwrite --csv if it exists.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --csv if it exists.")] = False,
 ) -> None:
     """The best trials, their parameters, and parameter importances; with no STUDY, the list of studies."""
     from rich.table import Table
@@ -306,7 +306,7 @@ def plot(
     out_dir: Annotated[
         Optional[Path], typer.Option(help="Folder for the PNG files (default runs/tune/<study>-plots).")
     ] = None,
-    force: Annotated[bool, typer.Option(help="Overwrite existing plots.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing plots.")] = False,
 ) -> None:
     """Optimization history, parameter importances, intermediate values and parallel coordinates as PNG."""
     from rlkit.tuning import storage as storages
@@ -336,7 +336,7 @@ def export(
     ] = None,
     trial: Annotated[Optional[int], typer.Option(help="Trial number (default: the best completed trial).")] = None,
     storage: StorageOpt = None,
-    force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
 ) -> None:
     """Write a trial's configuration as a preset file that `rlkit train FILE.yaml` accepts.
 
