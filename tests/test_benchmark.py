@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rlkit.analysis.benchmark import aggregate, bootstrap_ci, iqm, markdown, seed_status
+from rlkit.analysis.benchmark import (
+    aggregate,
+    bootstrap_ci,
+    few_seeds_warning,
+    iqm,
+    markdown,
+    seed_status,
+    summary_rows,
+)
 from rlkit.cli import app
 from tests.conftest import tiny_overrides
 
@@ -34,7 +42,14 @@ def test_few_seeds_show_the_range_instead_of_intervals() -> None:
     few = aggregate([100.0, 180.0])  # a bootstrap of two values is just [min, max]
     assert few["mean"]["ci95"] is None and few["iqm"]["ci95"] is None
     assert few["range"] == [100.0, 180.0]
-    assert aggregate([1.0, 2.0, 3.0, 4.0, 5.0])["mean"]["ci95"] is not None
+    five = aggregate([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert five["mean"]["ci95"] is not None
+    doc = {"seeds": [0, 1, 2, 3, 4], "final": five, "best": five, "seeds_solved_final": 1, "seeds_solved_best": 2}
+    header, rows = summary_rows(doc)
+    assert header[1:4] == ["mean [95% CI]", "median [95% CI]", "IQM [95% CI]"] and rows[1][-1] == "2/5"
+    assert few_seeds_warning(5) is None and "only 4 seeds" in str(few_seeds_warning(4))
+    header, rows = summary_rows({**doc, "seeds": [0, 1], "final": few, "best": few})
+    assert header[1:4] == ["mean", "median", "min to max"] and rows[0][3] == "100.0 to 180.0"
 
 
 def test_benchmark_trains_evaluates_and_reuses(tmp_path: Path) -> None:
