@@ -214,8 +214,10 @@ def run_seeds(
     import multiprocessing
 
     from rlkit.core.threads import cores_per_job, use_cores
+    from rlkit.training.factory import worker_devices
 
     preset_file = str(write_preset(folder, resolved))
+    devices = worker_devices(device, len(seeds))  # several GPUs: seeds spread over them
     done: dict[int, dict[str, Any]] = {}
     budget = resolved.preset.n_timesteps
     context = multiprocessing.get_context("spawn")
@@ -223,8 +225,8 @@ def run_seeds(
     cores = cores_per_job(jobs) if jobs > 1 else None
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=use_cores, initargs=(cores,)) as pool:
         futures: dict[Future[dict[str, Any]], int] = {
-            pool.submit(seed_job, preset_file, resolved.alias, s, str(folder / f"seed-{s}"), episodes, device): s
-            for s in seeds
+            pool.submit(seed_job, preset_file, resolved.alias, s, str(folder / f"seed-{s}"), episodes, devices[i]): s
+            for i, s in enumerate(seeds)
         }
         pending = set(futures)
         try:
