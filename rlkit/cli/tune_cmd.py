@@ -114,11 +114,11 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display; one line per finished trial.")] = False,
 ) -> None:
     """Run an Optuna study on ENV, or continue it (the same command again continues it)."""
-    from rlkit.training.factory import resolve_device
-    from rlkit.tuning.study import TuneRequest, prepare, spawn_workers, work
+    from rlkit import api
+    from rlkit.tuning.study import spawn_workers, work
 
-    request = TuneRequest(
-        env=env,
+    prepared = api.prepare_tune(
+        env,
         trials=trials,
         timeout=timeout,
         steps=steps,
@@ -133,11 +133,10 @@ def run(
         space=space,
         overrides=list(set_ or []),
         config=config,
-        device=resolve_device(device),
+        device=device,
         heartbeat=heartbeat,
         worker_index=worker_index,
     )
-    prepared = prepare(request)
     record = prepared.record
     verb = "created" if prepared.created else "continuing"
     out.print(
