@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from rlkit.analysis.evaluation import EvalResult
     from rlkit.analysis.video import Recording
     from rlkit.training.train import TrainResult
+    from rlkit.tuning.study import Prepared
 
 Overrides = Mapping[str, Any] | Sequence[str] | None
 
@@ -258,6 +259,58 @@ class TuneSummary:
     best_params: dict[str, Any] = field(default_factory=dict)
 
 
+def prepare_tune(
+    env: str | Path,
+    *,
+    trials: int = 20,
+    steps: int | None = None,
+    seeds_per_trial: int | None = None,
+    evals_per_trial: int | None = None,
+    sampler: str = "tpe",
+    pruner: str = "median",
+    study: str | None = None,
+    storage: str | None = None,
+    seed: int = 0,
+    space: str | None = None,
+    overrides: Overrides = None,
+    config: str | Path | None = None,
+    device: str = "cpu",
+    jobs: int = 1,
+    timeout: float | None = None,
+    runs_root: str | Path | None = None,
+    heartbeat: int | None = None,
+    worker_index: int = 0,
+) -> Prepared:
+    """Check a tuning request and open (or create) its study: what :func:`tune` and ``rlkit tune`` run."""
+    from rlkit.training.factory import resolve_device
+    from rlkit.tuning.storage import HEARTBEAT_S
+    from rlkit.tuning.study import TuneRequest, prepare
+
+    _check_seed(seed)
+    request = TuneRequest(
+        env=str(env),
+        trials=trials,
+        timeout=timeout,
+        steps=steps,
+        seeds_per_trial=seeds_per_trial,
+        evals_per_trial=evals_per_trial,
+        sampler=sampler,
+        pruner=pruner,
+        jobs=jobs,
+        study=study,
+        storage=storage,
+        seed=seed,
+        space=space,
+        overrides=_assignments(overrides),
+        config=Path(config) if config is not None else None,
+        device=resolve_device(device),
+        heartbeat=HEARTBEAT_S if heartbeat is None else heartbeat,
+        runs_root=Path(runs_root) if runs_root is not None else None,
+        worker_index=worker_index,
+    )
+    return prepare(request)
+
+
 def tune(
     env: str | Path,
     *,
@@ -278,29 +331,26 @@ def tune(
     runs_root: str | Path | None = None,
 ) -> TuneSummary:
     """Run (or continue) an Optuna study, as ``rlkit tune ENV``; returns where it stands."""
-    from rlkit.training.factory import resolve_device
-    from rlkit.tuning.study import TuneRequest, best_summary, count, prepare, spawn_workers, work
+    from rlkit.tuning.study import best_summary, count, spawn_workers, work
 
-    _check_seed(seed)
-    request = TuneRequest(
-        env=str(env),
+    prepared = prepare_tune(
+        env,
         trials=trials,
-        timeout=timeout,
         steps=steps,
         seeds_per_trial=seeds_per_trial,
         evals_per_trial=evals_per_trial,
         sampler=sampler,
         pruner=pruner,
-        jobs=jobs,
         study=study,
         storage=storage,
         seed=seed,
         space=space,
-        overrides=_assignments(overrides),
-        device=resolve_device(device),
-        runs_root=Path(runs_root) if runs_root is not None else None,
+        overrides=overrides,
+        device=device,
+        jobs=jobs,
+        timeout=timeout,
+        runs_root=runs_root,
     )
-    prepared = prepare(request)
     outcome = spawn_workers(prepared)[0] if jobs > 1 else work(prepared)
     counts = count(prepared.study)
     best = best_summary(prepared.study, prepared.space)
