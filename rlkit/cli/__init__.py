@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import typer
 
-from rlkit.cli import benchmark_cmd, envs_cmd, evaluate_cmd, plot_cmd, record_cmd, report_cmd, train_cmd, tune_cmd
+from rlkit.cli import (
+    benchmark_cmd,
+    envs_cmd,
+    evaluate_cmd,
+    plot_cmd,
+    presets_cmd,
+    record_cmd,
+    report_cmd,
+    train_cmd,
+    tune_cmd,
+)
 
 app = typer.Typer(
     name="rlkit",
@@ -26,6 +36,7 @@ app.command("record")(record_cmd.record)
 app.command("plot")(plot_cmd.plot)
 app.command("report")(report_cmd.report)
 app.command("benchmark")(benchmark_cmd.benchmark)
+app.add_typer(presets_cmd.app, name="presets")
 
 
 def main() -> None:
