@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import one_line_errors, out
+from rlkit.cli.common import TrackOpt, one_line_errors, out, track_name
 
 
 @one_line_errors
@@ -31,6 +31,7 @@ def benchmark(
     out_dir: Annotated[
         Optional[Path], typer.Option("--out", help="Results folder (default runs/benchmarks/<alias>-<steps>-<hash>).")
     ] = None,
+    track: TrackOpt = None,
 ) -> None:
     """Train every seed, evaluate final and best models, report mean/median/IQM with 95% CIs and solve times.
 
@@ -84,6 +85,7 @@ def benchmark(
             out=out_dir,
             command=command,
             on_progress=on_progress,
+            track=track_name(track),
         )
     from rlkit.analysis.benchmark import markdown
 

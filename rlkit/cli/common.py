@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from enum import Enum
+from typing import Annotated, Optional, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,6 +17,27 @@ R = TypeVar("R")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
+
+
+class Track(str, Enum):
+    """Experiment trackers (``rlkit.training.tracking``), each an optional extra."""
+
+    mlflow = "mlflow"
+    wandb = "wandb"
+
+
+TrackOpt = Annotated[
+    Optional[Track],
+    typer.Option(
+        help="Also log to an experiment tracker (an optional extra of rlkit): config, TensorBoard scalars, "
+        "evaluations, models. MLFLOW_TRACKING_URI, WANDB_MODE=offline etc. apply; see docs/tracking.md."
+    ),
+]
+
+
+def track_name(track: Track | None) -> str | None:
+    """The tracker's name, or None."""
+    return None if track is None else track.value
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import fail, one_line_errors, out
+from rlkit.cli.common import TrackOpt, fail, one_line_errors, out, track_name
 
 
 @one_line_errors
@@ -36,6 +36,7 @@ def train(
     ] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run directory.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display; only the summary.")] = False,
+    track: TrackOpt = None,
 ) -> None:
     """Train DQN on an environment, with evaluation, checkpoints and a live display."""
     from rlkit.training import train as training
@@ -53,7 +54,8 @@ def train(
                 "--resume continues a run with its saved config; give no env, --seed, --steps, --set, --config or --run-dir"
             )
         argv = ["rlkit", "train", "--resume", str(resume), "--device", device, *(["--quiet"] if quiet else [])]
-        result = training.resume(resume, device=device, quiet=quiet, argv=argv)
+        argv += ["--track", track.value] if track is not None else []
+        result = training.resume(resume, device=device, quiet=quiet, argv=argv, track=track_name(track))
         if result is None:
             out.print(f"{resume}: this run already finished; nothing to do.")
             return
@@ -68,7 +70,16 @@ def train(
         resolved = resolve(env, config_file=config, overrides=overrides)
         chosen_seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
         argv = _command_line(env, chosen_seed, steps, set_ or [], config, device, run_dir, quiet)
-        result = training.start(resolved, seed=chosen_seed, device=device, run_dir=run_dir, quiet=quiet, argv=argv)
+        argv += ["--track", track.value] if track is not None else []
+        result = training.start(
+            resolved,
+            seed=chosen_seed,
+            device=device,
+            run_dir=run_dir,
+            quiet=quiet,
+            argv=argv,
+            track=track_name(track),
+        )
     final = result.final_eval
     final_text = "-" if final is None else f"{final['mean_reward']:.1f} ± {final['std_reward']:.1f}"
     best_text = "-" if result.best_mean_reward is None else f"{result.best_mean_reward:.1f}"

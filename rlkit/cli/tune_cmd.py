@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from rlkit.cli.common import err, one_line_errors, out
+from rlkit.cli.common import TrackOpt, err, one_line_errors, out, track_name
 
 
 class DefaultRunGroup(TyperGroup):
@@ -90,6 +90,7 @@ def run(
         int, typer.Option(help="Index of a --jobs worker (varies its sampler's seed).", hidden=True)
     ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display; one line per finished trial.")] = False,
+    track: TrackOpt = None,
 ) -> None:
     """Run an Optuna study on ENV, or continue it (the same command again continues it)."""
     from rlkit.training.factory import resolve_device
@@ -114,6 +115,7 @@ def run(
         device=resolve_device(device),
         heartbeat=heartbeat,
         worker_index=worker_index,
+        track=track_name(track),
     )
     prepared = prepare(request)
     record = prepared.record

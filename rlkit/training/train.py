@@ -53,14 +53,21 @@ def start(
     quiet: bool = False,
     argv: list[str] | None = None,
     callbacks: list[BaseCallback] | None = None,
+    track: str | None = None,
 ) -> TrainResult:
-    """Train a new run from a resolved preset; ``callbacks`` are extra SB3 callbacks."""
+    """Train a new run from a resolved preset; ``callbacks`` are extra SB3 callbacks.
+
+    ``track`` (``mlflow`` or ``wandb``) mirrors the run to an experiment tracker
+    (:mod:`rlkit.training.tracking`).
+    """
     from rlkit.core.threads import available_cores
     from rlkit.environments.factory import make_env
+    from rlkit.training import tracking
     from rlkit.training.factory import build, resolve_device
 
     torch_device = resolve_device(device)  # fails before anything is written
     available_cores()  # so does a malformed RLKIT_CORES
+    tracking.require(track)  # and so does a tracker that is not installed
     preset = resolved.preset
     run = RunDir.create(resolved.alias, seed, root=runs_root, path=run_dir)
     run.write_config(preset, resolved.alias, resolved.source, seed)
@@ -76,7 +83,7 @@ def start(
     )
     run.update_state(status="running", num_timesteps=0, n_timesteps=preset.n_timesteps, wall_s=0.0)
     eval_env = make_env(preset, n_envs=1, seed=seed + EVAL_SEED_OFFSET, train=False)
-    return _learn(run, preset, trainee, eval_env, resumed_from=None, quiet=quiet, extra=callbacks)
+    return _learn(run, preset, trainee, eval_env, resumed_from=None, quiet=quiet, extra=callbacks, track=track)
 
 
 def resume(
@@ -86,13 +93,20 @@ def resume(
     quiet: bool = False,
     argv: list[str] | None = None,
     callbacks: list[BaseCallback] | None = None,
+    track: str | None = None,
 ) -> TrainResult | None:
-    """Continue a run from its newest checkpoint; ``None`` when it had already finished."""
+    """Continue a run from its newest checkpoint; ``None`` when it had already finished.
+
+    A run started with a tracker keeps logging to the same tracked run unless ``track`` names another.
+    """
     from rlkit.environments.factory import make_env
+    from rlkit.training import tracking
     from rlkit.training.factory import build, resolve_device
 
     run = RunDir.open(run_path)
     torch_device = resolve_device(device)
+    track = track or tracking.recorded(run).get("tracker")
+    tracking.require(track)
     _alias, seed, preset = run.read_config()
     state = run.read_state()
     if state.get("status") == "finished":
@@ -126,6 +140,7 @@ def resume(
         resumed_from=(steps, float(ckpt_state.get("wall_s", 0.0)), -math.inf if best is None else float(best)),
         quiet=quiet,
         extra=callbacks,
+        track=track,
     )
 
 
@@ -138,8 +153,9 @@ def _learn(
     resumed_from: tuple[int, float, float] | None,
     quiet: bool,
     extra: list[BaseCallback] | None = None,
+    track: str | None = None,
 ) -> TrainResult:
-    from rlkit.training import loop
+    from rlkit.training import loop, tracking
     from rlkit.training.callbacks import (
         Checkpointer,
         Clock,
@@ -153,6 +169,8 @@ def _learn(
 
     model = trainee.model
     start_steps, wall_before, best = resumed_from or (0, 0.0, -math.inf)
+    tracker = tracking.open_for_run(track, run) if track else None  # opened before the clock starts
+    tracked: list[BaseCallback] = [tracking.TrackingCallback(tracker)] if tracker is not None else []
     clock = Clock(wall_before)
     display = TrainingDisplay(preset.n_timesteps, start_steps, quiet=quiet)
     recorder = RunRecorder(run, display)
@@ -186,11 +204,13 @@ def _learn(
                     evaluator,
                     total_steps=preset.n_timesteps,
                     stopper=stopper,
-                    callbacks=[checkpointer, DisplayUpdater(display), *(extra or [])],
+                    callbacks=[checkpointer, DisplayUpdater(display), *tracked, *(extra or [])],
                     continue_counter=resumed_from is not None,
                 )
         except BaseException as exc:
             run.update_state(status="crashed", error=f"{type(exc).__name__}: {exc}", wall_s=clock.seconds())
+            if tracker is not None:
+                tracking.finish_run(tracker, run, "failed")
             raise
 
     steps = learned.steps
@@ -198,6 +218,8 @@ def _learn(
         checkpointer.save()
         atomic.write_with(run.final_model, model.save)
         run.update_state(status="interrupted", num_timesteps=steps, wall_s=clock.seconds())
+        if tracker is not None:
+            tracking.finish_run(tracker, run, "killed")
         resume_cmd = f"rlkit train --resume {shlex.quote(str(run.path))}"
         raise Interrupted(
             f"interrupted at step {steps}/{preset.n_timesteps}; checkpoint saved. Resume with: {resume_cmd}",
@@ -223,6 +245,11 @@ def _learn(
         solved=solved.solved,
         finished=now_iso(),
     )
+    if tracker is not None:
+        summary = {"steps_per_s": sps, "wall_s": wall, "best_mean_reward": best_value, "solved": float(solved.solved)}
+        if final_eval is not None:
+            summary.update({f"final_{key}": value for key, value in final_eval.items()})
+        tracking.finish_run(tracker, run, "finished", summary)
     return TrainResult(run.path, steps, wall, sps, best_value, final_eval, solved.solved)
 
 
