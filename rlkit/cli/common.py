@@ -9,6 +9,7 @@ from typing import Annotated, Optional, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from rlkit.core.errors import Interrupted, RlkitError
 
@@ -42,7 +43,7 @@ def track_name(track: Track | None) -> str | None:
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``error: message`` on stderr and return the exit to raise."""
-    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -54,7 +55,7 @@ def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except Interrupted as exc:
-            err.print(f"[bold yellow]stopped:[/] {exc}", markup=True, soft_wrap=True)
+            err.print(f"[bold yellow]stopped:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except RlkitError as exc:
             raise fail(str(exc), exc.exit_code) from None
