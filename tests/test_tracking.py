@@ -280,3 +280,16 @@ def test_the_logger_output_skips_what_tensorboard_skips() -> None:
     )
     assert recorder.logged == [({"a/x": 1.5, "a/text": "hello", "a/none": 3.0}, 7)]
     assert tracking._numbers(recorder.logged[0][0]) == {"a/x": 1.5, "a/none": 3.0}
+
+
+def test_a_store_that_cannot_be_opened_is_one_line_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "bogus://nowhere")
+    (tmp_path / "mine").mkdir()
+    for run_dir in (tmp_path / "new", tmp_path / "mine"):
+        result = invoke("train", "cartpole", "--run-dir", run_dir, "-q", "--track", "mlflow")
+        assert_one_line_error(result, "--track mlflow: could not open a tracked run", "bogus://nowhere")
+    assert not (tmp_path / "new").exists()
+    assert (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir()), "the user's empty folder stays"

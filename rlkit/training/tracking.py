@@ -154,8 +154,16 @@ class MlflowTracker(Tracker):
         self.client = MlflowClient()
         self.pending: list[Any] = []
         if resume_id is not None:
+            from mlflow.exceptions import MlflowException
+
             self.run_id = resume_id
-            self.client.update_run(resume_id, status="RUNNING")
+            try:
+                self.client.update_run(resume_id, status="RUNNING")
+            except MlflowException:
+                raise RlkitError(
+                    f"MLflow run {resume_id} of this run directory is not in {self.client.tracking_uri}; "
+                    "set MLFLOW_TRACKING_URI to the store the run was started with"
+                ) from None
             return
         experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or experiment
         found = self.client.get_experiment_by_name(experiment)
@@ -274,9 +282,15 @@ def open_tracker(
     """A new tracked run (or the run ``resume_id`` again) in ``project`` (MLflow: the experiment)."""
     require(kind)
     tags = {**(tags or {}), **({"rlkit.group": group} if group else {})}
-    if kind == "mlflow":
-        return MlflowTracker(project, name, tags, resume_id)
-    return WandbTracker(project, name, group, tags, resume_id)
+    try:
+        if kind == "mlflow":
+            return MlflowTracker(project, name, tags, resume_id)
+        return WandbTracker(project, name, group, tags, resume_id)
+    except RlkitError:
+        raise
+    except Exception as exc:  # a bad store URI, an unreachable server: the library's own words, one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise RlkitError(f"--track {kind}: could not open a tracked run: {first}") from None
 
 
 # ----------------------------------------------------------------------------------------

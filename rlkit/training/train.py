@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import shlex
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from stable_baselines3.common.vec_env import VecEnv
 
     from rlkit.training.factory import Trainee
+    from rlkit.training.tracking import Tracker
 
 
 @dataclass
@@ -69,8 +71,17 @@ def start(
     available_cores()  # so does a malformed RLKIT_CORES
     tracking.require(track)  # and so does a tracker that is not installed
     preset = resolved.preset
+    existed = run_dir is not None and run_dir.is_dir()  # an empty folder the user made stays
     run = RunDir.create(resolved.alias, seed, root=runs_root, path=run_dir)
     run.write_config(preset, resolved.alias, resolved.source, seed)
+    try:
+        tracker = tracking.open_for_run(track, run) if track else None
+    except BaseException:  # not yet a resumable run: leave nothing behind
+        for child in run.path.iterdir() if existed else ():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        if not existed:
+            shutil.rmtree(run.path)
+        raise
     run.append_command(argv)
     trainee = build(preset, seed=seed, device=torch_device, monitor_dir=run.monitor, tensorboard_log=run.tensorboard)
     run.write_meta(
@@ -83,7 +94,7 @@ def start(
     )
     run.update_state(status="running", num_timesteps=0, n_timesteps=preset.n_timesteps, wall_s=0.0)
     eval_env = make_env(preset, n_envs=1, seed=seed + EVAL_SEED_OFFSET, train=False)
-    return _learn(run, preset, trainee, eval_env, resumed_from=None, quiet=quiet, extra=callbacks, track=track)
+    return _learn(run, preset, trainee, eval_env, resumed_from=None, quiet=quiet, extra=callbacks, tracker=tracker)
 
 
 def resume(
@@ -117,6 +128,7 @@ def resume(
     ckpt = checkpoints[-1]
     ckpt_state = _read_json(ckpt / "state.json")
     steps = int(ckpt_state["num_timesteps"])
+    tracker = tracking.open_for_run(track, run) if track else None  # the same tracked run again
     run.append_command(argv)
     trainee = build(
         preset, seed=seed, device=torch_device, env_seed=seed + steps, monitor_dir=run.monitor, checkpoint=ckpt
@@ -140,7 +152,7 @@ def resume(
         resumed_from=(steps, float(ckpt_state.get("wall_s", 0.0)), -math.inf if best is None else float(best)),
         quiet=quiet,
         extra=callbacks,
-        track=track,
+        tracker=tracker,
     )
 
 
@@ -153,7 +165,7 @@ def _learn(
     resumed_from: tuple[int, float, float] | None,
     quiet: bool,
     extra: list[BaseCallback] | None = None,
-    track: str | None = None,
+    tracker: Tracker | None = None,
 ) -> TrainResult:
     from rlkit.training import loop, tracking
     from rlkit.training.callbacks import (
@@ -169,7 +181,6 @@ def _learn(
 
     model = trainee.model
     start_steps, wall_before, best = resumed_from or (0, 0.0, -math.inf)
-    tracker = tracking.open_for_run(track, run) if track else None  # opened before the clock starts
     tracked: list[BaseCallback] = [tracking.TrackingCallback(tracker)] if tracker is not None else []
     clock = Clock(wall_before)
     display = TrainingDisplay(preset.n_timesteps, start_steps, quiet=quiet)
