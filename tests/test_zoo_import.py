@@ -10,6 +10,7 @@ import yaml
 from rlkit.config import zoo
 from rlkit.config.schema import validate
 from rlkit.core.errors import RlkitError
+from rlkit.environments.resolve import resolve
 from tests.clitools import assert_one_line_error, invoke
 
 ZOO_DQN = Path(__file__).parent / "data" / "zoo_dqn.yml"
@@ -39,6 +40,8 @@ def test_the_zoo_dqn_file_becomes_one_validated_preset_per_env(tmp_path: Path) -
     assert lunar["env_id"] == "LunarLander-v3" and lunar["gradient_steps"] == -1
     assert "LunarLander-v2 is not registered" in result.stdout
     assert "atari: skipped" in result.stdout
+    for path in (tmp_path / "zoo").iterdir():  # what `rlkit train FILE.yaml` does first: validate, make the env
+        assert resolve(str(path)).preset.env_id == _preset(path)["env_id"]
 
 
 def test_the_atari_entry_serves_any_game(tmp_path: Path) -> None:
@@ -47,6 +50,8 @@ def test_the_atari_entry_serves_any_game(tmp_path: Path) -> None:
     pong = _preset(tmp_path / "pongnoframeskip-v4.yaml")
     assert pong["policy"] == "CnnPolicy" and pong["atari"] == {"frame_stack": 4}
     assert pong["n_timesteps"] == 10_000_000 and pong["exploration_final_eps"] == 0.1
+    resolved = resolve(str(tmp_path / "pongnoframeskip-v4.yaml")).preset
+    assert resolved.atari is not None and resolved.atari.frame_stack == 4
     assert [p.name for p in tmp_path.iterdir()] == ["pongnoframeskip-v4.yaml"]
 
 
