@@ -223,7 +223,7 @@ def test_benchmark_tracks_each_seed_and_a_summary(tmp_path: Path, mlflow_store: 
     out = tmp_path / "bench"
     sets = _sets(tiny_overrides(300, checkpoint_freq=0))
     result = invoke(
-        "benchmark", "cartpole", "--seeds", 2, "--jobs", 1, "--episodes", 2, "--out", out, "--track", "mlflow", *sets
+        "benchmark", "cartpole", "--seeds", 2, "--jobs", 2, "--episodes", 2, "--out", out, "--track", "mlflow", *sets
     )
     assert result.exit_code == 0, result.output
     runs = {r.info.run_name: r for r in _runs(mlflow_store)}

@@ -380,14 +380,14 @@ def benchmark(
     With ``track``, each seed trained is a tracked run and the summary is one more (:func:`track_summary`).
     """
     from rlkit.training.factory import resolve_device
-    from rlkit.training.tracking import require
+    from rlkit.training.tracking import prepare_store
 
     if seeds < 1:
         raise RlkitError(f"--seeds must be at least 1 (got {seeds})")
     if episodes < 1:
         raise RlkitError(f"--episodes must be at least 1 (got {episodes})")
     resolve_device(device)
-    require(track)
+    prepare_store(track, f"rlkit-{resolved.alias}")  # once, before the seeds' processes share it
     jobs = max(1, min(jobs, seeds))
     folder = results_dir(resolved, out)
     started = time.perf_counter()

@@ -60,6 +60,49 @@ def require(kind: str | None) -> None:
         )
 
 
+def prepare_store(kind: str | None, project: str) -> None:
+    """Create the tracking store and experiment once, before parallel workers log to it.
+
+    MLflow creates (and migrates) a new SQLite store on first use; two processes doing that at
+    once collide (``table _alembic_tmp_experiments already exists``). W&B needs nothing.
+    """
+    require(kind)
+    if kind != "mlflow":
+        return
+    try:
+        _mlflow_experiment(_mlflow_client(), project)
+    except RlkitError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise RlkitError(f"--track mlflow: could not open the tracking store: {first}") from None
+
+
+def _mlflow_client() -> Any:
+    import logging
+
+    from mlflow.tracking import MlflowClient
+
+    for noisy in ("mlflow", "alembic"):  # table creation and migrations log at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return MlflowClient()
+
+
+def _mlflow_experiment(client: Any, name: str) -> str:
+    """The id of experiment ``MLFLOW_EXPERIMENT_NAME`` or ``name``, created when missing."""
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or name
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    try:
+        return str(client.create_experiment(name))
+    except Exception:  # another process (a benchmark seed, a tuning worker) created it first
+        again = client.get_experiment_by_name(name)
+        if again is None:
+            raise
+        return str(again.experiment_id)
+
+
 def _wandb_can_log() -> bool:
     """Offline or disabled modes need no login; online needs an API key (never an interactive prompt)."""
     if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun") or os.environ.get("WANDB_API_KEY"):
@@ -145,13 +188,7 @@ class MlflowTracker(Tracker):
     kind = "mlflow"
 
     def __init__(self, experiment: str, name: str, tags: dict[str, str], resume_id: str | None) -> None:
-        import logging
-
-        from mlflow.tracking import MlflowClient
-
-        for noisy in ("mlflow", "alembic"):  # table creation and migrations log at INFO
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-        self.client = MlflowClient()
+        self.client = _mlflow_client()
         self.pending: list[Any] = []
         if resume_id is not None:
             from mlflow.exceptions import MlflowException
@@ -165,18 +202,7 @@ class MlflowTracker(Tracker):
                     "set MLFLOW_TRACKING_URI to the store the run was started with"
                 ) from None
             return
-        experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or experiment
-        found = self.client.get_experiment_by_name(experiment)
-        if found is not None:
-            experiment_id = found.experiment_id
-        else:
-            try:
-                experiment_id = self.client.create_experiment(experiment)
-            except Exception:  # another process (a benchmark seed) created it first
-                again = self.client.get_experiment_by_name(experiment)
-                if again is None:
-                    raise
-                experiment_id = again.experiment_id
+        experiment_id = _mlflow_experiment(self.client, experiment)
         self.run_id = self.client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
 
     def log_params(self, params: dict[str, Any]) -> None:

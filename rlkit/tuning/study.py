@@ -155,9 +155,9 @@ def prepare(request: TuneRequest) -> Prepared:
     study_name = request.study or resolved.alias
     url = storages.parse(request.storage or storages.default_url(study_name, request.runs_root))
     make_sampler(request.sampler, request.seed)  # a missing optional package fails here, before any write
-    from rlkit.training.tracking import require
+    from rlkit.training.tracking import prepare_store
 
-    require(request.track)  # so does a missing tracker
+    prepare_store(request.track, f"rlkit-{resolved.alias}")  # so does a missing tracker; --jobs workers share the store
 
     storage = storages.open_storage(url, heartbeat_s=request.heartbeat, grace_s=max(3 * request.heartbeat, 3))
     wanted = {
