@@ -239,8 +239,7 @@ def convert_entry(
     wrappers = _wrappers(values.get("env_wrapper"), where)
     for key, raw in values.items():
         _carry(key, raw, data, notes, wrappers, where)
-    preset = validate(data, where)  # any value the schema refuses is one line naming the entry
-    del preset
+    validate(data, where)  # any value the schema refuses is one line naming the entry
     return Imported(entry=entry, alias=_slug(env_id), data=data, notes=notes)
 
 
