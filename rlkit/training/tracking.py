@@ -190,6 +190,7 @@ class MlflowTracker(Tracker):
     def __init__(self, experiment: str, name: str, tags: dict[str, str], resume_id: str | None) -> None:
         self.client = _mlflow_client()
         self.pending: list[Any] = []
+        self.last_step = 0
         if resume_id is not None:
             from mlflow.exceptions import MlflowException
 
@@ -215,6 +216,7 @@ class MlflowTracker(Tracker):
     def log_metrics(self, metrics: dict[str, Any], step: int) -> None:
         from mlflow.entities import Metric
 
+        self.last_step = max(self.last_step, int(step))
         now = int(time.time() * 1000)
         items = [Metric(key, value, now, int(step)) for key, value in _numbers(metrics).items()]
         for start in range(0, len(items), 1000):  # queued: the training loop never waits on the store
@@ -223,7 +225,7 @@ class MlflowTracker(Tracker):
             )
 
     def log_summary(self, metrics: dict[str, Any]) -> None:
-        self.log_metrics(metrics, 0)
+        self.log_metrics(metrics, self.last_step)  # at the run's last step (0 for a trial's objective)
 
     def log_table(self, name: str, path: Path) -> None:
         self.client.log_artifact(self.run_id, str(path))
