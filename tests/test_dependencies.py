@@ -37,8 +37,11 @@ IMPORTED_NOT_DECLARED = {
 }
 """Imported inside ``try: ... except ImportError`` and used only when present."""
 
-DEV_ONLY = {"dev"}
-"""Extras for tests and tooling; rlkit's own code imports nothing from them."""
+NOT_FOR_RLKIT = {
+    "dev": "tests, lint and type checks",
+    "bench": "bench/peers.py's peers (SBX on JAX), outside the rlkit package",
+}
+"""Extras for tests, tooling and benchmarks; rlkit's own code imports nothing from them."""
 
 
 def normalize(name: str) -> str:
@@ -51,7 +54,7 @@ def declared() -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     found = {normalize(Requirement(r).name): "dependencies" for r in project["dependencies"]}
     for extra, requirements in project.get("optional-dependencies", {}).items():
-        if extra in DEV_ONLY:
+        if extra in NOT_FOR_RLKIT:
             continue
         for requirement in requirements:
             found.setdefault(normalize(Requirement(requirement).name), f"extra {extra}")

@@ -26,6 +26,7 @@ from rlkit.dqn.policies import DuelingHead, NoisyLinear, RlkitCnnPolicy
 from rlkit.environments.factory import make_env
 from rlkit.environments.resolve import resolve
 from rlkit.training import train as training
+from rlkit.training.buffer_store import load_buffer, save_buffer
 from rlkit.training.factory import build_model, load_model
 
 FAST = [
@@ -39,8 +40,12 @@ FAST = [
 ]
 
 
+def _preset(*sets: str) -> Any:
+    return resolve("cartpole", overrides=[*FAST, *sets]).preset
+
+
 def _model(*sets: str) -> Any:
-    preset = resolve("cartpole", overrides=[*FAST, *sets]).preset
+    preset = _preset(*sets)
     env = make_env(preset, n_envs=1, seed=0)
     return build_model(preset, env, seed=0, device="cpu", tensorboard_log=None)
 
@@ -78,14 +83,14 @@ def test_extensions_round_trip_through_rlkit(tmp_path: Path) -> None:
     model.learn(128)
     assert model.exploration_rate == 0.0  # NoisyNet replaces epsilon-greedy
     model.save(tmp_path / "m.zip")
-    model.save_replay_buffer(tmp_path / "rb.pkl")
-    loaded = load_model(tmp_path / "m.zip", None, "cpu")
+    save_buffer(model.replay_buffer, tmp_path / "rb.npz")
+    loaded = load_model(tmp_path / "m.zip", None, "cpu", preset=_preset(*sets, "per_alpha=0.5"))
     assert isinstance(loaded, RlkitDQN)
     assert (loaded.double_q, loaded.loss_kind, loaded.n_steps) == (True, "mse", 3)
     assert loaded.policy.dueling and loaded.policy.noisy  # type: ignore[attr-defined]
     assert loaded.replay_buffer_class is PrioritizedReplayBuffer
     assert loaded.exploration_initial_eps == 0.0
-    loaded.load_replay_buffer(tmp_path / "rb.pkl")
+    load_buffer(loaded.replay_buffer, tmp_path / "rb.npz")
     buffer = loaded.replay_buffer
     assert isinstance(buffer, PrioritizedReplayBuffer)
     assert (buffer.n_steps, buffer.alpha) == (3, 0.5)
@@ -95,10 +100,11 @@ def test_extensions_round_trip_through_rlkit(tmp_path: Path) -> None:
 
 
 def test_qrdqn_round_trip(tmp_path: Path) -> None:
-    model = _model("algo=qrdqn", "n_quantiles=8", "double_q=true", "prioritized_replay=true")
+    sets = ("algo=qrdqn", "n_quantiles=8", "double_q=true", "prioritized_replay=true")
+    model = _model(*sets)
     model.learn(128)
     model.save(tmp_path / "m.zip")
-    loaded = load_model(tmp_path / "m.zip", None, "cpu")
+    loaded = load_model(tmp_path / "m.zip", None, "cpu", preset=_preset(*sets))
     assert isinstance(loaded, RlkitQRDQN) and loaded.double_q and loaded.n_quantiles == 8
     obs = _obs()
     assert np.array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
@@ -223,6 +229,9 @@ def test_resume_keeps_extensions_and_prioritized_buffer(tmp_path: Path, monkeypa
     state = json.loads((run / "state.json").read_text())
     state["status"] = "interrupted"
     (run / "state.json").write_text(json.dumps(state))
+    import shutil
+
+    shutil.rmtree(run / "checkpoints" / "step-000000001200")  # as if stopped after the step-1000 checkpoint
 
     seen: dict[str, Any] = {}
     original = RlkitDQN.train
@@ -240,3 +249,22 @@ def test_resume_keeps_extensions_and_prioritized_buffer(tmp_path: Path, monkeypa
     assert isinstance(buffer, PrioritizedReplayBuffer) and buffer.size() >= 1000 and buffer.max_priority > 1.0
     final = load_model(run / "model.zip", None, "cpu")
     assert isinstance(final, RlkitDQN) and final.double_q and final.policy.dueling  # type: ignore[attr-defined]
+
+
+def test_every_switch_flows_from_the_preset_by_name() -> None:
+    """Adding a switch is a Preset field plus an RlkitAlgorithm parameter: the factory passes it by name."""
+    import inspect
+
+    from rlkit.config.schema import Preset
+    from rlkit.dqn.algorithms import RlkitAlgorithm, switch_names
+
+    names = switch_names()
+    assert names and all(name in Preset.model_fields for name in names)
+    documented = inspect.getdoc(RlkitAlgorithm.__init__) or ""
+    assert all(f":param {name}:" in documented for name in [*names, "engine"])
+    sets = ["double_q=true", "loss=mse", "per_beta0=0.3", "diagnostics_interval=7", "divergence_q_bound=123"]
+    preset = resolve("cartpole", overrides=[*FAST, *sets]).preset
+    model = build_model(preset, make_env(preset), seed=0, device="cpu", tensorboard_log=None)
+    assert (model.double_q, model.loss_kind, model.per_beta0) == (True, "mse", 0.3)
+    assert (model.diagnostics_interval, model.divergence_q_bound) == (7, 123.0)
+    assert {"engine", "engine_options", "_diag"} <= set(model._excluded_save_params())

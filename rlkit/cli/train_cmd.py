@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import TrackOpt, fail, one_line_errors, out, track_name
+from rlkit.cli.common import DeviceOpt, TrackOpt, err, fail, one_line_errors, out, track_name
 
 
 @one_line_errors
@@ -30,11 +30,26 @@ def train(
         ),
     ] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML file of overrides laid over the preset.")] = None,
-    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    device: DeviceOpt = "auto",
     run_dir: Annotated[
         Optional[Path], typer.Option(help="Run directory (default runs/<alias>/<time>-s<seed>).")
     ] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run directory.")] = None,
+    resume: Annotated[
+        Optional[Path],
+        typer.Option(help="Continue an interrupted run; with --steps N, train a run on to a new total of N steps."),
+    ] = None,
+    init_from: Annotated[
+        Optional[Path],
+        typer.Option(help="Start a new run from trained weights: a run directory (its final model) or a model .zip."),
+    ] = None,
+    without_buffer: Annotated[
+        bool,
+        typer.Option(
+            "--without-buffer",
+            help="With --resume: continue even when the checkpoint's replay buffer cannot be restored "
+            "(empty buffer; the run records that the resume was not exact).",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display; only the summary.")] = False,
     track: TrackOpt = None,
 ) -> None:
@@ -42,24 +57,48 @@ def train(
     from rlkit.training import train as training
 
     if resume is not None:
-        if (
-            env is not None
-            or steps is not None
-            or set_
-            or config is not None
-            or run_dir is not None
-            or seed is not None
-        ):
+        if env is not None or set_ or config is not None or run_dir is not None or seed is not None or init_from:
             raise fail(
-                "--resume continues a run with its saved config; give no env, --seed, --steps, --set, --config or --run-dir"
+                "--resume continues a run with its saved config; give no env, --seed, --set, --config, --run-dir "
+                "or --init-from (only --steps N, a new total budget)"
             )
         argv = ["rlkit", "train", "--resume", str(resume), "--device", device, *(["--quiet"] if quiet else [])]
         argv += ["--track", track.value] if track is not None else []
-        result = training.resume(resume, device=device, quiet=quiet, argv=argv, track=track_name(track))
-        if result is None:
-            out.print(f"{resume}: this run already finished; nothing to do.")
-            return
+        if without_buffer:
+            argv.append("--without-buffer")
+        notify = lambda m: err.print(f"[yellow]warning:[/] {m}", markup=True, soft_wrap=True, highlight=False)  # noqa: E731
+        if steps is not None:
+            argv[4:4] = ["--steps", str(steps)]
+            result = training.extend(
+                resume,
+                steps,
+                device=device,
+                quiet=quiet,
+                argv=argv,
+                without_buffer=without_buffer,
+                notify=notify,
+                track=track_name(track),
+            )
+        else:
+            maybe = training.resume(
+                resume,
+                device=device,
+                quiet=quiet,
+                argv=argv,
+                without_buffer=without_buffer,
+                notify=notify,
+                track=track_name(track),
+            )
+            if maybe is None:
+                out.print(
+                    f"{resume}: this run already finished; nothing to do "
+                    f"(train it further with: rlkit train --resume {resume} --steps N)"
+                )
+                return
+            result = maybe
     else:
+        if without_buffer:
+            raise fail("--without-buffer only applies to --resume RUN_DIR")
         if env is None:
             raise fail("missing environment: rlkit train ENV (see `rlkit envs`) or rlkit train --resume RUN_DIR")
         from rlkit.environments.resolve import resolve
@@ -70,6 +109,8 @@ def train(
         resolved = resolve(env, config_file=config, overrides=overrides)
         chosen_seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
         argv = _command_line(env, chosen_seed, steps, set_ or [], config, device, run_dir, quiet)
+        if init_from is not None:
+            argv += ["--init-from", str(init_from)]
         argv += ["--track", track.value] if track is not None else []
         result = training.start(
             resolved,
@@ -78,16 +119,34 @@ def train(
             run_dir=run_dir,
             quiet=quiet,
             argv=argv,
+            init_from=init_from,
             track=track_name(track),
         )
     final = result.final_eval
     final_text = "-" if final is None else f"{final['mean_reward']:.1f} ± {final['std_reward']:.1f}"
     best_text = "-" if result.best_mean_reward is None else f"{result.best_mean_reward:.1f}"
+    solved = ""
+    if result.solved:
+        score = _solved_score(result.run_dir)
+        solved = "; solved" if score is None else f"; solved (evaluation mean >= {score:g})"
     out.print(
         f"done: {result.num_timesteps} steps in {result.wall_s:.0f}s ({result.steps_per_s:.0f} steps/s); "
-        f"final eval {final_text}; best eval {best_text}{'; solved' if result.solved else ''}"
+        f"final eval {final_text}; best eval {best_text}{solved}"
     )
-    out.print(f"run directory: {result.run_dir}")
+    from rlkit.training.display import short_path
+
+    out.print(f"run directory: {short_path(result.run_dir)}", soft_wrap=True)
+
+
+def _solved_score(run_dir: Path) -> float | None:
+    """The run's ``solved_score``, from its saved config."""
+    import yaml
+
+    try:
+        score = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())["preset"].get("solved_score")
+    except (OSError, AttributeError, KeyError, TypeError, yaml.YAMLError):
+        return None
+    return None if score is None else float(score)
 
 
 def _command_line(
