@@ -149,3 +149,21 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
     bad.write_text("CartPole-v1:\n  gamma: 1.5\n")
     assert_one_line_error(invoke("presets", "import-zoo", bad, "--out", tmp_path / "o"), "gamma")
     assert not (tmp_path / "o").exists()
+
+
+def test_gymnasium_wrappers_become_preset_wrappers_and_others_are_named(tmp_path: Path) -> None:
+    source = tmp_path / "wrapped.yml"
+    source.write_text(
+        "CartPole-v1:\n"
+        "  env_wrapper:\n"
+        "    - gymnasium.wrappers.TimeLimit:\n"
+        "        max_episode_steps: 200\n"
+        "    - rl_zoo3.wrappers.HistoryWrapper:\n"
+        "        horizon: 2\n"
+    )
+    result = invoke("presets", "import-zoo", source, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    preset = _preset(tmp_path / "cartpole-v1.yaml")
+    assert preset["wrappers"] == [{"name": "TimeLimit", "kwargs": {"max_episode_steps": 200}}]
+    assert "env_wrapper: rl_zoo3.wrappers.HistoryWrapper not carried over" in result.stdout
+    assert resolve(str(tmp_path / "cartpole-v1.yaml")).preset.wrappers[0].name == "TimeLimit"

@@ -428,8 +428,15 @@ def _plain(item: Any) -> Any:
 
 def _atari_wrapper(wrappers: list[tuple[str, dict[str, Any]]], data: dict[str, Any], notes: list[str]) -> None:
     for name, kwargs in wrappers:
+        module, _, cls = name.rpartition(".")
+        if module in ("gymnasium.wrappers", "gym.wrappers"):  # the preset's own `wrappers`, by class name
+            data.setdefault("wrappers", []).append({"name": cls, **({"kwargs": kwargs} if kwargs else {})})
+            continue
         if name != ATARI_WRAPPER:
-            notes.append(f"env_wrapper: {name} not carried over (rlkit wraps Atari games only, with AtariWrapper)")
+            notes.append(
+                f"env_wrapper: {name} not carried over (preset wrappers are gymnasium.wrappers classes; "
+                "Atari's AtariWrapper is the atari key)"
+            )
             continue
         atari = data.setdefault("atari", {})
         for key, value in kwargs.items():
