@@ -112,8 +112,13 @@ def write_preset(folder: Path, resolved: Resolved) -> Path:
 # ----------------------------------------------------------------------------------------
 
 
-def seed_job(preset_file: str, alias: str, seed: int, run_dir: str, episodes: int, device: str) -> dict[str, Any]:
-    """Train (or reuse, or resume) one seed, then evaluate its final and best models."""
+def seed_job(
+    preset_file: str, alias: str, seed: int, run_dir: str, episodes: int, device: str, track: str | None = None
+) -> dict[str, Any]:
+    """Train (or reuse, or resume) one seed, then evaluate its final and best models.
+
+    With ``track`` the seed's training is a tracked run (a reused, already finished seed is not logged again).
+    """
     from rlkit.analysis.evaluation import evaluate_run, save_result, saved_results
     from rlkit.environments.resolve import resolve
     from rlkit.training import train
@@ -123,14 +128,20 @@ def seed_job(preset_file: str, alias: str, seed: int, run_dir: str, episodes: in
     state = run.read_state() if run.state_file.exists() else {}
     if state.get("status") != "finished":
         if run.checkpoint_dirs():
-            train.resume(run_path, device=device, quiet=True)
+            train.resume(run_path, device=device, quiet=True, track=track)
         else:
             if run_path.exists():  # started, but died before its first checkpoint: start over
                 shutil.rmtree(run_path)
             resolved = resolve(preset_file)
             resolved = Resolved(alias=alias, preset=resolved.preset, source=resolved.source)
             train.start(
-                resolved, seed=seed, device=device, run_dir=run_path, quiet=True, argv=_argv(preset_file, seed, run_dir)
+                resolved,
+                seed=seed,
+                device=device,
+                run_dir=run_path,
+                quiet=True,
+                argv=_argv(preset_file, seed, run_dir),
+                track=track,
             )
     figures: dict[str, float] = {}
     for label in ("final", "best"):
@@ -206,6 +217,7 @@ def run_seeds(
     episodes: int,
     device: str,
     on_status: Callable[[list[SeedStatus]], None] | None = None,
+    track: str | None = None,
 ) -> dict[int, dict[str, Any]]:
     """Every seed in worker processes, ``jobs`` at a time; returns the evaluation figures by seed.
 
@@ -225,7 +237,9 @@ def run_seeds(
     cores = cores_per_job(jobs) if jobs > 1 else None
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=use_cores, initargs=(cores,)) as pool:
         futures: dict[Future[dict[str, Any]], int] = {
-            pool.submit(seed_job, preset_file, resolved.alias, s, str(folder / f"seed-{s}"), episodes, devices[i]): s
+            pool.submit(
+                seed_job, preset_file, resolved.alias, s, str(folder / f"seed-{s}"), episodes, devices[i], track
+            ): s
             for i, s in enumerate(seeds)
         }
         pending = set(futures)
@@ -474,23 +488,75 @@ def benchmark(
     out: Path | None,
     command: str,
     on_status: Callable[[list[SeedStatus]], None] | None = None,
+    track: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Train and evaluate ``seeds`` seeds (0..seeds-1) and write the summary; returns folder and document."""
+    """Train and evaluate ``seeds`` seeds (0..seeds-1) and write the summary; returns folder and document.
+
+    With ``track``, each seed trained is a tracked run and the summary is one more (:func:`track_summary`).
+    """
     from rlkit.training.factory import resolve_device
+    from rlkit.training.tracking import prepare_store
 
     if seeds < 1:
         raise RlkitError(f"--seeds must be at least 1 (got {seeds})")
     if episodes < 1:
         raise RlkitError(f"--episodes must be at least 1 (got {episodes})")
     resolve_device(device)
+    prepare_store(track, f"rlkit-{resolved.alias}")  # once, before the seeds' processes share it
     jobs = max(1, min(jobs, seeds))
     folder = results_dir(resolved, out)
     started = time.perf_counter()
     figures = run_seeds(
-        folder, resolved, list(range(seeds)), jobs=jobs, episodes=episodes, device=device, on_status=on_status
+        folder,
+        resolved,
+        list(range(seeds)),
+        jobs=jobs,
+        episodes=episodes,
+        device=device,
+        on_status=on_status,
+        track=track,
     )
     results = [seed_result(folder / f"seed-{s}", s, figures[s], resolved.preset.solved_score) for s in sorted(figures)]
     doc = summarize(resolved, results, episodes)
     doc["benchmark_wall_s"] = time.perf_counter() - started
-    write_outputs(folder, doc, command)
+    written = write_outputs(folder, doc, command)
+    if track is not None:
+        track_summary(track, folder, resolved, doc, written)
     return folder, doc
+
+
+def track_summary(track: str, folder: Path, resolved: Resolved, doc: dict[str, Any], files: list[Path]) -> str:
+    """The benchmark's summary as one tracked run, grouped with its seeds' runs; its id."""
+    from rlkit.config.schema import flatten
+    from rlkit.training.tracking import log_finished
+
+    summary: dict[str, Any] = {}
+    for label in ("final", "best"):
+        for stat, entry in doc[label].items():
+            if not isinstance(entry, dict):  # range: [min, max]
+                summary[f"{label}_min"], summary[f"{label}_max"] = entry
+                continue
+            summary[f"{label}_{stat}"] = entry["value"]
+            if entry.get("ci95") is not None:  # 95% intervals from 5 seeds on
+                summary[f"{label}_{stat}_ci95_low"], summary[f"{label}_{stat}_ci95_high"] = entry["ci95"]
+        summary[f"seeds_solved_{label}"] = doc[f"seeds_solved_{label}"]
+    summary["median_steps_to_solve"] = doc["median_steps_to_solve"]
+    summary["steps_per_s_mean"] = doc["steps_per_s"]["mean"]
+    per_seed = {
+        int(r["seed"]): {"seed_final_mean": r["final_mean"], "seed_best_mean": r["best_mean"]} for r in doc["per_seed"]
+    }
+    return log_finished(
+        track,
+        project=f"rlkit-{resolved.alias}",
+        name=f"{resolved.alias}-{folder.name}-summary",
+        group=folder.name,
+        params={
+            **flatten(to_plain(resolved.preset)),
+            "seeds": len(doc["seeds"]),
+            "eval_episodes": doc["eval_episodes"],
+        },
+        steps=per_seed,
+        summary=summary,
+        files=files,
+        tags={"rlkit.benchmark": str(folder.resolve())},
+    )

@@ -74,6 +74,7 @@ def train(
     init_from: str | Path | None = None,
     quiet: bool = True,
     callbacks: list[Any] | None = None,
+    track: str | None = None,
 ) -> TrainResult:
     """Train a new run, as ``rlkit train ENV``; returns its :class:`~rlkit.training.train.TrainResult`.
 
@@ -87,6 +88,7 @@ def train(
     :param init_from: start from the weights of a run directory's final model or of a model ``.zip``.
     :param quiet: no live display (the default in Python); ``False`` shows the same display as the CLI.
     :param callbacks: extra SB3 callbacks, called at every step of the learn loop.
+    :param track: ``mlflow`` or ``wandb``: mirror the run to that tracker, as ``--track`` (docs/tracking.md).
     """
     from rlkit.environments.resolve import resolve
     from rlkit.training import train as training
@@ -110,6 +112,7 @@ def train(
         argv=argv,
         callbacks=callbacks,
         init_from=Path(init_from) if init_from is not None else None,
+        track=track,
     )
 
 
@@ -120,6 +123,7 @@ def resume(
     device: str = "auto",
     quiet: bool = True,
     callbacks: list[Any] | None = None,
+    track: str | None = None,
 ) -> TrainResult:
     """Continue an interrupted run, as ``rlkit train --resume RUN``; with ``steps``, train it on to that total.
 
@@ -131,8 +135,8 @@ def resume(
     path = Path(run_dir)
     argv = _call("resume", str(path), steps=steps)
     if steps is not None:
-        return training.extend(path, steps, device=device, quiet=quiet, argv=argv, callbacks=callbacks)
-    result = training.resume(path, device=device, quiet=quiet, argv=argv, callbacks=callbacks)
+        return training.extend(path, steps, device=device, quiet=quiet, argv=argv, callbacks=callbacks, track=track)
+    result = training.resume(path, device=device, quiet=quiet, argv=argv, callbacks=callbacks, track=track)
     return result if result is not None else training.finished_result(path)
 
 
@@ -280,6 +284,7 @@ def prepare_tune(
     runs_root: str | Path | None = None,
     heartbeat: int | None = None,
     worker_index: int = 0,
+    track: str | None = None,
 ) -> Prepared:
     """Check a tuning request and open (or create) its study: what :func:`tune` and ``rlkit tune`` run."""
     from rlkit.training.factory import resolve_device
@@ -307,6 +312,7 @@ def prepare_tune(
         heartbeat=HEARTBEAT_S if heartbeat is None else heartbeat,
         runs_root=Path(runs_root) if runs_root is not None else None,
         worker_index=worker_index,
+        track=track,
     )
     return prepare(request)
 
@@ -329,6 +335,7 @@ def tune(
     jobs: int = 1,
     timeout: float | None = None,
     runs_root: str | Path | None = None,
+    track: str | None = None,
 ) -> TuneSummary:
     """Run (or continue) an Optuna study, as ``rlkit tune ENV``; returns where it stands."""
     from rlkit.tuning.study import best_summary, count, spawn_workers, work
@@ -350,6 +357,7 @@ def tune(
         jobs=jobs,
         timeout=timeout,
         runs_root=runs_root,
+        track=track,
     )
     outcome = spawn_workers(prepared)[0] if jobs > 1 else work(prepared)
     counts = count(prepared.study)

@@ -16,6 +16,7 @@ from rlkit.cli import (
     evaluate_cmd,
     export_cmd,
     plot_cmd,
+    presets_cmd,
     record_cmd,
     report_cmd,
     train_cmd,
@@ -77,6 +78,7 @@ app.command("export")(export_cmd.export)
 app.command("plot")(plot_cmd.plot)
 app.command("report")(report_cmd.report)
 app.command("benchmark")(benchmark_cmd.benchmark)
+app.add_typer(presets_cmd.app, name="presets")
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from rlkit.cli.common import DeviceOpt, err, one_line_errors, out
+from rlkit.cli.common import DeviceOpt, TrackOpt, err, one_line_errors, out, track_name
 
 
 @one_line_errors
@@ -38,6 +38,7 @@ def benchmark(
             help="Results folder (default: one per configuration in runs/benchmarks/, named alias-steps-hash).",
         ),
     ] = None,
+    track: TrackOpt = None,
 ) -> None:
     """Train every seed, evaluate final and best models, report mean/median/IQM with 95% CIs and solve times.
 
@@ -74,6 +75,7 @@ def benchmark(
             out=out_dir,
             command=command,
             on_status=view.update,
+            track=track_name(track),
         )
     _print_tables(doc)
     if doc.get("warning"):

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from rlkit.cli.common import DeviceOpt, err, fail, one_line_errors, out
+from rlkit.cli.common import DeviceOpt, TrackOpt, err, fail, one_line_errors, out, track_name
 
 
 class DefaultRunGroup(TyperGroup):
@@ -112,6 +112,7 @@ def run(
         int, typer.Option(help="Index of a --jobs worker (varies its sampler's seed).", hidden=True)
     ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display; one line per finished trial.")] = False,
+    track: TrackOpt = None,
 ) -> None:
     """Run an Optuna study on ENV, or continue it (the same command again continues it)."""
     from rlkit import api
@@ -136,6 +137,7 @@ def run(
         device=device,
         heartbeat=heartbeat,
         worker_index=worker_index,
+        track=track_name(track),
     )
     record = prepared.record
     verb = "created" if prepared.created else "continuing"
