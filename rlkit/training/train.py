@@ -18,6 +18,7 @@ import math
 import shlex
 import shutil
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,16 @@ def start(
             raise RlkitError(atomic.disk_full_message(where) + "; nothing was kept") from None
         raise
     with lock:
-        return _learn(run, preset, trainee, eval_env, resumed_from=None, quiet=quiet, extra=callbacks)
+        return _learn(
+            run,
+            preset,
+            trainee,
+            eval_env,
+            resumed_from=None,
+            quiet=quiet,
+            extra=callbacks,
+            discard=lambda: _discard_new_run(run.path, keep_folder=existed),
+        )
 
 
 def resume(
@@ -249,7 +259,9 @@ def _learn(
     resumed_from: tuple[int, float, float] | None,
     quiet: bool,
     extra: list[BaseCallback] | None = None,
+    discard: Callable[[], None] | None = None,
 ) -> TrainResult:
+    """Train, then record how it ended; ``discard`` removes a new run that a full disk stops before its first checkpoint."""
     from rlkit.training import loop
     from rlkit.training.callbacks import (
         Checkpointer,
@@ -291,6 +303,7 @@ def _learn(
     display.message(f"{verb}: {preset.env_id} for {preset.n_timesteps} steps -> {run.path}")
     resume_cmd = f"rlkit train --resume {shlex.quote(str(run.path))}"
     saving = False
+    _install_thread_hook()
     with StopOnSignal() as stopper:
         try:
             with display:
@@ -355,6 +368,9 @@ def _learn(
                 reached=int(model.num_timesteps),
                 wall_s=clock.seconds(),
             )
+            if full and good is None and discard is not None:
+                discard()  # nothing to resume: keep no half-made run (and free what it took)
+                raise RlkitError(f"{message}; the new run had no checkpoint yet and was removed") from None
             if full:
                 kept = f"the last good checkpoint (step {good}) is intact" if good is not None else "no checkpoint yet"
                 raise RlkitError(f"{message}; {kept}; free some space, then: {resume_cmd}") from None
@@ -379,6 +395,29 @@ def _learn(
     )
     run.remove_staging()
     return TrainResult(run.path, steps, wall, sps, best_value, final_eval, solved.solved)
+
+
+def _install_thread_hook() -> None:
+    """Make a full disk in a library's writer thread (TensorBoard's) one line on stderr, not a traceback.
+
+    Installed once per process (those threads outlive a run) and passing every other exception
+    to the hook that was there before.
+    """
+    previous = threading.excepthook
+    if getattr(previous, "rlkit_disk_full", False):
+        return
+
+    def handle(args: threading.ExceptHookArgs) -> Any:
+        if args.exc_value is None or not atomic.is_disk_full(args.exc_value):
+            return previous(args)
+        name = args.thread.name if args.thread is not None else "?"
+        filename = getattr(args.exc_value, "filename", None)
+        where = f" writing {filename}" if filename else ""
+        _stderr(f"warning: background writer thread {name}: no space left on the device{where}")
+        return None
+
+    handle.rlkit_disk_full = True  # type: ignore[attr-defined]
+    threading.excepthook = handle
 
 
 def _last_good(run: RunDir) -> int | None:
