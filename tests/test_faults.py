@@ -477,3 +477,29 @@ def test_leftover_staging_folders_are_removed_at_resume(stopped: Path) -> None:
     result = invoke("train", "--resume", stopped, "-q")
     assert result.exit_code == 0, result.output
     assert not leftover.exists()
+
+
+def test_new_run_stopped_by_a_full_disk_before_its_first_checkpoint_is_removed(
+    _isolated_runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(buffer: Any, path: Path) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(callbacks, "save_buffer", full)
+    resolved = resolve("cartpole", overrides=tiny_overrides(BUDGET, eval_freq=0))
+    with pytest.raises(RlkitError, match="no checkpoint yet and was removed"):
+        train.start(resolved, seed=0, quiet=True)
+    assert not any(p.is_file() for p in _isolated_runs.rglob("*")), "nothing of the run is left"
+
+
+def test_a_model_outside_a_run_directory_needs_its_config(finished_run: Path, tmp_path: Path) -> None:
+    from rlkit.training.factory import load_model
+
+    loose = tmp_path / "model.zip"
+    shutil.copy(finished_run / "model.zip", loose)
+    with pytest.raises(RlkitError, match="no run config"):
+        load_model(loose, None, "cpu")
+    preset = RunDir(finished_run).read_config()[2]
+    assert load_model(loose, None, "cpu", preset=preset).num_timesteps >= BUDGET
+    with pytest.raises(RlkitError, match="it is a dqn model but the run's config says qrdqn"):
+        load_model(loose, None, "cpu", preset=preset.model_copy(update={"algo": "qrdqn"}))
