@@ -184,16 +184,24 @@ def test_pickle_replay_buffer_of_an_old_checkpoint_is_never_opened(stopped: Path
     assert "--without-buffer" in (stopped / "command.txt").read_text().splitlines()[-1]
 
 
-@pytest.mark.parametrize("content", ["raw-pickle", "object-array"])
+@pytest.mark.parametrize("content", ["raw-pickle", "object-array", "array.rewards", "array.observations"])
 def test_npz_that_carries_a_pickle_is_refused(stopped: Path, tmp_path: Path, content: str) -> None:
     marker = tmp_path / "pwned"
     for folder in _checkpoints(stopped):
         target = folder / "replay_buffer.npz"
         if content == "raw-pickle":
             target.write_bytes(pickle.dumps(Payload(marker)))
-        else:
+        elif content == "object-array":
             with open(target, "wb") as handle:
                 np.savez(handle, observations=np.array([Payload(marker)], dtype=object))
+        else:  # a real buffer file with one array swapped for an object array of the same shape
+            with np.load(target) as npz:
+                entries = {name: npz[name] for name in npz.files}
+            swapped = np.empty(entries[content].shape, dtype=object)
+            swapped.fill(Payload(marker))
+            entries[content] = swapped
+            with open(target, "wb") as handle:
+                np.savez(handle, **entries)  # type: ignore[arg-type]
         write_manifest(folder)
     before = _snapshot(stopped)
     assert_one_line_error(invoke("train", "--resume", stopped, "-q"), "replay buffer", "--without-buffer")
