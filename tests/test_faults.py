@@ -107,7 +107,10 @@ def _checkpoints(run: Path) -> list[Path]:
 
 
 def _snapshot(run: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    """Every file's bytes, except ``run.lock`` (whoever takes the lock writes its pid there)."""
+    return {
+        str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file() and p.name != "run.lock"
+    }
 
 
 # --- the malicious corpus ---------------------------------------------------------------
@@ -511,3 +514,40 @@ def test_a_model_outside_a_run_directory_needs_its_config(finished_run: Path, tm
     assert load_model(loose, None, "cpu", preset=preset).num_timesteps >= BUDGET
     with pytest.raises(RlkitError, match="it is a dqn model but the run's config says qrdqn"):
         load_model(loose, None, "cpu", preset=preset.model_copy(update={"algo": "qrdqn"}))
+
+
+def test_sigterm_while_setting_up_removes_the_new_run(_isolated_runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlkit.training import factory
+
+    real_build = factory.build
+
+    def build_then_sigterm(*args: Any, **kwargs: Any) -> Any:
+        trainee = real_build(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # e.g. a cluster scheduler, while the envs were being made
+        return trainee
+
+    monkeypatch.setattr(factory, "build", build_then_sigterm)
+    resolved = resolve("cartpole", overrides=tiny_overrides(BUDGET))
+    with pytest.raises(Interrupted, match="stopped before training began") as info:
+        train.start(resolved, seed=0, quiet=True)
+    assert info.value.exit_code == 128 + signal.SIGTERM
+    assert not any(p.is_file() for p in _isolated_runs.rglob("*"))
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_sighup_while_resuming_leaves_the_run_unchanged(stopped: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlkit.training import factory
+
+    real_build = factory.build
+
+    def build_then_sighup(*args: Any, **kwargs: Any) -> Any:
+        trainee = real_build(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGHUP)
+        return trainee
+
+    monkeypatch.setattr(factory, "build", build_then_sighup)
+    before = _snapshot(stopped)
+    with pytest.raises(Interrupted, match="stopped before the resume began") as info:
+        train.resume(stopped, quiet=True)
+    assert info.value.exit_code == 128 + signal.SIGHUP
+    assert _snapshot(stopped) == before

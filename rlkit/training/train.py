@@ -17,11 +17,13 @@ import contextlib
 import math
 import shlex
 import shutil
+import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from rlkit.config.presets import Resolved
@@ -68,8 +70,7 @@ def start(
     begins (a full disk, an env that cannot be built) removes the run directory it created.
     """
     from rlkit.core.threads import available_cores
-    from rlkit.environments.factory import make_env
-    from rlkit.training.factory import build, resolve_device
+    from rlkit.training.factory import resolve_device
 
     torch_device = resolve_device(device)  # fails before anything is written
     available_cores()  # so does a malformed RLKIT_CORES
@@ -78,7 +79,42 @@ def start(
     run = RunDir.create(resolved.alias, seed, root=runs_root, path=run_dir)
     lock: RunLock | None = None
     try:
-        lock = run.lock()
+        with _signals_raise():  # SIGTERM/SIGHUP before training begins: clean up, do not just die
+            lock, trainee, eval_env = _set_up(run, resolved, seed, torch_device, argv)
+    except BaseException as exc:
+        if lock is not None:
+            lock.release()
+        _discard_new_run(run.path, keep_folder=existed)
+        if atomic.is_disk_full(exc):
+            where = Path(getattr(exc, "filename", None) or run.path)
+            raise RlkitError(atomic.disk_full_message(where) + "; nothing was kept") from None
+        if isinstance(exc, (KeyboardInterrupt, _Stopped)):
+            signum = exc.signum if isinstance(exc, _Stopped) else signal.SIGINT
+            raise Interrupted("stopped before training began; the new run directory was removed", signum) from None
+        raise
+    with lock:
+        return _learn(
+            run,
+            preset,
+            trainee,
+            eval_env,
+            resumed_from=None,
+            quiet=quiet,
+            extra=callbacks,
+            discard=lambda: _discard_new_run(run.path, keep_folder=existed),
+        )
+
+
+def _set_up(
+    run: RunDir, resolved: Resolved, seed: int, torch_device: str, argv: list[str] | None
+) -> tuple[RunLock, Trainee, VecEnv]:
+    """A new run's lock, recorded config, command, meta and state; its model and evaluation env."""
+    from rlkit.environments.factory import make_env
+    from rlkit.training.factory import build
+
+    preset = resolved.preset
+    lock = run.lock()
+    try:
         run.write_config(preset, resolved.alias, resolved.source, seed)
         run.append_command(argv)
         trainee = build(
@@ -94,25 +130,10 @@ def start(
         )
         run.update_state(status="running", num_timesteps=0, n_timesteps=preset.n_timesteps, wall_s=0.0)
         eval_env = make_env(preset, n_envs=1, seed=seed + EVAL_SEED_OFFSET, train=False)
-    except BaseException as exc:
-        if lock is not None:
-            lock.release()
-        _discard_new_run(run.path, keep_folder=existed)
-        if atomic.is_disk_full(exc):
-            where = Path(getattr(exc, "filename", None) or run.path)
-            raise RlkitError(atomic.disk_full_message(where) + "; nothing was kept") from None
+    except BaseException:
+        lock.release()
         raise
-    with lock:
-        return _learn(
-            run,
-            preset,
-            trainee,
-            eval_env,
-            resumed_from=None,
-            quiet=quiet,
-            extra=callbacks,
-            discard=lambda: _discard_new_run(run.path, keep_folder=existed),
-        )
+    return lock, trainee, eval_env
 
 
 def resume(
@@ -134,48 +155,23 @@ def resume(
     known to proceed; the run is locked against a second writer throughout.
     """
     from rlkit.environments.factory import make_env
-    from rlkit.training.buffer_store import load_buffer
-    from rlkit.training.factory import build, resolve_device
+    from rlkit.training.factory import resolve_device
 
     say = notify or _stderr
     run = RunDir.open(run_path)
     torch_device = resolve_device(device)
     _alias, seed, preset = run.read_config()
-    with run.lock() as lock:
-        state = run.read_state()
-        if state.get("status") == "finished":
+    with run.lock():
+        try:
+            with _signals_raise():  # SIGTERM/SIGHUP before the resume proceeds: the run stays as it was
+                restored = _restore(run, preset, seed, torch_device, without_buffer=without_buffer, say=say)
+        except (KeyboardInterrupt, _Stopped) as exc:
+            signum = exc.signum if isinstance(exc, _Stopped) else signal.SIGINT
+            raise Interrupted(f"stopped before the resume began; {run_path} is unchanged", signum) from None
+        if restored is None:
             return None
-        if state.get("status") == "running":  # we hold the lock: its process is gone (kill -9, power cut)
-            say(f"{run_path}: its last session stopped without recording it (killed?); resuming from its checkpoints")
-        run.remove_staging()
-        ckpt = _choose_checkpoint(run, without_buffer=without_buffer, notify=say)
+        state, ckpt, trainee, exact = restored
         steps = ckpt.step
-        trainee = build(
-            preset,
-            seed=seed,
-            device=torch_device,
-            env_seed=seed + steps,
-            monitor_dir=run.monitor,
-            checkpoint=ckpt.path,
-        )
-        model = trainee.model
-        exact = True
-        if ckpt.state.get("replay_buffer") and model.replay_buffer is not None:
-            problem = ckpt.buffer_problem
-            if problem is None:
-                try:
-                    load_buffer(model.replay_buffer, ckpt.path / BUFFER)
-                except RlkitError as exc:
-                    problem = str(exc)
-            if problem is not None:
-                if not without_buffer:
-                    raise RlkitError(f"{ckpt.label}: {problem}; {_WITHOUT_BUFFER_HINT}")
-                model.replay_buffer.reset()
-                say(f"{ckpt.label}: {problem}; continuing with an empty replay buffer (--without-buffer)")
-                exact = False
-        model.set_random_seed(seed + steps)
-        model.tensorboard_log = str(run.tensorboard)
-        model._last_obs = None  # the fresh env must be reset
         # The resume proceeds: from here on the run directory changes.
         run.append_command(argv)
         # Evaluations logged after the checkpoint belong to steps that will be replayed.
@@ -188,7 +184,6 @@ def resume(
         run.update_state(**changes)
         eval_env = make_env(preset, n_envs=1, seed=seed + EVAL_SEED_OFFSET + steps, train=False)
         best = ckpt.state.get("best_mean_reward")
-        assert lock is not None
         return _learn(
             run,
             preset,
@@ -198,6 +193,49 @@ def resume(
             quiet=quiet,
             extra=callbacks,
         )
+
+
+def _restore(
+    run: RunDir, preset: Preset, seed: int, device: str, *, without_buffer: bool, say: Callable[[str], None]
+) -> tuple[dict[str, Any], CheckpointInfo, Trainee, bool] | None:
+    """Everything a resume needs, read and checked without writing: ``None`` for a finished run.
+
+    Returns the run's state, the checkpoint chosen, the rebuilt model (replay buffer restored)
+    and whether the resume is exact.
+    """
+    from rlkit.training.buffer_store import load_buffer
+    from rlkit.training.factory import build
+
+    state = run.read_state()
+    if state.get("status") == "finished":
+        return None
+    if state.get("status") == "running":  # we hold the lock: its process is gone (kill -9, power cut)
+        say(f"{run.path}: its last session stopped without recording it (killed?); resuming from its checkpoints")
+    run.remove_staging()
+    ckpt = _choose_checkpoint(run, without_buffer=without_buffer, notify=say)
+    steps = ckpt.step
+    trainee = build(
+        preset, seed=seed, device=device, env_seed=seed + steps, monitor_dir=run.monitor, checkpoint=ckpt.path
+    )
+    model = trainee.model
+    exact = True
+    if ckpt.state.get("replay_buffer") and model.replay_buffer is not None:
+        problem = ckpt.buffer_problem
+        if problem is None:
+            try:
+                load_buffer(model.replay_buffer, ckpt.path / BUFFER)
+            except RlkitError as exc:
+                problem = str(exc)
+        if problem is not None:
+            if not without_buffer:
+                raise RlkitError(f"{run.path} checkpoint {ckpt.label}: {problem}; {_WITHOUT_BUFFER_HINT}")
+            model.replay_buffer.reset()
+            say(f"{ckpt.label}: {problem}; continuing with an empty replay buffer (--without-buffer)")
+            exact = False
+    model.set_random_seed(seed + steps)
+    model.tensorboard_log = str(run.tensorboard)
+    model._last_obs = None  # the fresh env must be reset
+    return state, ckpt, trainee, exact
 
 
 _WITHOUT_BUFFER_HINT = (
@@ -226,8 +264,34 @@ def _choose_checkpoint(run: RunDir, *, without_buffer: bool, notify: Callable[[s
             notify(f"skipped checkpoint {line}; resuming from {info.label}")
         return info
     if no_buffer is not None:
-        raise RlkitError(f"{no_buffer.label}: {no_buffer.buffer_problem}; {_WITHOUT_BUFFER_HINT}")
+        raise RlkitError(f"{run.path} checkpoint {no_buffer.label}: {no_buffer.buffer_problem}; {_WITHOUT_BUFFER_HINT}")
     raise RlkitError(f"{run.path}: no intact checkpoint to resume from: {'; '.join(skipped)}")
+
+
+class _Stopped(BaseException):
+    """SIGTERM or SIGHUP while a run is being set up (before the learn loop's own handler)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`_Stopped` (Ctrl-C is KeyboardInterrupt already), so cleanup runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise _Stopped(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _discard_new_run(path: Path, *, keep_folder: bool) -> None:
