@@ -457,6 +457,8 @@ def test_full_disk_during_a_checkpoint(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(callbacks, "save_buffer", real_save)  # space freed
     result = train.resume(run, quiet=True)
     assert result is not None and result.num_timesteps >= BUDGET
+    state = json.loads((run / "state.json").read_text())
+    assert state["status"] == "finished" and "error" not in state and "reached" not in state
 
 
 def test_new_run_on_a_full_disk_leaves_no_run_directory(_isolated_runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -181,7 +181,7 @@ def resume(
         if not exact:
             changes["inexact_resumes"] = [*state.get("inexact_resumes", []), steps]
             changes["resume_exact"] = False
-        run.update_state(**changes)
+        run.update_state(forget=_SESSION_KEYS, **changes)
         eval_env = make_env(preset, n_envs=1, seed=seed + EVAL_SEED_OFFSET + steps, train=False)
         best = ckpt.state.get("best_mean_reward")
         return _learn(
@@ -237,6 +237,9 @@ def _restore(
     model._last_obs = None  # the fresh env must be reset
     return state, ckpt, trainee, exact
 
+
+_SESSION_KEYS = ("error", "note", "reached")
+"""State keys that describe how the previous session ended; a resumed session drops them."""
 
 _WITHOUT_BUFFER_HINT = (
     "resume with --without-buffer to continue from this checkpoint with an empty replay buffer "
@@ -402,14 +405,15 @@ def _learn(
             good = _last_good(run)
             run.remove_staging()
             what = "the checkpoint being saved was abandoned" if saving else "stopped without saving"
-            run.update_state(
-                status="interrupted",
-                num_timesteps=good or 0,
-                last_checkpoint=good,
-                reached=int(model.num_timesteps),
-                note=f"second Ctrl-C: {what}",
-                wall_s=clock.seconds(),
-            )
+            with contextlib.suppress(OSError):  # a state that cannot be written must not hide what happened
+                run.update_state(
+                    status="interrupted",
+                    num_timesteps=good or 0,
+                    last_checkpoint=good,
+                    reached=int(model.num_timesteps),
+                    note=f"second Ctrl-C: {what}",
+                    wall_s=clock.seconds(),
+                )
             then = (
                 f"the run resumes from step {good}. Resume with: {resume_cmd}"
                 if good is not None
@@ -424,14 +428,15 @@ def _learn(
                 message = atomic.disk_full_message(Path(getattr(exc, "filename", None) or run.path))
             else:
                 message = str(exc) if isinstance(exc, RlkitError) else f"{type(exc).__name__}: {exc}"
-            run.update_state(
-                status="crashed",
-                error=message,
-                num_timesteps=good or 0,
-                last_checkpoint=good,
-                reached=int(model.num_timesteps),
-                wall_s=clock.seconds(),
-            )
+            with contextlib.suppress(OSError):
+                run.update_state(
+                    status="crashed",
+                    error=message,
+                    num_timesteps=good or 0,
+                    last_checkpoint=good,
+                    reached=int(model.num_timesteps),
+                    wall_s=clock.seconds(),
+                )
             if full and good is None and discard is not None:
                 discard()  # nothing to resume: keep no half-made run (and free what it took)
                 raise RlkitError(f"{message}; the new run had no checkpoint yet and was removed") from None
