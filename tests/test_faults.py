@@ -553,3 +553,14 @@ def test_sighup_while_resuming_leaves_the_run_unchanged(stopped: Path, monkeypat
         train.resume(stopped, quiet=True)
     assert info.value.exit_code == 128 + signal.SIGHUP
     assert _snapshot(stopped) == before
+
+
+def test_full_disk_names_the_file_not_its_temporary_copy(tmp_path: Path) -> None:
+    def half(tmp: Path) -> None:
+        tmp.write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+
+    with pytest.raises(OSError) as info:
+        atomic.write_with(tmp_path / "best_model.zip", half)
+    assert info.value.filename == str(tmp_path / "best_model.zip") and info.value.errno == errno.ENOSPC
+    assert not list(tmp_path.iterdir()), "no temporary file left"

@@ -283,7 +283,10 @@ class RunLock:
 
     @classmethod
     def take(cls, run: RunDir) -> RunLock:
-        fd = os.open(run.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(run.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise RlkitError(f"cannot lock {run.path} for training: {exc.strerror} ({run.lock_file})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
