@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import err, one_line_errors, out
+from rlkit.cli.common import DeviceOpt, err, one_line_errors, out
 from rlkit.cli.progress import episode_progress
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def evaluate(
     seed: Annotated[
         Optional[int], typer.Option(help="Seed of the evaluation episodes (default 100000, the same for every run).")
     ] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+    device: DeviceOpt = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (nothing else on stdout).")] = False,
 ) -> None:
     """Evaluate a trained model: mean, std, median, min, max return, mean length, solved fraction."""

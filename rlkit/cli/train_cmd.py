@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import err, fail, one_line_errors, out
+from rlkit.cli.common import DeviceOpt, err, fail, one_line_errors, out
 
 
 @one_line_errors
@@ -30,11 +30,18 @@ def train(
         ),
     ] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML file of overrides laid over the preset.")] = None,
-    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    device: DeviceOpt = "auto",
     run_dir: Annotated[
         Optional[Path], typer.Option(help="Run directory (default runs/<alias>/<time>-s<seed>).")
     ] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run directory.")] = None,
+    resume: Annotated[
+        Optional[Path],
+        typer.Option(help="Continue an interrupted run; with --steps N, train a run on to a new total of N steps."),
+    ] = None,
+    init_from: Annotated[
+        Optional[Path],
+        typer.Option(help="Start a new run from trained weights: a run directory (its final model) or a model .zip."),
+    ] = None,
     without_buffer: Annotated[
         bool,
         typer.Option(
@@ -49,31 +56,31 @@ def train(
     from rlkit.training import train as training
 
     if resume is not None:
-        if (
-            env is not None
-            or steps is not None
-            or set_
-            or config is not None
-            or run_dir is not None
-            or seed is not None
-        ):
+        if env is not None or set_ or config is not None or run_dir is not None or seed is not None or init_from:
             raise fail(
-                "--resume continues a run with its saved config; give no env, --seed, --steps, --set, --config or --run-dir"
+                "--resume continues a run with its saved config; give no env, --seed, --set, --config, --run-dir "
+                "or --init-from (only --steps N, a new total budget)"
             )
         argv = ["rlkit", "train", "--resume", str(resume), "--device", device, *(["--quiet"] if quiet else [])]
         if without_buffer:
             argv.append("--without-buffer")
-        result = training.resume(
-            resume,
-            device=device,
-            quiet=quiet,
-            argv=argv,
-            without_buffer=without_buffer,
-            notify=lambda m: err.print(f"[yellow]warning:[/] {m}", markup=True, soft_wrap=True, highlight=False),
-        )
-        if result is None:
-            out.print(f"{resume}: this run already finished; nothing to do.")
-            return
+        notify = lambda m: err.print(f"[yellow]warning:[/] {m}", markup=True, soft_wrap=True, highlight=False)  # noqa: E731
+        if steps is not None:
+            argv[4:4] = ["--steps", str(steps)]
+            result = training.extend(
+                resume, steps, device=device, quiet=quiet, argv=argv, without_buffer=without_buffer, notify=notify
+            )
+        else:
+            maybe = training.resume(
+                resume, device=device, quiet=quiet, argv=argv, without_buffer=without_buffer, notify=notify
+            )
+            if maybe is None:
+                out.print(
+                    f"{resume}: this run already finished; nothing to do "
+                    f"(train it further with: rlkit train --resume {resume} --steps N)"
+                )
+                return
+            result = maybe
     else:
         if without_buffer:
             raise fail("--without-buffer only applies to --resume RUN_DIR")
@@ -87,15 +94,36 @@ def train(
         resolved = resolve(env, config_file=config, overrides=overrides)
         chosen_seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
         argv = _command_line(env, chosen_seed, steps, set_ or [], config, device, run_dir, quiet)
-        result = training.start(resolved, seed=chosen_seed, device=device, run_dir=run_dir, quiet=quiet, argv=argv)
+        if init_from is not None:
+            argv += ["--init-from", str(init_from)]
+        result = training.start(
+            resolved, seed=chosen_seed, device=device, run_dir=run_dir, quiet=quiet, argv=argv, init_from=init_from
+        )
     final = result.final_eval
     final_text = "-" if final is None else f"{final['mean_reward']:.1f} ± {final['std_reward']:.1f}"
     best_text = "-" if result.best_mean_reward is None else f"{result.best_mean_reward:.1f}"
+    solved = ""
+    if result.solved:
+        score = _solved_score(result.run_dir)
+        solved = "; solved" if score is None else f"; solved (evaluation mean >= {score:g})"
     out.print(
         f"done: {result.num_timesteps} steps in {result.wall_s:.0f}s ({result.steps_per_s:.0f} steps/s); "
-        f"final eval {final_text}; best eval {best_text}{'; solved' if result.solved else ''}"
+        f"final eval {final_text}; best eval {best_text}{solved}"
     )
-    out.print(f"run directory: {result.run_dir}")
+    from rlkit.training.display import short_path
+
+    out.print(f"run directory: {short_path(result.run_dir)}", soft_wrap=True)
+
+
+def _solved_score(run_dir: Path) -> float | None:
+    """The run's ``solved_score``, from its saved config."""
+    import yaml
+
+    try:
+        score = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())["preset"].get("solved_score")
+    except (OSError, AttributeError, KeyError, TypeError, yaml.YAMLError):
+        return None
+    return None if score is None else float(score)
 
 
 def _command_line(

@@ -154,7 +154,10 @@ class Evaluator(BaseCallback):
         self._last = self.num_timesteps
         self.history.append(row)
         self.logger.record("eval/mean_reward", mean)
+        self.logger.record("eval/std_reward", std)
         self.logger.record("eval/mean_ep_length", row["mean_ep_length"])
+        # Written now, at the evaluation's own step: TensorBoard and evaluations.csv agree step for step.
+        self.logger.dump(self.num_timesteps)
         hooks = list(self.callback_after_eval)
         if mean > self.best_mean_reward:
             self.best_mean_reward = mean
@@ -178,7 +181,7 @@ class RunRecorder:
     def after_eval(self, evaluator: Evaluator, row: EvalRow) -> None:
         self.run.write_evaluations(evaluator.history)
         if self.display is not None:
-            self.display.on_eval(row, self._best_at == row["timesteps"])
+            self.display.on_eval(row, self._best_at == row["timesteps"], evaluator.n_episodes)
 
 
 class StopWhenSolved:
@@ -310,7 +313,7 @@ class Checkpointer(BaseCallback):
             shutil.rmtree(old, ignore_errors=True)
         self.run.update_state(num_timesteps=steps, last_checkpoint=steps, wall_s=self.clock.seconds())
         if self.display is not None:
-            self.display.on_checkpoint(steps)
+            self.display.on_checkpoint(steps, final)
         return final
 
     def _needed_bytes(self) -> int:

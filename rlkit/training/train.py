@@ -63,8 +63,12 @@ def start(
     quiet: bool = False,
     argv: list[str] | None = None,
     callbacks: list[BaseCallback] | None = None,
+    init_from: Path | None = None,
 ) -> TrainResult:
     """Train a new run from a resolved preset; ``callbacks`` are extra SB3 callbacks.
+
+    ``init_from`` (a run directory or a model ``.zip``) starts from trained weights: the Q-network
+    and target network of that model, with a fresh optimizer, replay buffer and schedules.
 
     The run directory is locked for the whole run (one writer). A failure before training
     begins (a full disk, an env that cannot be built) removes the run directory it created.
@@ -75,12 +79,13 @@ def start(
     torch_device = resolve_device(device)  # fails before anything is written
     available_cores()  # so does a malformed RLKIT_CORES
     preset = resolved.preset
+    weights = read_weights(init_from) if init_from is not None else None  # so does an unreadable source
     existed = run_dir is not None and run_dir.exists()
     run = RunDir.create(resolved.alias, seed, root=runs_root, path=run_dir)
     lock: RunLock | None = None
     try:
         with _signals_raise():  # SIGTERM/SIGHUP before training begins: clean up, do not just die
-            lock, trainee, eval_env = _set_up(run, resolved, seed, torch_device, argv)
+            lock, trainee, eval_env = _set_up(run, resolved, seed, torch_device, argv, weights, init_from)
     except BaseException as exc:
         if lock is not None:
             lock.release()
@@ -106,7 +111,13 @@ def start(
 
 
 def _set_up(
-    run: RunDir, resolved: Resolved, seed: int, torch_device: str, argv: list[str] | None
+    run: RunDir,
+    resolved: Resolved,
+    seed: int,
+    torch_device: str,
+    argv: list[str] | None,
+    weights: Weights | None,
+    init_from: Path | None,
 ) -> tuple[RunLock, Trainee, VecEnv]:
     """A new run's lock, recorded config, command, meta and state; its model and evaluation env."""
     from rlkit.environments.factory import make_env
@@ -120,12 +131,15 @@ def _set_up(
         trainee = build(
             preset, seed=seed, device=torch_device, monitor_dir=run.monitor, tensorboard_log=run.tensorboard
         )
+        if weights is not None and init_from is not None:
+            _check_weights(trainee, weights, init_from)
         run.write_meta(
             {
                 "device": _device_name(torch_device),
                 "torch_threads": trainee.threads_label,
                 "policy": trainee.policy,
                 "created": now_iso(),
+                **({"init_from": str(weights.source)} if weights is not None else {}),
             }
         )
         run.update_state(status="running", num_timesteps=0, n_timesteps=preset.n_timesteps, wall_s=0.0)
@@ -145,8 +159,11 @@ def resume(
     callbacks: list[BaseCallback] | None = None,
     without_buffer: bool = False,
     notify: Callable[[str], None] | None = None,
+    total_steps: int | None = None,
 ) -> TrainResult | None:
     """Continue a run from its newest intact checkpoint; ``None`` when it had already finished.
+
+    With ``total_steps`` the run (finished or not) trains on to that new budget: see :func:`extend`.
 
     Checkpoints are checked against their manifests; a damaged one is skipped (``notify`` says
     which and why) for the one before it. A replay buffer that cannot be restored is an error
@@ -164,7 +181,18 @@ def resume(
     with run.lock():
         try:
             with _signals_raise():  # SIGTERM/SIGHUP before the resume proceeds: the run stays as it was
-                restored = _restore(run, preset, seed, torch_device, without_buffer=without_buffer, say=say)
+                extending = _extended(run, preset, total_steps) if total_steps is not None else None
+                if extending is not None:
+                    preset = extending.preset
+                restored = _restore(
+                    run,
+                    preset,
+                    seed,
+                    torch_device,
+                    without_buffer=without_buffer,
+                    extending=extending is not None,
+                    say=say,
+                )
         except (KeyboardInterrupt, _Stopped) as exc:
             signum = exc.signum if isinstance(exc, _Stopped) else signal.SIGINT
             raise Interrupted(f"stopped before the resume began; {run_path} is unchanged", signum) from None
@@ -173,6 +201,8 @@ def resume(
         state, ckpt, trainee, exact = restored
         steps = ckpt.step
         # The resume proceeds: from here on the run directory changes.
+        if extending is not None:
+            extending.write(run)
         run.append_command(argv)
         # Evaluations logged after the checkpoint belong to steps that will be replayed.
         run.write_evaluations([row for row in run.read_evaluations() if row["timesteps"] <= steps])
@@ -196,9 +226,17 @@ def resume(
 
 
 def _restore(
-    run: RunDir, preset: Preset, seed: int, device: str, *, without_buffer: bool, say: Callable[[str], None]
+    run: RunDir,
+    preset: Preset,
+    seed: int,
+    device: str,
+    *,
+    without_buffer: bool,
+    extending: bool,
+    say: Callable[[str], None],
 ) -> tuple[dict[str, Any], CheckpointInfo, Trainee, bool] | None:
-    """Everything a resume needs, read and checked without writing: ``None`` for a finished run.
+    """Everything a resume needs, read and checked without writing: ``None`` for a finished run
+    (unless ``extending`` it to a larger budget).
 
     Returns the run's state, the checkpoint chosen, the rebuilt model (replay buffer restored)
     and whether the resume is exact.
@@ -207,7 +245,7 @@ def _restore(
     from rlkit.training.factory import build
 
     state = run.read_state()
-    if state.get("status") == "finished":
+    if state.get("status") == "finished" and not extending:
         return None
     if state.get("status") == "running":  # we hold the lock: its process is gone (kill -9, power cut)
         say(f"{run.path}: its last session stopped without recording it (killed?); resuming from its checkpoints")
@@ -218,6 +256,7 @@ def _restore(
         preset, seed=seed, device=device, env_seed=seed + steps, monitor_dir=run.monitor, checkpoint=ckpt.path
     )
     model = trainee.model
+    apply_schedules(model, preset)  # a budget extended by `extend` re-anchors them
     exact = True
     if ckpt.state.get("replay_buffer") and model.replay_buffer is not None:
         problem = ckpt.buffer_problem
@@ -339,7 +378,7 @@ def _learn(
         StopOnSignal,
         StopWhenSolved,
     )
-    from rlkit.training.display import TrainingDisplay
+    from rlkit.training.display import TrainingDisplay, short_path
 
     model = trainee.model
     start_steps, wall_before, best = resumed_from or (0, 0.0, -math.inf)
@@ -366,9 +405,12 @@ def _learn(
         evaluator=evaluator,
         display=display,
     )
-    verb = f"resuming at step {start_steps}" if resumed_from else "training"
-    display.message(f"{verb}: {preset.env_id} for {preset.n_timesteps} steps -> {run.path}")
-    resume_cmd = f"rlkit train --resume {shlex.quote(str(run.path))}"
+    display.watch_threads(trainee.tuner)
+    display.restore(evaluator.history, preset.eval_episodes)
+    verb = f"resuming at step {start_steps:,}" if resumed_from else "training"
+    display.message(f"{verb}: {preset.env_id} for {preset.n_timesteps:,} steps")
+    display.message(f"run directory: {short_path(run.path)}")
+    resume_cmd = f"rlkit train --resume {shlex.quote(short_path(run.path))}"
     saving = False
     _install_thread_hook()
     with StopOnSignal() as stopper:
@@ -398,6 +440,9 @@ def _learn(
                     learned.signal,
                 )
             final_eval = evaluator.last
+            done_ckpts = run.checkpoint_dirs()
+            if preset.checkpoint_freq > 0 and (not done_ckpts or not done_ckpts[-1].name.endswith(f"-{steps:012d}")):
+                checkpointer.save()  # the run can be extended exactly: `rlkit train --resume RUN --steps N`
             atomic.write_with(run.final_model, model.save)
         except Interrupted:
             raise
@@ -489,6 +534,194 @@ def _install_thread_hook() -> None:
     threading.excepthook = handle
 
 
+def finished_result(run_path: Path) -> TrainResult:
+    """The result of a run that already finished, read from its ``state.json``."""
+    run = RunDir.open(run_path)
+    state = run.read_state()
+    if state.get("status") != "finished":
+        raise RlkitError(f"{run_path} has not finished (status {state.get('status', 'unknown')})")
+    return TrainResult(
+        run.path,
+        int(state.get("num_timesteps", 0)),
+        float(state.get("wall_s", 0.0)),
+        float(state.get("steps_per_s", 0.0)),
+        state.get("best_mean_reward"),
+        state.get("final_eval"),
+        bool(state.get("solved", False)),
+    )
+
+
+def extend(
+    run_path: Path,
+    total_steps: int,
+    *,
+    device: str = "auto",
+    quiet: bool = False,
+    argv: list[str] | None = None,
+    callbacks: list[BaseCallback] | None = None,
+    without_buffer: bool = False,
+    notify: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train a run (finished or interrupted) on to a new total budget of ``total_steps``.
+
+    The run continues from its newest checkpoint (a finished run saved one at its last step)
+    with the same step counter, replay buffer and evaluation history. Schedules are anchored in
+    absolute steps, so extending changes nothing already scheduled: epsilon still reaches its
+    final value at ``exploration_fraction`` x the *original* budget (never rises again), and
+    prioritized replay's beta likewise; ``exploration_fraction`` and ``per_beta_fraction`` in
+    the run's config are rescaled to the new total to say so. A ``linear`` learning-rate
+    schedule is stretched over the new total (it was at zero at the old end).
+    """
+    result = resume(
+        run_path,
+        device=device,
+        quiet=quiet,
+        argv=argv,
+        callbacks=callbacks,
+        without_buffer=without_buffer,
+        notify=notify,
+        total_steps=total_steps,
+    )
+    assert result is not None
+    return result
+
+
+@dataclass
+class _Extension:
+    """A run's config over a new total budget, written once the resume is known to proceed."""
+
+    preset: Preset
+    alias: str
+    seed: int
+    source: str
+    history: list[int]
+
+    def write(self, run: RunDir) -> None:
+        run.write_config(self.preset, self.alias, self.source, self.seed)
+        run.update_state(n_timesteps=self.preset.n_timesteps, budget_history=self.history)
+
+
+def _extended(run: RunDir, preset: Preset, total_steps: int) -> _Extension:
+    """Check that ``total_steps`` is more than the run trained, and rescale its schedules to it."""
+    alias, seed, _ = run.read_config()
+    checkpoints = run.checkpoint_dirs()
+    if not checkpoints:
+        raise RlkitError(f"{run.path} has no checkpoint to continue from (it stopped before the first one)")
+    at = int(_read_json(checkpoints[-1] / "state.json")["num_timesteps"])
+    trained = int(run.read_state().get("num_timesteps", at))
+    if total_steps <= max(at, trained):
+        raise RlkitError(
+            f"--steps {total_steps}: the run has already trained {max(at, trained)} steps; "
+            "give a larger total budget (--steps is the new total, not the steps to add)"
+        )
+    if at < trained:
+        raise RlkitError(
+            f"{run.path} trained {trained} steps but its newest checkpoint is at step {at} "
+            "(it finished before rlkit saved a final checkpoint, or with checkpoint_freq 0); it cannot be "
+            f"continued exactly: start a new run from its weights with rlkit train {alias} --init-from {run.path}"
+        )
+    old_total = preset.n_timesteps
+    scale = old_total / total_steps
+    extended = preset.model_copy(
+        update={
+            "n_timesteps": total_steps,
+            "exploration_fraction": preset.exploration_fraction * scale,
+            "per_beta_fraction": preset.per_beta_fraction * scale,
+        }
+    )
+    source = f"{_config_source(run)}, budget extended from {old_total} to {total_steps}"
+    history = [*run.read_state().get("budget_history", [old_total]), total_steps]
+    return _Extension(extended, alias, seed, source, history)
+
+
+def apply_schedules(model: Any, preset: Preset) -> None:
+    """Set the model's epsilon schedule and beta anneal from ``preset`` (as ``build_model`` does)."""
+    from stable_baselines3.common.utils import LinearSchedule
+
+    if hasattr(model, "exploration_schedule"):
+        model.exploration_fraction = preset.exploration_fraction
+        model.exploration_schedule = LinearSchedule(
+            model.exploration_initial_eps, model.exploration_final_eps, preset.exploration_fraction
+        )
+    if hasattr(model, "per_beta_fraction"):
+        model.per_beta_fraction = float(preset.per_beta_fraction)
+
+
+def _config_source(run: RunDir) -> str:
+    first = run.config.read_text().splitlines()[0] if run.config.is_file() else ""
+    marker = " from "
+    if marker in first:
+        return first.split(marker, 1)[1].rsplit(", seed ", 1)[0]
+    return "the run's config"
+
+
+@dataclass
+class Weights:
+    """A trained model's Q-network weights, read without unpickling anything."""
+
+    source: Path
+    state: dict[str, Any]
+
+
+def read_weights(source: Path) -> Weights:
+    """The policy weights of a model ``.zip``, or of a run directory's final (else best) model.
+
+    Only ``policy.pth`` is read, with ``torch.load(weights_only=True)``: tensors, never code.
+    """
+    import io
+    import zipfile
+
+    import torch
+
+    path = source
+    if source.is_dir():
+        candidates = [source / "model.zip", source / "best_model.zip"]
+        found = [c for c in candidates if c.is_file()]
+        if not found:
+            raise RlkitError(f"--init-from {source}: no model.zip or best_model.zip in that folder")
+        path = found[0]
+    elif not source.is_file():
+        raise RlkitError(f"--init-from {source}: no such file or run directory")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            raw = archive.read("policy.pth")
+        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except (zipfile.BadZipFile, KeyError, OSError, RuntimeError, EOFError) as exc:
+        raise RlkitError(f"--init-from {path}: not a readable SB3 model ({exc})") from None
+    if not isinstance(state, dict):
+        raise RlkitError(f"--init-from {path}: policy.pth holds no state dict")
+    return Weights(path, state)
+
+
+def _check_weights(trainee: Trainee, weights: Weights, given: Path) -> None:
+    """Copy ``weights`` into the new model's networks; a network that does not fit is one line."""
+    problem = _misfit(weights.state, trainee.model.policy.state_dict())
+    if problem is not None:
+        raise RlkitError(
+            f"--init-from {given}: its network does not fit this preset and env ({problem}); "
+            "use the same env, policy_kwargs, dueling, noisy and algo"
+        )
+    trainee.model.policy.load_state_dict(weights.state)
+
+
+def _misfit(source: dict[str, Any], own: dict[str, Any]) -> str | None:
+    """The first difference between two state dicts (shape or names), said briefly; ``None`` when they fit."""
+    for key, value in own.items():
+        theirs = source.get(key)
+        if theirs is not None and tuple(theirs.shape) != tuple(value.shape):
+            return f"{key} is {tuple(theirs.shape)} there, {tuple(value.shape)} here"
+    missing = [k for k in own if k not in source]
+    extra = [k for k in source if k not in own]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} tensors missing there, e.g. {missing[0]}")
+        if extra:
+            parts.append(f"{len(extra)} unknown here, e.g. {extra[0]}")
+        return "; ".join(parts)
+    return None
+
+
 def _last_good(run: RunDir) -> int | None:
     """The step of the newest complete checkpoint, or ``None``."""
     folders = run.checkpoint_dirs()
@@ -496,10 +729,10 @@ def _last_good(run: RunDir) -> int | None:
 
 
 def _device_name(device: str) -> str:
-    if device == "cuda":
+    if device.startswith("cuda"):
         import torch
 
-        return f"cuda ({torch.cuda.get_device_name(0)})"
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
     return "cpu"
 
 
