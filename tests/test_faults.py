@@ -564,3 +564,33 @@ def test_full_disk_names_the_file_not_its_temporary_copy(tmp_path: Path) -> None
         atomic.write_with(tmp_path / "best_model.zip", half)
     assert info.value.filename == str(tmp_path / "best_model.zip") and info.value.errno == errno.ENOSPC
     assert not list(tmp_path.iterdir()), "no temporary file left"
+
+
+def test_init_from_a_model_whose_weights_are_a_pickle_runs_nothing(finished_run: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    crafted = tmp_path / "crafted.zip"
+    with zipfile.ZipFile(finished_run / "model.zip") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["policy.pth"] = pickle.dumps(Payload(marker))  # torch.load would unpickle it without weights_only
+    with zipfile.ZipFile(crafted, "w") as archive:
+        for name, blob in members.items():
+            archive.writestr(name, blob)
+    result = invoke("train", "cartpole", "--init-from", crafted, "-q", "--seed", "0")
+    _refused(result, "--init-from", "not a readable SB3 model")
+    assert not marker.exists()
+    result = invoke("evaluate", finished_run, "--episodes", "1")  # the run itself stays fine
+    assert result.exit_code == 0
+
+
+def test_model_whose_weights_are_a_pickle_runs_nothing(stopped: Path, tmp_path: Path) -> None:
+    """SB3 reads ``*.pth`` with ``torch.load(weights_only=True)``: a pickle naming code is refused."""
+    marker = tmp_path / "pwned"
+    target = stopped / "best_model.zip"
+    with zipfile.ZipFile(target) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["policy.pth"] = pickle.dumps(Payload(marker))
+    with zipfile.ZipFile(target, "w") as archive:
+        for name, blob in members.items():
+            archive.writestr(name, blob)
+    _refused(invoke("evaluate", stopped, "--episodes", "1"), "cannot load model", "UnpicklingError")
+    assert not marker.exists()

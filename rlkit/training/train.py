@@ -669,6 +669,7 @@ def read_weights(source: Path) -> Weights:
     Only ``policy.pth`` is read, with ``torch.load(weights_only=True)``: tensors, never code.
     """
     import io
+    import pickle
     import zipfile
 
     import torch
@@ -686,8 +687,10 @@ def read_weights(source: Path) -> Weights:
         with zipfile.ZipFile(path) as archive:
             raw = archive.read("policy.pth")
         state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, RuntimeError, EOFError) as exc:
-        raise RlkitError(f"--init-from {path}: not a readable SB3 model ({exc})") from None
+    except (zipfile.BadZipFile, KeyError, OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        # weights_only refuses any pickle that names code (UnpicklingError); say so in one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RlkitError(f"--init-from {path}: not a readable SB3 model ({first})") from None
     if not isinstance(state, dict):
         raise RlkitError(f"--init-from {path}: policy.pth holds no state dict")
     return Weights(path, state)
