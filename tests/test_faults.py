@@ -243,8 +243,21 @@ def test_crafted_config_yaml_runs_nothing(stopped: Path, tmp_path: Path) -> None
 
 
 def test_damaged_run_state_is_one_line(stopped: Path) -> None:
+    (stopped / "state.json").write_text('{"status": "interrupted", "num_timesteps": "lots"}')
+    assert_one_line_error(invoke("train", "--resume", stopped, "-q", "--steps", "900"), "damaged run state")
     (stopped / "state.json").write_text('{"status": ')
     assert_one_line_error(invoke("train", "--resume", stopped, "-q"), "damaged run state")
+    assert_one_line_error(invoke("train", "--resume", stopped, "-q", "--steps", "900"), "damaged run state")
+
+
+def test_crafted_checkpoint_state_when_extending_the_budget(stopped: Path) -> None:
+    newest = _checkpoints(stopped)[-1]
+    (newest / "state.json").write_text('{"num_timesteps": {"__reduce__": "os.system"}}')
+    write_manifest(newest)
+    result = invoke("train", "--resume", stopped, "-q", "--steps", "900")
+    assert result.exit_code == 0, result.output
+    assert f"skipped checkpoint step-{BUDGET}" in result.stderr
+    assert json.loads((stopped / "state.json").read_text())["num_timesteps"] >= 900
 
 
 # --- damaged checkpoints ------------------------------------------------------------------

@@ -607,8 +607,11 @@ def _extended(run: RunDir, preset: Preset, total_steps: int) -> _Extension:
     checkpoints = run.checkpoint_dirs()
     if not checkpoints:
         raise RlkitError(f"{run.path} has no checkpoint to continue from (it stopped before the first one)")
-    at = int(_read_json(checkpoints[-1] / "state.json")["num_timesteps"])
-    trained = int(run.read_state().get("num_timesteps", at))
+    at = int(checkpoints[-1].name.split("-")[1])  # the folder names its step (its state.json is checked later)
+    try:
+        trained = int(run.read_state().get("num_timesteps", at))
+    except (TypeError, ValueError):
+        raise RlkitError(f"{run.state_file}: damaged run state (num_timesteps is not a number)") from None
     if total_steps <= max(at, trained):
         raise RlkitError(
             f"--steps {total_steps}: the run has already trained {max(at, trained)} steps; "
@@ -737,9 +740,3 @@ def _device_name(device: str) -> str:
 
         return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
     return "cpu"
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
-    return dict(json.loads(path.read_text()))
