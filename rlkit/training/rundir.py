@@ -188,9 +188,10 @@ class RunDir:
             raise RlkitError(f"{self.state_file}: damaged run state (not a JSON object)")
         return state
 
-    def update_state(self, **changes: Any) -> dict[str, Any]:
-        """Merge ``changes`` into ``state.json`` (atomically; in place when the disk is full)."""
-        state = {**self.read_state(), **changes, "updated": now_iso()}
+    def update_state(self, *, forget: tuple[str, ...] = (), **changes: Any) -> dict[str, Any]:
+        """Merge ``changes`` into ``state.json``, dropping the keys in ``forget`` (atomically; in place when the disk is full)."""
+        state = {k: v for k, v in self.read_state().items() if k not in forget}
+        state = {**state, **changes, "updated": now_iso()}
         text = json.dumps(state, indent=2, default=str) + "\n"
         try:
             atomic.write_text(self.state_file, text)
@@ -282,7 +283,10 @@ class RunLock:
 
     @classmethod
     def take(cls, run: RunDir) -> RunLock:
-        fd = os.open(run.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(run.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise RlkitError(f"cannot lock {run.path} for training: {exc.strerror} ({run.lock_file})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
