@@ -47,13 +47,9 @@ def test_tune_and_benchmark_workers_get_their_gpu(gpus: None, tmp_path: object) 
     """The device each tuning worker process is started with, and each benchmark seed's job."""
     from types import SimpleNamespace
 
-    from rlkit.tuning.study import worker_command
+    from rlkit.tuning.study import TuneRequest, worker_command
 
-    request = SimpleNamespace(
-        env="cartpole", trials=4, sampler="tpe", pruner="median", seed=0, device="auto", heartbeat=60,
-        timeout=None, config=None, overrides=[], steps=None, seeds_per_trial=None, evals_per_trial=None,
-        runs_root=None,
-    )  # fmt: skip
+    request = TuneRequest(env="cartpole", trials=4, device="auto")
     prepared = SimpleNamespace(request=request, study_name="s", url=SimpleNamespace(url="sqlite:///x.db"),
                                space=SimpleNamespace(source="classic"))  # fmt: skip
     devices = [cmd[cmd.index("--device") + 1] for cmd in (worker_command(prepared, i) for i in range(4))]  # type: ignore[arg-type]
