@@ -43,8 +43,8 @@ VARIANTS: dict[str, tuple[str, bool, bool, bool, str]] = {
 def _model(optimizer: str, algorithm: str, collect: int, options: Any = None) -> Any:
     from throughput import SAME_ALGORITHM, plain_sb3
 
-    from rlkit.environments.resolve import resolve
     from rlkit.environments.factory import make_env
+    from rlkit.environments.resolve import resolve
     from rlkit.training.factory import build_model
 
     same = SAME_ALGORITHM if algorithm == "sb3" else []

@@ -13,10 +13,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecTransposeImage
 
-from rlkit.environments.resolve import resolve
 from rlkit.core.errors import Interrupted, RlkitError
 from rlkit.environments.atari_vec import AleSettings, AtariVecEnv, MonitorCsv, ale_settings
 from rlkit.environments.factory import make_env
+from rlkit.environments.resolve import resolve
 from rlkit.training import train
 
 ALE = ["atari.backend=ale"]

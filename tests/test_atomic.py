@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rlkit.environments.resolve import resolve
 from rlkit.core import atomic
 from rlkit.core.errors import Interrupted
+from rlkit.environments.resolve import resolve
 from rlkit.training import train
 from rlkit.training.callbacks import Checkpointer
 from rlkit.training.rundir import RunDir

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from rlkit.config.presets import catalogue, load_preset_file, read_yaml
-from rlkit.environments.resolve import resolve
 from rlkit.config.schema import Preset, field_paths, parse_assignment, validate
 from rlkit.core.errors import RlkitError
+from rlkit.environments.resolve import resolve
 
 REQUIRED_PRESETS = {"cartpole", "lunarlander", "acrobot", "mountaincar", "pong", "breakout"}
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from rlkit.environments.resolve import resolve
 from rlkit.environments.factory import make_env
+from rlkit.environments.resolve import resolve
 from rlkit.training.factory import build_model
 
 QUICK = [

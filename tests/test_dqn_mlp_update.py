@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch as th
 
-from rlkit.environments.resolve import resolve
 from rlkit.dqn.engine import EngineOptions
 from rlkit.dqn.mlp_update import MlpUpdate
 from rlkit.environments.factory import make_env
+from rlkit.environments.resolve import resolve
 from rlkit.training.factory import build_model
 
 BATCH = 32

@@ -14,7 +14,6 @@ from gymnasium import spaces
 from stable_baselines3 import DQN
 from stable_baselines3.dqn.policies import DQNPolicy
 
-from rlkit.environments.resolve import resolve
 from rlkit.config.schema import validate
 from rlkit.core.errors import RlkitError
 from rlkit.dqn import algorithms
@@ -25,6 +24,7 @@ from rlkit.dqn.engine import EngineOptions
 from rlkit.dqn.mlp_update import MlpUpdate
 from rlkit.dqn.policies import DuelingHead, NoisyLinear, RlkitCnnPolicy
 from rlkit.environments.factory import make_env
+from rlkit.environments.resolve import resolve
 from rlkit.training import train as training
 from rlkit.training.factory import build_model, load_model
 

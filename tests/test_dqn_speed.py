@@ -10,10 +10,10 @@ import torch as th
 from stable_baselines3 import DQN
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
-from rlkit.environments.resolve import resolve
 from rlkit.dqn import engine
 from rlkit.dqn.engine import EngineOptions
 from rlkit.environments.factory import make_env
+from rlkit.environments.resolve import resolve
 from rlkit.training.factory import build_model
 
 BATCH = 16

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rlkit.config.presets import catalogue
-from rlkit.environments.resolve import resolve
 from rlkit.environments.factory import make_env, policy_name
+from rlkit.environments.resolve import resolve
 from rlkit.training.factory import build_model
 
 SMALL = ["buffer_size=2000", "learning_starts=100", "batch_size=16", "train_freq=4", "gradient_steps=1"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rlkit.environments.resolve import resolve
 from rlkit.core.errors import RlkitError
 from rlkit.core.paths import data_dir
+from rlkit.environments.resolve import resolve
 
 
 @pytest.mark.parametrize("name", ["lunarlander", "LunarLander", "LUNAR", "LunarLander-v3", "lunarlander-v3"])

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from stable_baselines3.common.callbacks import BaseCallback
 
-from rlkit.environments.resolve import resolve
 from rlkit.core.errors import Interrupted
+from rlkit.environments.resolve import resolve
 from rlkit.training import train
 from tests.conftest import tiny_overrides
 

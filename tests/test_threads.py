@@ -17,7 +17,6 @@ import torch
 from typer.testing import CliRunner
 
 from rlkit.cli import app
-from rlkit.environments.resolve import resolve
 from rlkit.core import threads
 from rlkit.core.errors import RlkitError
 from rlkit.core.threads import ThreadTuner, candidate_counts
@@ -25,6 +24,7 @@ from rlkit.dqn.engine import EngineOptions
 from rlkit.dqn.invariance import thread_invariant
 from rlkit.dqn.mlp_update import Stack
 from rlkit.environments.factory import make_env
+from rlkit.environments.resolve import resolve
 from rlkit.training import factory as model_module
 from rlkit.training import train
 from rlkit.training.factory import build_model, load_model, thread_tuner

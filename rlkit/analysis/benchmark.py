@@ -26,10 +26,12 @@ from typing import Any
 
 import yaml
 
-from rlkit.config.presets import Resolved
+from rlkit.config.presets import Resolved, read_yaml
 from rlkit.config.schema import Preset, to_plain, validate
 from rlkit.core import atomic
 from rlkit.core.errors import Interrupted, RlkitError
+from rlkit.core.paths import check_folder, make_folder
+from rlkit.core.seeds import SEED_LIMIT
 from rlkit.training.rundir import RunDir, default_root, now_iso
 
 BOOTSTRAP_SAMPLES = 10_000
@@ -72,9 +74,10 @@ def results_dir(resolved: Resolved, out: Path | None) -> Path:
         / "benchmarks"
         / f"{resolved.alias}-{resolved.preset.n_timesteps}-{config_digest(resolved.preset)}"
     )
+    check_folder(folder, "--out" if out is not None else "results folder")
     preset_file = folder / "preset.yaml"
     if preset_file.exists():
-        saved = validate(yaml.safe_load(preset_file.read_text()), str(preset_file))
+        saved = validate(read_yaml(preset_file), str(preset_file))
         if to_plain(saved) != to_plain(resolved.preset):
             raise RlkitError(f"{folder} holds a benchmark of a different configuration; choose another --out")
     elif folder.exists() and any(folder.iterdir()):
@@ -84,7 +87,7 @@ def results_dir(resolved: Resolved, out: Path | None) -> Path:
 
 def write_preset(folder: Path, resolved: Resolved) -> Path:
     """The resolved preset as a file every seed trains from."""
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder, "results folder")
     path = folder / "preset.yaml"
     if not path.exists():
         header = f"# rlkit benchmark: resolved from '{resolved.alias}' ({resolved.source})\n"
@@ -365,8 +368,8 @@ def benchmark(
     """Train and evaluate ``seeds`` seeds (0..seeds-1) and write the summary; returns folder and document."""
     from rlkit.training.factory import resolve_device
 
-    if seeds < 1:
-        raise RlkitError(f"--seeds must be at least 1 (got {seeds})")
+    if not 1 <= seeds <= SEED_LIMIT:
+        raise RlkitError(f"--seeds must be from 1 to {SEED_LIMIT} (seeds 0..N-1; got {seeds})")
     if episodes < 1:
         raise RlkitError(f"--episodes must be at least 1 (got {episodes})")
     resolve_device(device)

@@ -10,6 +10,7 @@ encoder (imageio-ffmpeg, H.264 yuv420p, browser-playable); the file is published
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import numpy as np
 
 from rlkit.core import atomic
 from rlkit.core.errors import RlkitError
+from rlkit.core.seeds import check_seed
 
 if TYPE_CHECKING:
     from stable_baselines3.common.vec_env import VecEnv
@@ -53,6 +55,16 @@ class Recording:
 def check_output(path: Path, force: bool) -> None:
     """A writable new video path (see :func:`rlkit.core.atomic.check_new_output`)."""
     atomic.check_new_output(path, force, VIDEO_SUFFIXES, "video", "--out")
+
+
+def check_request(episodes: int, fps: float | None, seed: int | None) -> None:
+    """Reject impossible episode counts, frame rates and seeds before anything is read or written."""
+    if episodes < 1:
+        raise RlkitError(f"--episodes must be at least 1 (got {episodes})")
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise RlkitError(f"--fps must be a positive, finite number of frames per second (got {fps:g})")
+    if seed is not None:
+        check_seed(seed)
 
 
 def default_fps(preset: Preset, env: VecEnv) -> float:
@@ -185,10 +197,7 @@ def record_run(
     from rlkit.environments.factory import make_env
     from rlkit.training.rundir import RunDir
 
-    if episodes < 1:
-        raise RlkitError(f"--episodes must be at least 1 (got {episodes})")
-    if fps is not None and fps <= 0:
-        raise RlkitError(f"--fps must be positive (got {fps:g})")
+    check_request(episodes, fps, seed)
     run = RunDir.open(run_path)
     check_output(out, force)
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen: no display, no X server

@@ -29,10 +29,11 @@ def record(
 ) -> None:
     """Record the agent (greedy policy) headless; prints the file, episode returns and lengths."""
     from rlkit.analysis.evaluation import resolve_model
-    from rlkit.analysis.video import default_video_path, record_run
+    from rlkit.analysis.video import check_request, default_video_path, record_run
     from rlkit.core.errors import RlkitError
     from rlkit.training.rundir import RunDir
 
+    check_request(episodes, fps, seed)
     if out_path is None:
         run = RunDir.open(run_dir)
         out_path = default_video_path(run_dir, resolve_model(run, model).label, episodes, gif)

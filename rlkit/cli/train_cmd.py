@@ -18,7 +18,8 @@ def train(
         typer.Argument(help="Preset alias (see `rlkit envs`), a gymnasium id, or a preset .yaml file."),
     ] = None,
     seed: Annotated[
-        Optional[int], typer.Option(help="Random seed; a random one is drawn and recorded if unset.")
+        Optional[int],
+        typer.Option(help="Random seed, 0 to 4294967295 (2**32 - 1); a random one is drawn and recorded if unset."),
     ] = None,
     steps: Annotated[
         Optional[int], typer.Option(min=1, help="Training budget in environment steps (overrides the preset).")
@@ -60,8 +61,11 @@ def train(
     else:
         if env is None:
             raise fail("missing environment: rlkit train ENV (see `rlkit envs`) or rlkit train --resume RUN_DIR")
+        from rlkit.core.seeds import check_seed
         from rlkit.environments.resolve import resolve
 
+        if seed is not None:
+            check_seed(seed)
         overrides = list(set_ or [])
         if steps is not None:
             overrides.append(f"n_timesteps={steps}")

@@ -30,6 +30,10 @@ def check_new_output(path: Path, force: bool, suffixes: tuple[str, ...], kind: s
         raise RlkitError(f"{flag} {path}: unknown {kind} type '{path.suffix}'; valid: {', '.join(suffixes)}")
     if not path.parent.is_dir():
         raise RlkitError(f"{flag} {path}: folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise RlkitError(f"{flag} {path}: folder {path.parent} is not writable")
+    if path.exists() and not path.is_file():
+        raise RlkitError(f"{flag} {path}: exists and is not a file (a folder or a special file); give a file path")
     if path.exists() and not force:
         raise RlkitError(f"{path} already exists; use --force to overwrite it or {flag} for another file")
 

@@ -20,6 +20,7 @@ from rlkit.config.presets import Resolved
 from rlkit.config.schema import Preset
 from rlkit.core import atomic
 from rlkit.core.errors import Interrupted, RlkitError
+from rlkit.core.seeds import check_seed, derive_seed
 from rlkit.training.loop import EVAL_SEED_OFFSET
 from rlkit.training.rundir import RunDir, now_iso
 
@@ -59,6 +60,7 @@ def start(
     from rlkit.environments.factory import make_env
     from rlkit.training.factory import build, resolve_device
 
+    check_seed(seed)
     torch_device = resolve_device(device)  # fails before anything is written
     available_cores()  # so does a malformed RLKIT_CORES
     preset = resolved.preset
@@ -75,7 +77,7 @@ def start(
         }
     )
     run.update_state(status="running", num_timesteps=0, n_timesteps=preset.n_timesteps, wall_s=0.0)
-    eval_env = make_env(preset, n_envs=1, seed=seed + EVAL_SEED_OFFSET, train=False)
+    eval_env = make_env(preset, n_envs=1, seed=derive_seed(seed, EVAL_SEED_OFFSET), train=False)
     return _learn(run, preset, trainee, eval_env, resumed_from=None, quiet=quiet, extra=callbacks)
 
 
@@ -102,28 +104,40 @@ def resume(
         raise RlkitError(f"{run_path} has no checkpoint to resume from (it stopped before the first one)")
     ckpt = checkpoints[-1]
     ckpt_state = _read_json(ckpt / "state.json")
-    steps = int(ckpt_state["num_timesteps"])
+    steps = ckpt_state.get("num_timesteps")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise RlkitError(f"{ckpt / 'state.json'}: damaged checkpoint state (num_timesteps {steps!r})")
+    try:
+        wall_before = float(ckpt_state.get("wall_s", 0.0))
+        best = ckpt_state.get("best_mean_reward")
+        best_before = -math.inf if best is None else float(best)
+    except (TypeError, ValueError):
+        raise RlkitError(f"{ckpt / 'state.json'}: damaged checkpoint state (wall_s or best_mean_reward)") from None
     run.append_command(argv)
     trainee = build(
-        preset, seed=seed, device=torch_device, env_seed=seed + steps, monitor_dir=run.monitor, checkpoint=ckpt
+        preset,
+        seed=seed,
+        device=torch_device,
+        env_seed=derive_seed(seed, steps),
+        monitor_dir=run.monitor,
+        checkpoint=ckpt,
     )
     model = trainee.model
     if (ckpt / "replay_buffer.pkl").exists():
         model.load_replay_buffer(ckpt / "replay_buffer.pkl", truncate_last_traj=False)
-    model.set_random_seed(seed + steps)
+    model.set_random_seed(derive_seed(seed, steps))
     model.tensorboard_log = str(run.tensorboard)
     model._last_obs = None  # the fresh env must be reset
     # Evaluations logged after the checkpoint belong to steps that will be replayed.
     run.write_evaluations([row for row in run.read_evaluations() if row["timesteps"] <= steps])
-    run.update_state(status="running", num_timesteps=steps, wall_s=float(ckpt_state.get("wall_s", 0.0)))
-    eval_env = make_env(preset, n_envs=1, seed=seed + EVAL_SEED_OFFSET + steps, train=False)
-    best = ckpt_state.get("best_mean_reward")
+    run.update_state(status="running", num_timesteps=steps, wall_s=wall_before)
+    eval_env = make_env(preset, n_envs=1, seed=derive_seed(seed, EVAL_SEED_OFFSET, steps), train=False)
     return _learn(
         run,
         preset,
         trainee,
         eval_env,
-        resumed_from=(steps, float(ckpt_state.get("wall_s", 0.0)), -math.inf if best is None else float(best)),
+        resumed_from=(steps, wall_before, best_before),
         quiet=quiet,
         extra=callbacks,
     )
@@ -235,6 +249,6 @@ def _device_name(device: str) -> str:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    import json
+    from rlkit.training.rundir import read_json_object
 
-    return dict(json.loads(path.read_text()))
+    return read_json_object(path, "checkpoint state")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from rlkit.config.schema import did_you_mean, to_plain
 from rlkit.core.errors import RlkitError
+from rlkit.core.seeds import check_seed, derive_seed
 from rlkit.tuning import storage as storages
 from rlkit.tuning.space import SearchSpace
 
@@ -132,6 +133,7 @@ def prepare(request: TuneRequest) -> Prepared:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
+    check_seed(request.seed)
     _check_choice("sampler", request.sampler, SAMPLERS)
     _check_choice("pruner", request.pruner, PRUNERS)
     for name, value in (("--trials", request.trials), ("--jobs", request.jobs)):
@@ -186,7 +188,7 @@ def prepare(request: TuneRequest) -> Prepared:
             "steps": steps,
             "seeds_per_trial": seeds,
             "evals_per_trial": evals,
-            "train_seeds": [request.seed * 1000 + k for k in range(seeds)],
+            "train_seeds": [derive_seed(request.seed * 1000, k) for k in range(seeds)],
             "space_name": space.name,
             "space": space.to_plain(),
         }

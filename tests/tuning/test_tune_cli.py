@@ -106,9 +106,9 @@ def test_divergence_prunes_with_the_reason(runs_dir: Path) -> None:
 def test_nan_weights_are_detected() -> None:
     import torch
 
-    from rlkit.environments.resolve import resolve
     from rlkit.dqn.diagnostics import DivergenceError
     from rlkit.environments.factory import make_env
+    from rlkit.environments.resolve import resolve
     from rlkit.training.factory import build_model
 
     preset = resolve("cartpole", overrides=["learning_starts=0"]).preset

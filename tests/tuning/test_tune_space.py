@@ -7,9 +7,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from rlkit.environments.resolve import resolve
 from rlkit.config.schema import to_plain
 from rlkit.core.errors import RlkitError
+from rlkit.environments.resolve import resolve
 from rlkit.tuning import space as spaces
 from rlkit.tuning.study import preset_space
 
