@@ -100,8 +100,13 @@ def write_preset(folder: Path, resolved: Resolved) -> Path:
 # ----------------------------------------------------------------------------------------
 
 
-def seed_job(preset_file: str, alias: str, seed: int, run_dir: str, episodes: int, device: str) -> dict[str, Any]:
-    """Train (or reuse, or resume) one seed, then evaluate its final and best models."""
+def seed_job(
+    preset_file: str, alias: str, seed: int, run_dir: str, episodes: int, device: str, imports: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Train (or reuse, or resume) one seed, then evaluate its final and best models.
+
+    ``imports``: the modules the user asked for (the preset file records them as ``env_imports``).
+    """
     from rlkit.analysis.evaluation import evaluate_run, save_result, saved_results
     from rlkit.environments.resolve import resolve
     from rlkit.training import train
@@ -115,10 +120,15 @@ def seed_job(preset_file: str, alias: str, seed: int, run_dir: str, episodes: in
         else:
             if run_path.exists():  # started, but died before its first checkpoint: start over
                 shutil.rmtree(run_path)
-            resolved = resolve(preset_file)
+            resolved = resolve(preset_file, imports=imports)
             resolved = Resolved(alias=alias, preset=resolved.preset, source=resolved.source)
             train.start(
-                resolved, seed=seed, device=device, run_dir=run_path, quiet=True, argv=_argv(preset_file, seed, run_dir)
+                resolved,
+                seed=seed,
+                device=device,
+                run_dir=run_path,
+                quiet=True,
+                argv=_argv(preset_file, seed, run_dir, imports),
             )
     figures: dict[str, float] = {}
     for label in ("final", "best"):
@@ -130,8 +140,9 @@ def seed_job(preset_file: str, alias: str, seed: int, run_dir: str, episodes: in
     return {"seed": seed, "final": figures["final"], "best": figures["best"]}
 
 
-def _argv(preset_file: str, seed: int, run_dir: str) -> list[str]:
-    return ["rlkit", "train", preset_file, "--seed", str(seed), "--run-dir", run_dir, "--quiet"]
+def _argv(preset_file: str, seed: int, run_dir: str, imports: tuple[str, ...] = ()) -> list[str]:
+    modules = [arg for module in imports for arg in ("--import", module)]
+    return ["rlkit", "train", preset_file, *modules, "--seed", str(seed), "--run-dir", run_dir, "--quiet"]
 
 
 # ----------------------------------------------------------------------------------------
@@ -162,7 +173,16 @@ def run_seeds(
     cores = cores_per_job(jobs) if jobs > 1 else None
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=use_cores, initargs=(cores,)) as pool:
         futures: dict[Future[dict[str, Any]], int] = {
-            pool.submit(seed_job, preset_file, resolved.alias, s, str(folder / f"seed-{s}"), episodes, device): s
+            pool.submit(
+                seed_job,
+                preset_file,
+                resolved.alias,
+                s,
+                str(folder / f"seed-{s}"),
+                episodes,
+                device,
+                tuple(resolved.preset.env_imports),
+            ): s
             for s in seeds
         }
         pending = set(futures)

@@ -9,12 +9,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import one_line_errors, out
+from rlkit.cli.common import ImportOption, explain_resolved, one_line_errors, out
 
 
 @one_line_errors
 def benchmark(
-    env: Annotated[str, typer.Argument(help="Preset alias, gymnasium id or preset .yaml file.")],
+    env: Annotated[
+        str,
+        typer.Argument(
+            help="Preset alias, gymnasium id (pkg.module:EnvId-v0 imports pkg.module) or preset .yaml file."
+        ),
+    ],
     seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..K-1).")] = 5,
     steps: Annotated[
         Optional[int], typer.Option(min=1, help="Training budget per seed (overrides the preset).")
@@ -31,6 +36,7 @@ def benchmark(
     out_dir: Annotated[
         Optional[Path], typer.Option("--out", help="Results folder (default runs/benchmarks/<alias>-<steps>-<hash>).")
     ] = None,
+    import_: ImportOption = None,
 ) -> None:
     """Train every seed, evaluate final and best models, report mean/median/IQM with 95% CIs and solve times.
 
@@ -51,8 +57,11 @@ def benchmark(
     overrides = list(set_ or [])
     if steps is not None:
         overrides.append(f"n_timesteps={steps}")
-    resolved = resolve(env, config_file=config, overrides=overrides)
+    resolved = resolve(env, config_file=config, overrides=overrides, imports=import_ or [])
+    explain_resolved(resolved)
     argv = ["rlkit", "benchmark", env, "--seeds", str(seeds), "--episodes", str(episodes)]
+    for module in import_ or []:
+        argv += ["--import", module]
     if steps is not None:
         argv += ["--steps", str(steps)]
     for pair in set_ or []:

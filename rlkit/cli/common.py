@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Optional, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 
 from rlkit.core.errors import Interrupted, RlkitError
+
+if TYPE_CHECKING:
+    from rlkit.config.presets import Resolved
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -24,11 +27,54 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def note(message: str) -> None:
+    """One informational line on stderr (stdout stays for results and --json)."""
+    err.print(f"[bold cyan]note:[/] {message}", markup=True, soft_wrap=True, highlight=False)
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr."""
+    err.print(f"[bold yellow]warning:[/] {message}", markup=True, soft_wrap=True, highlight=False)
+
+
+def explain_resolved(resolved: Resolved) -> None:
+    """Say once what the user did not choose: defaults for an env without a preset, useless settings."""
+    from rlkit.config.schema import preset_warnings
+
+    if resolved.defaults:
+        filled = ", ".join(
+            f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+            for key, value in resolved.defaults.items()
+        )
+        note(
+            f"no preset for {resolved.preset.env_id}: defaults sized to {resolved.preset.n_timesteps:,} steps: "
+            f"{filled}; change any with --set key=value or a preset file (docs/custom-envs.md)"
+        )
+    for line in preset_warnings(resolved.preset):
+        warn(line)
+
+
+ImportOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--import",
+        help="Import this Python module first (it registers custom envs; the current folder is searched). "
+        "Repeatable. See docs/custom-envs.md.",
+    ),
+]
+
+
 def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn :class:`RlkitError` into one line on stderr and its exit code, never a traceback."""
+    """Turn :class:`RlkitError` into one line on stderr and its exit code, never a traceback.
+
+    Also says on stderr which Python module rlkit imports for a custom env, as it imports it.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from rlkit.environments import imports
+
+        imports.set_announcer(note)
         try:
             return command(*args, **kwargs)
         except Interrupted as exc:

@@ -8,14 +8,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import fail, one_line_errors, out
+from rlkit.cli.common import ImportOption, explain_resolved, fail, one_line_errors, out
 
 
 @one_line_errors
 def train(
     env: Annotated[
         Optional[str],
-        typer.Argument(help="Preset alias (see `rlkit envs`), a gymnasium id, or a preset .yaml file."),
+        typer.Argument(
+            help="Preset alias (see `rlkit envs`), a gymnasium id (pkg.module:EnvId-v0 imports pkg.module), "
+            "or a preset .yaml file."
+        ),
     ] = None,
     seed: Annotated[
         Optional[int],
@@ -37,6 +40,7 @@ def train(
     ] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run directory.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display; only the summary.")] = False,
+    import_: ImportOption = None,
 ) -> None:
     """Train DQN on an environment, with evaluation, checkpoints and a live display."""
     from rlkit.training import train as training
@@ -49,9 +53,11 @@ def train(
             or config is not None
             or run_dir is not None
             or seed is not None
+            or import_
         ):
             raise fail(
-                "--resume continues a run with its saved config; give no env, --seed, --steps, --set, --config or --run-dir"
+                "--resume continues a run with its saved config (and imports); "
+                "give no env, --seed, --steps, --set, --config, --run-dir or --import"
             )
         argv = ["rlkit", "train", "--resume", str(resume), "--device", device, *(["--quiet"] if quiet else [])]
         result = training.resume(resume, device=device, quiet=quiet, argv=argv)
@@ -69,9 +75,10 @@ def train(
         overrides = list(set_ or [])
         if steps is not None:
             overrides.append(f"n_timesteps={steps}")
-        resolved = resolve(env, config_file=config, overrides=overrides)
+        resolved = resolve(env, config_file=config, overrides=overrides, imports=import_ or [])
+        explain_resolved(resolved)
         chosen_seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
-        argv = _command_line(env, chosen_seed, steps, set_ or [], config, device, run_dir, quiet)
+        argv = _command_line(env, chosen_seed, steps, set_ or [], config, device, run_dir, quiet, import_ or [])
         result = training.start(resolved, seed=chosen_seed, device=device, run_dir=run_dir, quiet=quiet, argv=argv)
     final = result.final_eval
     final_text = "-" if final is None else f"{final['mean_reward']:.1f} ± {final['std_reward']:.1f}"
@@ -92,9 +99,12 @@ def _command_line(
     device: str,
     run_dir: Path | None,
     quiet: bool,
+    imports: list[str],
 ) -> list[str]:
     """The command that reproduces this run, with the seed actually used."""
     argv = ["rlkit", "train", env, "--seed", str(seed)]
+    for module in imports:
+        argv += ["--import", module]
     if steps is not None:
         argv += ["--steps", str(steps)]
     for pair in sets:

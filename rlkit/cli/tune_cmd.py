@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from rlkit.cli.common import err, one_line_errors, out
+from rlkit.cli.common import ImportOption, err, note, one_line_errors, out, warn
 
 
 class DefaultRunGroup(TyperGroup):
@@ -50,7 +50,11 @@ StorageOpt = Annotated[
 @one_line_errors
 def run(
     env: Annotated[
-        str, typer.Argument(help="Preset alias (see `rlkit envs`), a gymnasium id, or a preset .yaml file.")
+        str,
+        typer.Argument(
+            help="Preset alias (see `rlkit envs`), a gymnasium id (pkg.module:EnvId-v0 imports pkg.module), "
+            "or a preset .yaml file."
+        ),
     ],
     trials: Annotated[int, typer.Option(help="Finished (complete or pruned) trials the study should hold.")] = 20,
     timeout: Annotated[Optional[float], typer.Option(help="Stop starting trials after this many seconds.")] = None,
@@ -90,6 +94,7 @@ def run(
         int, typer.Option(help="Index of a --jobs worker (varies its sampler's seed).", hidden=True)
     ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display; one line per finished trial.")] = False,
+    import_: ImportOption = None,
 ) -> None:
     """Run an Optuna study on ENV, or continue it (the same command again continues it)."""
     from rlkit.training.factory import resolve_device
@@ -114,9 +119,11 @@ def run(
         device=resolve_device(device),
         heartbeat=heartbeat,
         worker_index=worker_index,
+        imports=list(import_ or []),
     )
     prepared = prepare(request)
     record = prepared.record
+    _explain(prepared)
     verb = "created" if prepared.created else "continuing"
     out.print(
         f"{verb} study '{prepared.study_name}' ({prepared.env_id}) in {prepared.url.shown}: "
@@ -138,6 +145,21 @@ def run(
         raise typer.Exit(130)
     if problems:
         raise typer.Exit(1)
+
+
+def _explain(prepared: Any) -> None:
+    """Say once which sized defaults an env without a preset got, and warn about useless settings."""
+    from rlkit.config.schema import preset_warnings, validate
+
+    record = prepared.record
+    if prepared.defaults:
+        filled = ", ".join(f"{key}={value}" for key, value in prepared.defaults.items())
+        note(
+            f"no preset for {record['env_id']}: base defaults sized to {record['base']['n_timesteps']:,} steps: "
+            f"{filled}; change any with --set key=value or a preset file (docs/custom-envs.md)"
+        )
+    for line in preset_warnings(validate({**record["base"], "n_timesteps": record["steps"]}, "study base")):
+        warn(line)
 
 
 def _display(prepared: Any, quiet: bool) -> Any:

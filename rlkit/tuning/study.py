@@ -58,6 +58,8 @@ class TuneRequest:
     heartbeat: int = storages.HEARTBEAT_S
     runs_root: Path | None = None
     worker_index: int = 0
+    imports: list[str] = field(default_factory=list)
+    """``--import`` modules (they register custom envs); passed on to ``--jobs`` workers."""
 
 
 @dataclass
@@ -73,6 +75,8 @@ class Prepared:
     record: dict[str, Any]
     study: optuna.Study
     created: bool
+    defaults: dict[str, Any] = field(default_factory=dict)
+    """For an env without a preset: the sized defaults the base preset got (shown once)."""
 
 
 def _check_choice(kind: str, value: str, valid: tuple[str, ...]) -> None:
@@ -147,7 +151,10 @@ def prepare(request: TuneRequest) -> Prepared:
     if request.timeout is not None and request.timeout <= 0:
         raise RlkitError(f"--timeout must be positive seconds (got {request.timeout:g})")
 
-    resolved = resolve(request.env, config_file=request.config, overrides=request.overrides)
+    resolved = resolve(request.env, config_file=request.config, overrides=request.overrides, imports=request.imports)
+    if resolved.defaults and request.steps is not None:  # no preset: size the defaults to the trials' budget
+        sized = [*request.overrides, f"n_timesteps={request.steps}"]
+        resolved = resolve(request.env, config_file=request.config, overrides=sized, imports=request.imports)
     base = to_plain(resolved.preset)
     space_name = request.space or preset_space(resolved.preset.search_space, resolved.source)
     space_name = space_name or spaces.family(resolved.preset.env_id)
@@ -156,7 +163,9 @@ def prepare(request: TuneRequest) -> Prepared:
     url = storages.parse(request.storage or storages.default_url(study_name, request.runs_root))
     make_sampler(request.sampler, request.seed)  # a missing optional package fails here, before any write
 
-    storage = storages.open_storage(url, heartbeat_s=request.heartbeat, grace_s=max(3 * request.heartbeat, 3))
+    storage = storages.open_storage(
+        url, heartbeat_s=request.heartbeat, grace_s=max(3 * request.heartbeat, 3), runs_root=request.runs_root
+    )
     wanted = {
         "steps": request.steps,
         "seeds_per_trial": request.seeds_per_trial,
@@ -204,7 +213,18 @@ def prepare(request: TuneRequest) -> Prepared:
     seed = sampler_seed(request.seed, len(study.get_trials(deepcopy=False)), request.worker_index)
     study.sampler = make_sampler(request.sampler, seed)
     study.pruner = make_pruner(request.pruner, record["steps"], record["seeds_per_trial"], record["evals_per_trial"])
-    return Prepared(request, study_name, url, record["alias"], record["env_id"], space, record, study, not existing)
+    return Prepared(
+        request,
+        study_name,
+        url,
+        record["alias"],
+        record["env_id"],
+        space,
+        record,
+        study,
+        not existing,
+        resolved.defaults,
+    )
 
 
 def preset_space(name: str | None, source: str) -> str | None:
@@ -431,6 +451,8 @@ def worker_command(prepared: Prepared, index: int) -> list[str]:
         cmd += ["--config", str(request.config)]
     for item in request.overrides:
         cmd += ["--set", item]
+    for module in request.imports:
+        cmd += ["--import", module]
     return cmd
 
 
