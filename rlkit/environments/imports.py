@@ -30,7 +30,7 @@ _imported: list[str] = []
 
 
 def set_announcer(announce: Callable[[str], None] | None) -> None:
-    """Where the line ``importing Python module 'x' (...)`` goes (the CLI: stderr); ``None``: nowhere."""
+    """Where the line ``imported Python module 'x' from x.py (...)`` goes (the CLI: stderr); ``None``: nowhere."""
     global _announce
     _announce = announce
 
@@ -47,17 +47,15 @@ def _current_folder_on_path() -> None:
 
 
 def import_modules(modules: Iterable[str], why: str) -> None:
-    """Import each module once (announcing it); any failure is one line naming the module."""
+    """Import each module once, then say which (and its file); any failure is one line naming the module."""
     for module in modules:
         if module in _imported:
             continue
         if not MODULE_NAME.fullmatch(module):
             raise RlkitError(f"--import '{module}' is not a Python module name (valid: pkg.module, no .py)")
         _current_folder_on_path()
-        if _announce is not None:
-            _announce(f"importing Python module '{module}' ({why})")
         try:
-            importlib.import_module(module)
+            loaded = importlib.import_module(module)
         except ModuleNotFoundError as exc:
             if exc.name is not None and (module == exc.name or module.startswith(f"{exc.name}.")):
                 raise RlkitError(
@@ -68,9 +66,19 @@ def import_modules(modules: Iterable[str], why: str) -> None:
         except Exception as exc:  # the user's module failed in its own way: one line, where it failed
             raise RlkitError(f"importing Python module '{module}' failed: {_describe(exc)}") from None
         _imported.append(module)
+        if _announce is not None:
+            origin = getattr(loaded, "__file__", None)
+            where = f" from {_shown(origin)}" if origin else ""
+            _announce(f"imported Python module '{module}'{where} ({why})")
     from rlkit.environments.factory import registered_env_ids
 
     registered_env_ids.cache_clear()  # the modules may have registered new ids
+
+
+def _shown(path: str) -> str:
+    """A module's file, relative to the current folder when inside it."""
+    relative = os.path.relpath(path)
+    return relative if not relative.startswith("..") else path
 
 
 def _describe(exc: BaseException) -> str:
