@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +21,8 @@ def _register() -> None:
     gym.register_envs(ale_py)
 
 
-@lru_cache(maxsize=1)
 def registered_env_ids() -> tuple[str, ...]:
-    """Every gymnasium id, Atari included (registered through ale-py)."""
+    """Every gymnasium id, Atari included (registered through ale-py), and those modules imported so far registered."""
     import gymnasium as gym
 
     _register()

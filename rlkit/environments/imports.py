@@ -70,9 +70,6 @@ def import_modules(modules: Iterable[str], why: str) -> None:
             origin = getattr(loaded, "__file__", None)
             where = f" from {_shown(origin)}" if origin else ""
             _announce(f"imported Python module '{module}'{where} ({why})")
-    from rlkit.environments.factory import registered_env_ids
-
-    registered_env_ids.cache_clear()  # the modules may have registered new ids
 
 
 def _shown(path: str) -> str:

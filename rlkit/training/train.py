@@ -113,6 +113,7 @@ def resume(
         best_before = -math.inf if best is None else float(best)
     except (TypeError, ValueError):
         raise RlkitError(f"{ckpt / 'state.json'}: damaged checkpoint state (wall_s or best_mean_reward)") from None
+    history = run.read_evaluations()  # a damaged history fails here, before anything is written
     run.append_command(argv)
     trainee = build(
         preset,
@@ -129,7 +130,7 @@ def resume(
     model.tensorboard_log = str(run.tensorboard)
     model._last_obs = None  # the fresh env must be reset
     # Evaluations logged after the checkpoint belong to steps that will be replayed.
-    run.write_evaluations([row for row in run.read_evaluations() if row["timesteps"] <= steps])
+    run.write_evaluations([row for row in history if row["timesteps"] <= steps])
     run.update_state(status="running", num_timesteps=steps, wall_s=wall_before)
     eval_env = make_env(preset, n_envs=1, seed=derive_seed(seed, EVAL_SEED_OFFSET, steps), train=False)
     return _learn(
