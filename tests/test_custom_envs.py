@@ -92,6 +92,8 @@ def test_train_a_custom_env_then_evaluate_it(user_folder: Path, how: list[str]) 
     assert evaluated.exit_code == 0, evaluated.output
     assert "imported Python module 'lineworld' from lineworld.py (env_imports of LineWorld-v0)" in evaluated.stderr
     assert '"env_id": "LineWorld-v0"' in evaluated.stdout
+    assert_one_line_error(invoke("record", run), "LineWorld-v0 cannot render frames")
+    assert not (run / "videos").exists(), "nothing written"
 
 
 def test_a_preset_naming_a_module_needs_the_opt_in(user_folder: Path) -> None:

@@ -191,17 +191,30 @@ def record_run(
     seed: int | None = None,
     force: bool = False,
     on_episode: Callable[[float, int], None] | None = None,
+    create_folder: bool = False,
 ) -> Recording:
-    """Play ``episodes`` greedy evaluation episodes of a run's model and write them to ``out``."""
+    """Play ``episodes`` greedy evaluation episodes of a run's model and write them to ``out``.
+
+    ``create_folder`` makes ``out``'s folder (the run's ``videos/``) once the request is known to be good.
+    """
     from rlkit.analysis.evaluation import DEFAULT_EVAL_SEED, length_unit, load_run_model, play, resolve_model
-    from rlkit.environments.factory import make_env
+    from rlkit.environments.factory import accepts_render_mode, make_env
+    from rlkit.environments.imports import ensure_imported
     from rlkit.training.rundir import RunDir
 
     check_request(episodes, fps, seed)
     run = RunDir.open(run_path)
+    _, _, preset = run.read_config()
+    ensure_imported(preset)
+    if not accepts_render_mode(preset.env_id):
+        raise RlkitError(
+            f"{preset.env_id} cannot render frames: its constructor takes no render_mode argument "
+            "(a video needs render_mode='rgb_array', see docs/custom-envs.md)"
+        )
+    if create_folder:
+        out.parent.mkdir(exist_ok=True)
     check_output(out, force)
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen: no display, no X server
-    _, _, preset = run.read_config()
     choice = resolve_model(run, model_name)
     model = load_run_model(run, choice)
     seed = DEFAULT_EVAL_SEED if seed is None else seed

@@ -37,8 +37,6 @@ def record(
     if out_path is None:
         run = RunDir.open(run_dir)
         out_path = default_video_path(run_dir, resolve_model(run, model).label, episodes, gif)
-        if episodes >= 1:
-            out_path.parent.mkdir(exist_ok=True)
     elif gif and out_path.suffix.lower() != ".gif":
         raise RlkitError(f"--gif writes a GIF but --out is {out_path.name}; give a .gif path or drop --gif")
     with episode_progress(episodes, "record") as on_episode:
@@ -51,6 +49,7 @@ def record(
             seed=seed,
             force=force,
             on_episode=on_episode,
+            create_folder=out_path.parent == run_dir / "videos",
         )
     out.print(
         f"wrote {result.path} ({result.frames} frames, {result.size[0]}x{result.size[1]}, "
