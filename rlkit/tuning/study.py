@@ -26,6 +26,8 @@ from rlkit.tuning.space import SearchSpace
 if TYPE_CHECKING:
     import optuna
 
+    from rlkit.config.presets import Resolved
+
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp")
 PRUNERS = ("median", "halving", "hyperband", "none")
@@ -184,6 +186,7 @@ def prepare(request: TuneRequest) -> Prepared:
             raise RlkitError(
                 f"study '{study_name}' in {url.shown} was not created by rlkit tune; choose another --study"
             )
+        resolved, base, space = _sized_as_recorded(request, resolved, record, space_name, base, space)
         _check_same(study_name, record, resolved.preset.env_id, wanted, base, space)
     else:
         steps = request.steps or resolved.preset.n_timesteps
@@ -208,8 +211,9 @@ def prepare(request: TuneRequest) -> Prepared:
             if baseline is not None:  # trial 0 is the starting point: what the search must beat
                 study.enqueue_trial(baseline, user_attrs={"baseline": True})
         else:  # a concurrent worker created it first
-            _check_same(study_name, study.user_attrs[ATTR], resolved.preset.env_id, wanted, base, space)
             record = study.user_attrs[ATTR]
+            resolved, base, space = _sized_as_recorded(request, resolved, record, space_name, base, space)
+            _check_same(study_name, record, resolved.preset.env_id, wanted, base, space)
     seed = sampler_seed(request.seed, len(study.get_trials(deepcopy=False)), request.worker_index)
     study.sampler = make_sampler(request.sampler, seed)
     study.pruner = make_pruner(request.pruner, record["steps"], record["seeds_per_trial"], record["evals_per_trial"])
@@ -225,6 +229,25 @@ def prepare(request: TuneRequest) -> Prepared:
         not existing,
         resolved.defaults,
     )
+
+
+def _sized_as_recorded(
+    request: TuneRequest, resolved: Resolved, record: dict[str, Any], space_name: str, base: dict[str, Any], space: Any
+) -> tuple[Resolved, dict[str, Any], Any]:
+    """An env without a preset has defaults sized to the budget: size them as the study's base was.
+
+    (A ``--jobs`` worker, or a continuation without ``--steps``, would otherwise size them anew.)
+    """
+    from rlkit.environments.resolve import resolve
+    from rlkit.tuning import space as spaces
+
+    recorded = record.get("base", {}).get("n_timesteps")
+    if not resolved.defaults or recorded is None or recorded == base.get("n_timesteps"):
+        return resolved, base, space
+    sized = [*request.overrides, f"n_timesteps={recorded}"]
+    resolved = resolve(request.env, config_file=request.config, overrides=sized, imports=request.imports)
+    base = to_plain(resolved.preset)
+    return resolved, base, spaces.load(space_name, base)
 
 
 def preset_space(name: str | None, source: str) -> str | None:
