@@ -59,8 +59,9 @@ def import_modules(modules: Iterable[str], why: str) -> None:
         except ModuleNotFoundError as exc:
             if exc.name is not None and (module == exc.name or module.startswith(f"{exc.name}.")):
                 raise RlkitError(
-                    f"cannot import Python module '{module}': no module named '{exc.name}' in the current folder "
-                    f"({os.getcwd()}) or the installed packages (see docs/custom-envs.md)"
+                    f"cannot import Python module '{module}' ({why}): no module named '{exc.name}' in the current "
+                    f"folder ({os.getcwd()}) or the installed packages; run rlkit where {module.split('.')[0]} is, "
+                    "or install it (docs/custom-envs.md)"
                 ) from None
             raise RlkitError(f"importing Python module '{module}' failed: {_describe(exc)}") from None
         except Exception as exc:  # the user's module failed in its own way: one line, where it failed
