@@ -113,6 +113,7 @@ def test_a_module_that_fails_to_import_is_one_line(user_folder: Path) -> None:
     assert_one_line_error(invoke("train", "broken:X-v0"), "importing Python module 'broken' failed", "broken.py line 2")
     assert_one_line_error(invoke("train", "X-v0", "--import", "nowhere_to_be_found"), "no module named")
     assert_one_line_error(invoke("train", "cartpole", "--import", "a b"), "not a Python module name")
+    assert_one_line_error(invoke("train", "broken.py"), "is a Python file", "--import broken")
 
 
 def test_an_env_without_render_mode_is_made_without_it_and_cannot_record(user_folder: Path) -> None:

@@ -157,6 +157,7 @@ def test_binary_preset_and_config_files_are_one_line(tmp_path: Path, _isolated_r
 
 def test_special_and_file_paths_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert_one_line_error(invoke("train", "cartpole", "--run-dir", "/proc/foo"), "special system folder")
+    assert_one_line_error(invoke("plot", tmp_path, "--out", "/proc/curves.png"), "special system folder")
     a_file = tmp_path / "a-file"
     a_file.write_text("mine")
     assert_one_line_error(invoke("train", "cartpole", "--run-dir", a_file / "run"), "is a file, not a folder")

@@ -30,7 +30,8 @@ def evaluate(
     ] = False,
     epsilon: Annotated[Optional[float], typer.Option(help="Epsilon of --stochastic (default 0.05).")] = None,
     seed: Annotated[
-        Optional[int], typer.Option(help="Seed of the evaluation episodes (default 100000, the same for every run).")
+        Optional[int],
+        typer.Option(help="Seed of the evaluation episodes, 0 to 2**32-1 (default 100000, the same for every run)."),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (nothing else on stdout).")] = False,

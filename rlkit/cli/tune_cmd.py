@@ -73,7 +73,7 @@ def run(
     study: Annotated[Optional[str], typer.Option(help="Study name (default: the env's alias).")] = None,
     storage: StorageOpt = None,
     seed: Annotated[
-        int, typer.Option(help="Seeds the sampler (and, for a new study, the trials' training seeds).")
+        int, typer.Option(help="Seeds the sampler (and, for a new study, the trials' training seeds); 0 to 2**32-1.")
     ] = 0,
     space: Annotated[
         Optional[str], typer.Option(help="Search space: a name in tuning/ (classic, box2d, atari) or a .yaml file.")

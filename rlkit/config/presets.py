@@ -134,6 +134,12 @@ EnvIds = Callable[[], Iterable[str]]
 def base_config(name: str, env_ids: EnvIds | None = None) -> tuple[str, dict[str, Any], str]:
     """The alias, raw mapping and source for a preset name, a YAML path or a known env id."""
     as_path = Path(name)
+    if as_path.suffix == ".py":
+        module = as_path.stem
+        raise RlkitError(
+            f"{name} is a Python file; name its module and the env it registers: "
+            f"rlkit train {module}:EnvId-v0, or rlkit train EnvId-v0 --import {module} (docs/custom-envs.md)"
+        )
     if name.endswith((".yaml", ".yml")) or (as_path.is_file() and as_path.suffix):
         if not as_path.is_file():
             raise RlkitError(f"preset file not found: {name}")
