@@ -90,3 +90,17 @@ def test_dqn_extensions_tiny() -> None:
     assert doc["ratio_to_sb3"]["sb3_plain"] == 1.0
     assert set(doc["ratio_to_sb3"]) >= {"rlkit_diag_off", "rlkit_per", "rlkit_per_nstep3"}
     assert all(r > 0 for r in doc["ratio_to_sb3"].values())
+
+
+def test_peers_tiny() -> None:
+    """bench/peers.py: rlkit, plain SB3 and (when installed) SBX at identical work, with the limit."""
+    import importlib.util
+
+    doc = _run("--steps", "100", "--rounds", "1", "--warmup", "20", script="peers.py")
+    assert doc["env"] == "LunarLander-v3" and set(doc["rounds_steps_per_s"]) >= {"rlkit", "sb3"}
+    assert all(v > 0 for v in doc["steps_per_s"].values()) and doc["limit_steps_per_s"] > 0
+    assert doc["ratio_rlkit_over_sb3"] == round(doc["steps_per_s"]["rlkit"] / doc["steps_per_s"]["sb3"], 3)
+    if importlib.util.find_spec("sbx") is not None:
+        assert "sbx" in doc["steps_per_s"] and doc["ratio_rlkit_over_sbx"] > 0
+    else:
+        assert doc["skipped"] and "pip install 'rlkit[bench]'" in doc["skipped"][0]

@@ -240,3 +240,22 @@ def test_resume_keeps_extensions_and_prioritized_buffer(tmp_path: Path, monkeypa
     assert isinstance(buffer, PrioritizedReplayBuffer) and buffer.size() >= 1000 and buffer.max_priority > 1.0
     final = load_model(run / "model.zip", None, "cpu")
     assert isinstance(final, RlkitDQN) and final.double_q and final.policy.dueling  # type: ignore[attr-defined]
+
+
+def test_every_switch_flows_from_the_preset_by_name() -> None:
+    """Adding a switch is a Preset field plus an RlkitAlgorithm parameter: the factory passes it by name."""
+    import inspect
+
+    from rlkit.config.schema import Preset
+    from rlkit.dqn.algorithms import RlkitAlgorithm, switch_names
+
+    names = switch_names()
+    assert names and all(name in Preset.model_fields for name in names)
+    documented = inspect.getdoc(RlkitAlgorithm.__init__) or ""
+    assert all(f":param {name}:" in documented for name in [*names, "engine"])
+    sets = ["double_q=true", "loss=mse", "per_beta0=0.3", "diagnostics_interval=7", "divergence_q_bound=123"]
+    preset = resolve("cartpole", overrides=[*FAST, *sets]).preset
+    model = build_model(preset, make_env(preset), seed=0, device="cpu", tensorboard_log=None)
+    assert (model.double_q, model.loss_kind, model.per_beta0) == (True, "mse", 0.3)
+    assert (model.diagnostics_interval, model.divergence_q_bound) == (7, 123.0)
+    assert {"engine", "engine_options", "_diag"} <= set(model._excluded_save_params())

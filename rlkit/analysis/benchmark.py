@@ -164,8 +164,10 @@ def run_seeds(
     import multiprocessing
 
     from rlkit.core.threads import cores_per_job, use_cores
+    from rlkit.training.factory import worker_devices
 
     preset_file = str(write_preset(folder, resolved))
+    devices = worker_devices(device, len(seeds))  # several GPUs: seeds spread over them
     done: dict[int, dict[str, Any]] = {}
     budget = resolved.preset.n_timesteps * len(seeds)
     context = multiprocessing.get_context("spawn")
@@ -180,10 +182,10 @@ def run_seeds(
                 s,
                 str(folder / f"seed-{s}"),
                 episodes,
-                device,
+                devices[i],
                 tuple(resolved.preset.env_imports),
             ): s
-            for s in seeds
+            for i, s in enumerate(seeds)
         }
         pending = set(futures)
         try:

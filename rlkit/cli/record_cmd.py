@@ -28,29 +28,13 @@ def record(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
 ) -> None:
     """Record the agent (greedy policy) headless; prints the file, episode returns and lengths."""
-    from rlkit.analysis.evaluation import resolve_model
-    from rlkit.analysis.video import check_request, default_video_path, record_run
-    from rlkit.core.errors import RlkitError
-    from rlkit.training.rundir import RunDir
+    from rlkit import api
 
-    check_request(episodes, fps, seed)
-    if out_path is None:
-        run = RunDir.open(run_dir)
-        out_path = default_video_path(run_dir, resolve_model(run, model).label, episodes, gif)
-    elif gif and out_path.suffix.lower() != ".gif":
-        raise RlkitError(f"--gif writes a GIF but --out is {out_path.name}; give a .gif path or drop --gif")
     with episode_progress(episodes, "record") as on_episode:
-        result = record_run(
-            run_dir,
-            out_path,
-            model_name=model,
-            episodes=episodes,
-            fps=fps,
-            seed=seed,
-            force=force,
+        result = api.record(
+            run_dir, model=model, episodes=episodes, out=out_path, fps=fps, gif=gif, seed=seed, force=force,
             on_episode=on_episode,
-            create_folder=out_path.parent == run_dir / "videos",
-        )
+        )  # fmt: skip
     out.print(
         f"wrote {result.path} ({result.frames} frames, {result.size[0]}x{result.size[1]}, "
         f"{result.fps:g} fps, model {result.model})"

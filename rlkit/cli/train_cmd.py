@@ -38,7 +38,14 @@ def train(
     run_dir: Annotated[
         Optional[Path], typer.Option(help="Run directory (default runs/<alias>/<time>-s<seed>).")
     ] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run directory.")] = None,
+    resume: Annotated[
+        Optional[Path],
+        typer.Option(help="Continue an interrupted run; with --steps N, train a run on to a new total of N steps."),
+    ] = None,
+    init_from: Annotated[
+        Optional[Path],
+        typer.Option(help="Start a new run from trained weights: a run directory (its final model) or a model .zip."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display; only the summary.")] = False,
     import_: ImportOption = None,
 ) -> None:
@@ -46,24 +53,26 @@ def train(
     from rlkit.training import train as training
 
     if resume is not None:
-        if (
-            env is not None
-            or steps is not None
-            or set_
-            or config is not None
-            or run_dir is not None
-            or seed is not None
-            or import_
-        ):
+        if env is not None or set_ or config is not None or run_dir is not None or seed is not None or init_from:
             raise fail(
-                "--resume continues a run with its saved config (and imports); "
-                "give no env, --seed, --steps, --set, --config, --run-dir or --import"
+                "--resume continues a run with its saved config; give no env, --seed, --set, --config, --run-dir "
+                "or --init-from (only --steps N, a new total budget)"
             )
+        if import_:
+            raise fail("--resume imports the modules the run recorded (env_imports in its config.yaml); drop --import")
         argv = ["rlkit", "train", "--resume", str(resume), "--device", device, *(["--quiet"] if quiet else [])]
-        result = training.resume(resume, device=device, quiet=quiet, argv=argv)
-        if result is None:
-            out.print(f"{resume}: this run already finished; nothing to do.")
-            return
+        if steps is not None:
+            argv[4:4] = ["--steps", str(steps)]
+            result = training.extend(resume, steps, device=device, quiet=quiet, argv=argv)
+        else:
+            maybe = training.resume(resume, device=device, quiet=quiet, argv=argv)
+            if maybe is None:
+                out.print(
+                    f"{resume}: this run already finished; nothing to do "
+                    f"(train it further with: rlkit train --resume {resume} --steps N)"
+                )
+                return
+            result = maybe
     else:
         if env is None:
             raise fail("missing environment: rlkit train ENV (see `rlkit envs`) or rlkit train --resume RUN_DIR")
@@ -79,7 +88,11 @@ def train(
         explain_resolved(resolved)
         chosen_seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
         argv = _command_line(env, chosen_seed, steps, set_ or [], config, device, run_dir, quiet, import_ or [])
-        result = training.start(resolved, seed=chosen_seed, device=device, run_dir=run_dir, quiet=quiet, argv=argv)
+        if init_from is not None:
+            argv += ["--init-from", str(init_from)]
+        result = training.start(
+            resolved, seed=chosen_seed, device=device, run_dir=run_dir, quiet=quiet, argv=argv, init_from=init_from
+        )
     final = result.final_eval
     final_text = "-" if final is None else f"{final['mean_reward']:.1f} ± {final['std_reward']:.1f}"
     best_text = "-" if result.best_mean_reward is None else f"{result.best_mean_reward:.1f}"

@@ -59,6 +59,17 @@ class PolicyKwargs(_Strict):
         return self
 
 
+class WrapperSpec(_Strict):
+    """One gymnasium wrapper, applied to training and evaluation envs alike."""
+
+    name: str = Field(min_length=1)
+    """A class of ``gymnasium.wrappers`` (``TimeLimit``, ``ClipReward``, ``NormalizeObservation``, ...) or
+    ``module:Class`` of a module the user imported explicitly (``--import module``); rlkit never imports it."""
+
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of the wrapper (plain data)."""
+
+
 class AtariConfig(_Strict):
     """The standard DQN Atari preprocessing (Mnih et al. 2015; SB3's AtariWrapper)."""
 
@@ -111,6 +122,14 @@ class Preset(_Strict):
 
     n_envs: int = Field(default=1, ge=1)
     """Number of training environments stepped together."""
+
+    vec_env: Literal["dummy", "subproc"] = "dummy"
+    """How ``n_envs`` training envs step: ``dummy`` one after the other in this process (SB3's DummyVecEnv),
+    ``subproc`` each in its own process (SubprocVecEnv; pays only for slow envs on several free cores)."""
+
+    wrappers: list[WrapperSpec] = Field(default_factory=list)
+    """Gymnasium wrappers around each env, innermost first, part of the task: Monitor files, evaluations and
+    videos see what they return (Atari's preprocessing still wraps outside them)."""
 
     # --- algorithm and policy ----------------------------------------------------------
     algo: Literal["dqn", "qrdqn"] = "dqn"

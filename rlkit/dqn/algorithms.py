@@ -31,8 +31,12 @@ import torch as th
 from gymnasium import spaces
 from sb3_contrib import QRDQN
 from stable_baselines3 import DQN
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from stable_baselines3.common.type_aliases import ReplayBufferSamples, RolloutReturn, TrainFreq, TrainFrequencyUnit
+from stable_baselines3.common.vec_env import VecEnv
 
 from rlkit.dqn.buffers import FrameReplayBuffer, PrioritizedReplayBuffer
 from rlkit.dqn.diagnostics import BatchOutput, Diagnostics
@@ -129,6 +133,31 @@ class RlkitAlgorithm(OffPolicyAlgorithm):
     def _target_network(self) -> Any:
         """The target network, called on next observations (one pass per phase when batched)."""
         raise NotImplementedError
+
+    def collect_rollouts(
+        self,
+        env: VecEnv,
+        callback: BaseCallback,
+        train_freq: TrainFreq,
+        replay_buffer: ReplayBuffer,
+        action_noise: ActionNoise | None = None,
+        learning_starts: int = 0,
+        log_interval: int | None = None,
+    ) -> RolloutReturn:
+        """SB3's rollout, the last one shortened so that ``learn(N)`` stops at exactly N steps.
+
+        SB3 collects whole ``train_freq`` rollouts and so overshoots a budget that is not a
+        multiple of ``train_freq * n_envs``; here the final rollout takes only the steps left (with
+        several envs, rounded up to a whole step of every env). Its training phase then takes
+        the gradient steps of the steps collected (``gradient_steps: -1``) or its usual count.
+        """
+        left = self._total_timesteps - self.num_timesteps
+        per_rollout = train_freq.frequency * env.num_envs
+        if train_freq.unit == TrainFrequencyUnit.STEP and 0 < left < per_rollout:
+            train_freq = TrainFreq(-(-left // env.num_envs), TrainFrequencyUnit.STEP)
+        return super().collect_rollouts(
+            env, callback, train_freq, replay_buffer, action_noise, learning_starts, log_interval
+        )
 
     def _store_transition(
         self,

@@ -96,7 +96,10 @@ def check_env(preset: Preset) -> None:
                 f"{preset.env_id} has a {type(env.action_space).__name__} action space; "
                 "DQN needs discrete actions (e.g. CartPole-v1, LunarLander-v3, Atari)"
             )
+        wrap(env, preset)  # names and kwargs of the preset's wrappers fail here, before any work
         if preset.atari is not None and preset.atari.backend == "ale":
+            if preset.wrappers:
+                raise RlkitError("wrappers do not apply to atari.backend ale (a C++ vector env); use atari.backend sb3")
             from rlkit.environments.atari_vec import ale_settings
 
             ale_settings(preset)  # what ALE's vector env cannot honour fails here, before any work
@@ -167,23 +170,90 @@ def make_env(
         wrapper_class, wrapper_kwargs = _atari_wrapper(preset.atari, train)
     if monitor_dir is not None:
         monitor_dir.mkdir(parents=True, exist_ok=True)
+    vec_env_cls: Any = DummyVecEnv
+    vec_env_kwargs: dict[str, Any] | None = None
+    if train and preset.vec_env == "subproc" and n_envs > 1:
+        from stable_baselines3.common.vec_env import SubprocVecEnv
+
+        # fork: each child has this process's imports (a user's env module included).
+        vec_env_cls, vec_env_kwargs = SubprocVecEnv, {"start_method": "fork"}
     with warnings.catch_warnings():
         # Without render_mode, SB3 first tries render_mode='rgb_array' (gymnasium warns), then none.
         warnings.filterwarnings("ignore", message=".*initialised with render_mode='rgb_array'")
         venv = make_vec_env(
-            preset.env_id,
+            _env_maker(preset) if preset.wrappers else preset.env_id,
             n_envs=n_envs,
             seed=seed,
             monitor_dir=str(monitor_dir) if monitor_dir is not None else None,
             wrapper_class=wrapper_class,
             wrapper_kwargs=wrapper_kwargs,
             env_kwargs=env_kwargs,
-            vec_env_cls=DummyVecEnv,
+            vec_env_cls=vec_env_cls,
+            vec_env_kwargs=vec_env_kwargs,
             monitor_kwargs={"override_existing": not resume},
         )
     if preset.atari is not None and preset.atari.frame_stack > 1:
         venv = VecFrameStack(venv, n_stack=preset.atari.frame_stack)
     return venv
+
+
+def wrapper_class(name: str) -> type[gym.Wrapper[Any, Any, Any, Any]]:
+    """The wrapper a preset names: a ``gymnasium.wrappers`` class, or ``module:Class`` of an imported module.
+
+    rlkit imports no module because a preset names it: ``module`` must already be imported
+    (``--import module`` on the command line, or ``import module`` before the Python API).
+    """
+    import sys
+
+    import gymnasium as gym
+    import gymnasium.wrappers as builtin
+
+    from rlkit.config.schema import did_you_mean
+    from rlkit.core.errors import RlkitError
+
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+        module = sys.modules.get(module_name)
+        if module is None:
+            raise RlkitError(
+                f"wrapper '{name}': module '{module_name}' is not imported, and rlkit imports no module a preset names; "
+                f"add --import {module_name} (Python API: import {module_name} first)"
+            )
+        found = getattr(module, attr, None)
+    else:
+        found = getattr(builtin, name, None)
+    if not (isinstance(found, type) and issubclass(found, gym.Wrapper)):
+        known = sorted(
+            n
+            for n in dir(builtin)
+            if isinstance(getattr(builtin, n), type) and issubclass(getattr(builtin, n), gym.Wrapper)
+        )
+        hint = did_you_mean(name, known) if ":" not in name else ""
+        raise RlkitError(f"unknown wrapper '{name}'{hint}; valid: a gymnasium.wrappers class or module:Class")
+    return found
+
+
+def wrap(env: gym.Env[Any, Any], preset: Preset) -> gym.Env[Any, Any]:
+    """``env`` inside the preset's wrappers, innermost first; bad kwargs are one line."""
+    from rlkit.core.errors import RlkitError
+
+    for spec in preset.wrappers:
+        cls = wrapper_class(spec.name)
+        try:
+            env = cls(env, **spec.kwargs)
+        except (TypeError, ValueError, AssertionError) as exc:
+            raise RlkitError(f"wrapper {spec.name} with kwargs {spec.kwargs}: {exc}") from None
+    return env
+
+
+def _env_maker(preset: Preset) -> Any:
+    """``make_vec_env``'s env factory: ``gym.make`` inside the preset's wrappers (Monitor goes outside them)."""
+    import gymnasium as gym
+
+    def make(**kwargs: Any) -> gym.Env[Any, Any]:
+        return wrap(gym.make(preset.env_id, **kwargs), preset)
+
+    return make
 
 
 def policy_name(preset: Preset, observation_space: gym.Space[Any]) -> str:

@@ -153,7 +153,10 @@ class Evaluator(BaseCallback):
         self._last = self.num_timesteps
         self.history.append(row)
         self.logger.record("eval/mean_reward", mean)
+        self.logger.record("eval/std_reward", std)
         self.logger.record("eval/mean_ep_length", row["mean_ep_length"])
+        # Written now, at the evaluation's own step: TensorBoard and evaluations.csv agree step for step.
+        self.logger.dump(self.num_timesteps)
         hooks = list(self.callback_after_eval)
         if mean > self.best_mean_reward:
             self.best_mean_reward = mean

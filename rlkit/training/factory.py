@@ -25,17 +25,42 @@ if TYPE_CHECKING:
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 
 
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
+
+
 def resolve_device(choice: str) -> str:
-    """``auto`` means CUDA when present; asking for CUDA without a GPU is an error."""
+    """``auto`` means CUDA when present; ``cuda:N`` is the N-th visible GPU; a missing GPU is an error."""
     import torch
 
-    if choice not in ("auto", "cpu", "cuda"):
-        raise RlkitError(f"unknown device '{choice}'; valid: auto, cpu, cuda")
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise RlkitError("--device cuda: no CUDA GPU is available on this machine (use --device cpu or auto)")
+    valid = choice in ("auto", "cpu", "cuda") or (
+        choice.startswith("cuda:") and choice[5:].isdigit() and str(int(choice[5:])) == choice[5:]
+    )
+    if not valid:
+        raise RlkitError(f"unknown device '{choice}'; valid: {DEVICE_CHOICES}")
+    if choice.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise RlkitError(f"--device {choice}: no CUDA GPU is available on this machine (use --device cpu or auto)")
+        if ":" in choice and int(choice[5:]) >= count:
+            raise RlkitError(f"--device {choice}: this machine has {count} visible GPU(s): cuda:0 to cuda:{count - 1}")
     if choice == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return choice
+
+
+def worker_devices(choice: str, jobs: int) -> list[str]:
+    """The device of each of ``jobs`` parallel workers (tuning or benchmark seeds).
+
+    With ``auto`` or ``cuda`` and several visible GPUs, workers are spread over them round
+    robin (``cuda:0``, ``cuda:1``, ...); an explicit ``cuda:N`` or ``cpu`` puts every worker there.
+    """
+    import torch
+
+    device = resolve_device(choice)
+    count = torch.cuda.device_count() if device == "cuda" else 0
+    if count <= 1:
+        return [device] * jobs
+    return [f"cuda:{i % count}" for i in range(jobs)]
 
 
 def configure_threads(preset: Preset, policy: str, device: str) -> int:
@@ -52,7 +77,7 @@ def configure_threads(preset: Preset, policy: str, device: str) -> int:
 
     threads = preset.torch_threads
     if threads == 0:
-        threads = 1 if (policy == "MlpPolicy" or device == "cuda") else available_cores()
+        threads = 1 if (policy == "MlpPolicy" or device.startswith("cuda")) else available_cores()
     torch.set_num_threads(threads)
     return threads
 

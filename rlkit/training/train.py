@@ -10,6 +10,7 @@ and continues the same step counter.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shlex
 from dataclasses import dataclass
@@ -54,8 +55,13 @@ def start(
     quiet: bool = False,
     argv: list[str] | None = None,
     callbacks: list[BaseCallback] | None = None,
+    init_from: Path | None = None,
 ) -> TrainResult:
-    """Train a new run from a resolved preset; ``callbacks`` are extra SB3 callbacks."""
+    """Train a new run from a resolved preset; ``callbacks`` are extra SB3 callbacks.
+
+    ``init_from`` (a run directory or a model ``.zip``) starts from trained weights: the Q-network
+    and target network of that model, with a fresh optimizer, replay buffer and schedules.
+    """
     from rlkit.core.threads import available_cores
     from rlkit.environments.factory import make_env
     from rlkit.training.factory import build, resolve_device
@@ -64,16 +70,20 @@ def start(
     torch_device = resolve_device(device)  # fails before anything is written
     available_cores()  # so does a malformed RLKIT_CORES
     preset = resolved.preset
+    weights = read_weights(init_from) if init_from is not None else None  # so does an unreadable source
     run = RunDir.create(resolved.alias, seed, root=runs_root, path=run_dir)
     run.write_config(preset, resolved.alias, resolved.source, seed)
     run.append_command(argv)
     trainee = build(preset, seed=seed, device=torch_device, monitor_dir=run.monitor, tensorboard_log=run.tensorboard)
+    if weights is not None and init_from is not None:
+        _load_weights(trainee, weights, init_from, run)
     run.write_meta(
         {
             "device": _device_name(torch_device),
             "torch_threads": trainee.threads_label,
             "policy": trainee.policy,
             "created": now_iso(),
+            **({"init_from": str(weights.source)} if weights is not None else {}),
         }
     )
     run.update_state(status="running", num_timesteps=0, n_timesteps=preset.n_timesteps, wall_s=0.0)
@@ -124,6 +134,7 @@ def resume(
         checkpoint=ckpt,
     )
     model = trainee.model
+    apply_schedules(model, preset)  # a budget extended by `extend` re-anchors them
     if (ckpt / "replay_buffer.pkl").exists():
         model.load_replay_buffer(ckpt / "replay_buffer.pkl", truncate_last_traj=False)
     model.set_random_seed(derive_seed(seed, steps))
@@ -220,6 +231,9 @@ def _learn(
         )
 
     final_eval = evaluator.last
+    done_ckpts = run.checkpoint_dirs()
+    if preset.checkpoint_freq > 0 and (not done_ckpts or not done_ckpts[-1].name.endswith(f"-{steps:012d}")):
+        checkpointer.save()  # the run can be extended exactly: `rlkit train --resume RUN --steps N`
     atomic.write_with(run.final_model, model.save)
     wall = clock.seconds()
     done = steps - start_steps
@@ -241,11 +255,176 @@ def _learn(
     return TrainResult(run.path, steps, wall, sps, best_value, final_eval, solved.solved)
 
 
+def finished_result(run_path: Path) -> TrainResult:
+    """The result of a run that already finished, read from its ``state.json``."""
+    run = RunDir.open(run_path)
+    state = run.read_state()
+    if state.get("status") != "finished":
+        raise RlkitError(f"{run_path} has not finished (status {state.get('status', 'unknown')})")
+    return TrainResult(
+        run.path,
+        int(state.get("num_timesteps", 0)),
+        float(state.get("wall_s", 0.0)),
+        float(state.get("steps_per_s", 0.0)),
+        state.get("best_mean_reward"),
+        state.get("final_eval"),
+        bool(state.get("solved", False)),
+    )
+
+
+def extend(
+    run_path: Path,
+    total_steps: int,
+    *,
+    device: str = "auto",
+    quiet: bool = False,
+    argv: list[str] | None = None,
+    callbacks: list[BaseCallback] | None = None,
+) -> TrainResult:
+    """Train a run (finished or interrupted) on to a new total budget of ``total_steps``.
+
+    The run continues from its newest checkpoint (a finished run saved one at its last step)
+    with the same step counter, replay buffer and evaluation history. Schedules are anchored in
+    absolute steps, so extending changes nothing already scheduled: epsilon still reaches its
+    final value at ``exploration_fraction`` x the *original* budget (never rises again), and
+    prioritized replay's beta likewise; ``exploration_fraction`` and ``per_beta_fraction`` in
+    the run's config are rescaled to the new total to say so. A ``linear`` learning-rate
+    schedule is stretched over the new total (it was at zero at the old end).
+    """
+    run = RunDir.open(run_path)
+    alias, seed, preset = run.read_config()
+    checkpoints = run.checkpoint_dirs()
+    if not checkpoints:
+        raise RlkitError(f"{run_path} has no checkpoint to continue from (it stopped before the first one)")
+    at = int(_read_json(checkpoints[-1] / "state.json")["num_timesteps"])
+    trained = int(run.read_state().get("num_timesteps", at))
+    if total_steps <= max(at, trained):
+        raise RlkitError(
+            f"--steps {total_steps}: the run has already trained {max(at, trained)} steps; "
+            "give a larger total budget (--steps is the new total, not the steps to add)"
+        )
+    if at < trained:
+        raise RlkitError(
+            f"{run_path} trained {trained} steps but its newest checkpoint is at step {at} "
+            "(it finished before rlkit saved a final checkpoint, or with checkpoint_freq 0); it cannot be "
+            f"continued exactly: start a new run from its weights with rlkit train {alias} --init-from {run_path}"
+        )
+    old_total = preset.n_timesteps
+    scale = old_total / total_steps
+    extended = preset.model_copy(
+        update={
+            "n_timesteps": total_steps,
+            "exploration_fraction": preset.exploration_fraction * scale,
+            "per_beta_fraction": preset.per_beta_fraction * scale,
+        }
+    )
+    run.write_config(extended, alias, f"{_config_source(run)}, budget extended from {old_total} to {total_steps}", seed)
+    history = [*run.read_state().get("budget_history", [old_total]), total_steps]
+    run.update_state(status="interrupted", n_timesteps=total_steps, budget_history=history)
+    result = resume(run_path, device=device, quiet=quiet, argv=argv, callbacks=callbacks)
+    assert result is not None
+    return result
+
+
+def apply_schedules(model: Any, preset: Preset) -> None:
+    """Set the model's epsilon schedule and beta anneal from ``preset`` (as ``build_model`` does)."""
+    from stable_baselines3.common.utils import LinearSchedule
+
+    if hasattr(model, "exploration_schedule"):
+        model.exploration_fraction = preset.exploration_fraction
+        model.exploration_schedule = LinearSchedule(
+            model.exploration_initial_eps, model.exploration_final_eps, preset.exploration_fraction
+        )
+    if hasattr(model, "per_beta_fraction"):
+        model.per_beta_fraction = float(preset.per_beta_fraction)
+
+
+def _config_source(run: RunDir) -> str:
+    first = run.config.read_text().splitlines()[0] if run.config.is_file() else ""
+    marker = " from "
+    if marker in first:
+        return first.split(marker, 1)[1].rsplit(", seed ", 1)[0]
+    return "the run's config"
+
+
+@dataclass
+class Weights:
+    """A trained model's Q-network weights, read without unpickling anything."""
+
+    source: Path
+    state: dict[str, Any]
+
+
+def read_weights(source: Path) -> Weights:
+    """The policy weights of a model ``.zip``, or of a run directory's final (else best) model.
+
+    Only ``policy.pth`` is read, with ``torch.load(weights_only=True)``: tensors, never code.
+    """
+    import io
+    import zipfile
+
+    import torch
+
+    path = source
+    if source.is_dir():
+        candidates = [source / "model.zip", source / "best_model.zip"]
+        found = [c for c in candidates if c.is_file()]
+        if not found:
+            raise RlkitError(f"--init-from {source}: no model.zip or best_model.zip in that folder")
+        path = found[0]
+    elif not source.is_file():
+        raise RlkitError(f"--init-from {source}: no such file or run directory")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            raw = archive.read("policy.pth")
+        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except (zipfile.BadZipFile, KeyError, OSError, RuntimeError, EOFError) as exc:
+        raise RlkitError(f"--init-from {path}: not a readable SB3 model ({exc})") from None
+    if not isinstance(state, dict):
+        raise RlkitError(f"--init-from {path}: policy.pth holds no state dict")
+    return Weights(path, state)
+
+
+def _load_weights(trainee: Trainee, weights: Weights, given: Path, run: RunDir) -> None:
+    """Copy ``weights`` into the new model's networks; a network that does not fit is one line."""
+    own = trainee.model.policy.state_dict()
+    problem = _misfit(weights.state, own)
+    if problem is not None:
+        import shutil
+
+        shutil.rmtree(run.path, ignore_errors=True)  # nothing of this run was trained
+        with contextlib.suppress(OSError):
+            run.path.parent.rmdir()  # runs/<alias>/ when this was its only run
+        raise RlkitError(
+            f"--init-from {given}: its network does not fit this preset and env ({problem}); "
+            "use the same env, policy_kwargs, dueling, noisy and algo"
+        )
+    trainee.model.policy.load_state_dict(weights.state)
+
+
+def _misfit(source: dict[str, Any], own: dict[str, Any]) -> str | None:
+    """The first difference between two state dicts (shape or names), said briefly; ``None`` when they fit."""
+    for key, value in own.items():
+        theirs = source.get(key)
+        if theirs is not None and tuple(theirs.shape) != tuple(value.shape):
+            return f"{key} is {tuple(theirs.shape)} there, {tuple(value.shape)} here"
+    missing = [k for k in own if k not in source]
+    extra = [k for k in source if k not in own]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} tensors missing there, e.g. {missing[0]}")
+        if extra:
+            parts.append(f"{len(extra)} unknown here, e.g. {extra[0]}")
+        return "; ".join(parts)
+    return None
+
+
 def _device_name(device: str) -> str:
-    if device == "cuda":
+    if device.startswith("cuda"):
         import torch
 
-        return f"cuda ({torch.cuda.get_device_name(0)})"
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
     return "cpu"
 
 

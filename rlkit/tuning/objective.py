@@ -48,6 +48,31 @@ class TrialSettings:
     progress: Any = field(default=None, repr=False)
     """Optional ``callable(trial_number, done_steps, total_steps)`` for a live display."""
 
+    target: int | None = None
+    """The study's number of finished trials: a trial started beyond it is surplus (see :class:`Surplus`)."""
+
+
+class Surplus(Exception):
+    """A trial that workers on the same study started at the same moment, beyond the study's target.
+
+    Two workers whose trials end together may both start one more: the one with the higher number
+    is surplus (counting finished trials and running ones with lower numbers). It ends at once,
+    marked ``surplus`` (stored as failed, never counted as a finished trial), so a study of N
+    trials holds exactly N complete or pruned ones however many workers share it.
+    """
+
+
+def is_surplus(trial: optuna.Trial, target: int) -> bool:
+    """Whether finished trials plus running ones with lower numbers already make ``target``."""
+    import optuna
+
+    done = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
+    taken = 0
+    for other in trial.study.get_trials(deepcopy=False):
+        if other.state in done or (other.state == optuna.trial.TrialState.RUNNING and other.number < trial.number):
+            taken += 1
+    return taken >= target
+
 
 class OptunaReport:
     """Evaluator hook: report each evaluation to Optuna at ``offset + step``, and prune when told."""
@@ -91,8 +116,11 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         import optuna
 
-        values = self.space.sample(trial)
         trial.set_user_attr("worker", worker_name())
+        if self.settings.target is not None and is_surplus(trial, self.settings.target):
+            trial.set_user_attr("surplus", True)
+            raise Surplus(f"trial {trial.number} is beyond the study's {self.settings.target} trials")
+        values = self.space.sample(trial)
         try:
             preset = build_preset(self.settings.base, values, f"trial {trial.number}")
         except RlkitError as exc:

@@ -319,6 +319,8 @@ class Counts:
     failed: int = 0
     running: int = 0
     waiting: int = 0
+    surplus: int = 0
+    """Started by two workers at once beyond the target, and ended at once (see ``objective.Surplus``)."""
 
     @property
     def finished(self) -> int:
@@ -334,6 +336,8 @@ def count(study: optuna.Study) -> Counts:
             counts.complete += 1
         elif state == "PRUNED":
             counts.pruned += 1
+        elif state == "FAIL" and trial.user_attrs.get("surplus"):
+            counts.surplus += 1
         elif state == "FAIL":
             counts.failed += 1
         elif state == "RUNNING":
@@ -375,7 +379,7 @@ def work(prepared: Prepared, *, display: Any = None) -> Outcome:
 
     from rlkit.core.errors import Interrupted
     from rlkit.training.callbacks import StopOnSignal
-    from rlkit.tuning.objective import Objective, TrialSettings
+    from rlkit.tuning.objective import Objective, Surplus, TrialSettings
 
     # Optuna would log an interrupted trial's traceback; rlkit reports trials itself.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -387,6 +391,7 @@ def work(prepared: Prepared, *, display: Any = None) -> Outcome:
         evals=int(record["evals_per_trial"]),
         device=request.device,
         progress=display.on_progress if display is not None else None,
+        target=request.trials,
     )
     deadline = None if request.timeout is None else time.monotonic() + request.timeout
     with StopOnSignal() as stopper:  # the first Ctrl-C, SIGTERM or SIGHUP ends the running trial (re-queued)
@@ -417,7 +422,7 @@ def work(prepared: Prepared, *, display: Any = None) -> Outcome:
                 time.sleep(min(2.0, remaining if remaining is not None else 2.0))
                 continue
             try:
-                study.optimize(objective, timeout=remaining, callbacks=[enough], gc_after_trial=True)
+                study.optimize(objective, timeout=remaining, callbacks=[enough], gc_after_trial=True, catch=(Surplus,))
             except Interrupted:
                 requeue(study, _last_interrupted(study))
                 return "interrupted"
@@ -438,6 +443,8 @@ def _last_interrupted(study: optuna.Study) -> int:
 
 def worker_command(prepared: Prepared, index: int) -> list[str]:
     """The ``rlkit tune`` command line of local worker ``index`` (its sampler gets its own seed)."""
+    from rlkit.training.factory import worker_devices
+
     request = prepared.request
     cmd = [
         sys.executable,
@@ -461,7 +468,7 @@ def worker_command(prepared: Prepared, index: int) -> list[str]:
         "--worker-index",
         str(index),
         "--device",
-        request.device,
+        worker_devices(request.device, index + 1)[index],  # several GPUs: workers spread over them
         "--heartbeat",
         str(request.heartbeat),
         "--space",

@@ -1,0 +1,308 @@
+"""rlkit from Python: the same functions the commands call, for scripts and notebooks.
+
+    import rlkit
+
+    run = rlkit.train("cartpole", seed=0, steps=20_000)          # a run directory, like `rlkit train`
+    rlkit.resume(run.run_dir, steps=30_000)                     # train it on to 30k steps
+    score = rlkit.evaluate(run.run_dir, episodes=20)            # like `rlkit evaluate`
+    video = rlkit.record(run.run_dir, episodes=1)               # like `rlkit record`
+    model = rlkit.load(run.run_dir, model="best")               # an SB3 model, ready to predict
+    study = rlkit.tune("cartpole", trials=10, steps=5_000)      # like `rlkit tune`
+
+Every function validates its input as the CLI does and raises :class:`rlkit.RlkitError` with
+one clear line (never ``SystemExit``); results are typed dataclasses. Nothing heavy is imported
+until a function is called, so ``import rlkit`` stays instant. Overrides are a mapping of preset
+keys (dotted for nesting) to values, or ``key=value`` strings as with ``--set``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rlkit.core.errors import RlkitError
+from rlkit.core.seeds import SEED_MAX
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+
+    from rlkit.analysis.evaluation import EvalResult
+    from rlkit.analysis.video import Recording
+    from rlkit.training.train import TrainResult
+
+Overrides = Mapping[str, Any] | Sequence[str] | None
+
+MAX_SEED = SEED_MAX
+
+
+def _assignments(overrides: Overrides) -> list[str]:
+    """``{"a.b": 1}`` or ``["a.b=1"]`` as ``--set`` strings (values written as JSON, which YAML reads back)."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        return [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
+    if isinstance(overrides, str):
+        raise RlkitError("overrides must be a mapping or a list of 'key=value' strings, not one string")
+    return [str(item) for item in overrides]
+
+
+def _check_seed(seed: int | None, what: str = "seed") -> None:
+    from rlkit.core.seeds import check_seed
+
+    if seed is not None:
+        check_seed(seed, what)
+
+
+def _call(name: str, *args: Any, **kwargs: Any) -> list[str]:
+    """How a run records a Python call in its command.txt."""
+    shown = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items() if v is not None]
+    return [f"rlkit.{name}({', '.join(shown)})"]
+
+
+def train(
+    env: str | Path,
+    *,
+    seed: int | None = None,
+    steps: int | None = None,
+    overrides: Overrides = None,
+    config: str | Path | None = None,
+    device: str = "auto",
+    run_dir: str | Path | None = None,
+    runs_root: str | Path | None = None,
+    init_from: str | Path | None = None,
+    quiet: bool = True,
+    callbacks: list[Any] | None = None,
+    imports: list[str] | None = None,
+) -> TrainResult:
+    """Train a new run, as ``rlkit train ENV``; returns its :class:`~rlkit.training.train.TrainResult`.
+
+    :param env: a preset alias (``rlkit envs``), a gymnasium id or a preset ``.yaml`` file.
+    :param seed: the run's seed; a random one is drawn (and recorded) when ``None``.
+    :param steps: the training budget (overrides the preset's ``n_timesteps``).
+    :param overrides: preset keys to change, e.g. ``{"learning_rate": 3e-4, "policy_kwargs.net_arch": [64, 64]}``.
+    :param config: a YAML file of overrides laid over the preset (before ``overrides``).
+    :param device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    :param run_dir: the run directory (default ``runs/<alias>/<time>-s<seed>``); ``runs_root`` moves ``runs/``.
+    :param init_from: start from the weights of a run directory's final model or of a model ``.zip``.
+    :param quiet: no live display (the default in Python); ``False`` shows the same display as the CLI.
+    :param callbacks: extra SB3 callbacks, called at every step of the learn loop.
+    :param imports: Python modules to import first (they register custom envs), as ``--import``;
+        ``env`` may also be ``pkg.module:EnvId-v0`` (docs/custom-envs.md).
+    """
+    from rlkit.environments.resolve import resolve
+    from rlkit.training import train as training
+
+    if steps is not None and steps < 1:
+        raise RlkitError(f"steps must be at least 1 (got {steps})")
+    _check_seed(seed)
+    assignments = _assignments(overrides)
+    if steps is not None:
+        assignments.append(f"n_timesteps={steps}")
+    resolved = resolve(
+        str(env), config_file=Path(config) if config is not None else None, overrides=assignments, imports=imports or []
+    )
+    chosen = seed if seed is not None else random.SystemRandom().randrange(2**31)
+    argv = _call("train", str(env), seed=chosen, steps=steps, overrides=assignments or None, init_from=init_from)
+    return training.start(
+        resolved,
+        seed=chosen,
+        device=device,
+        run_dir=Path(run_dir) if run_dir is not None else None,
+        runs_root=Path(runs_root) if runs_root is not None else None,
+        quiet=quiet,
+        argv=argv,
+        callbacks=callbacks,
+        init_from=Path(init_from) if init_from is not None else None,
+    )
+
+
+def resume(
+    run_dir: str | Path,
+    *,
+    steps: int | None = None,
+    device: str = "auto",
+    quiet: bool = True,
+    callbacks: list[Any] | None = None,
+) -> TrainResult:
+    """Continue an interrupted run, as ``rlkit train --resume RUN``; with ``steps``, train it on to that total.
+
+    A run that already finished is returned as it is (its result read from ``state.json``)
+    unless ``steps`` asks for more.
+    """
+    from rlkit.training import train as training
+
+    path = Path(run_dir)
+    argv = _call("resume", str(path), steps=steps)
+    if steps is not None:
+        return training.extend(path, steps, device=device, quiet=quiet, argv=argv, callbacks=callbacks)
+    result = training.resume(path, device=device, quiet=quiet, argv=argv, callbacks=callbacks)
+    return result if result is not None else training.finished_result(path)
+
+
+def evaluate(
+    run_dir: str | Path,
+    *,
+    model: str = "auto",
+    episodes: int = 50,
+    seed: int | None = None,
+    epsilon: float | None = None,
+    device: str = "cpu",
+    save: bool = True,
+) -> EvalResult:
+    """Evaluate a run's model, as ``rlkit evaluate``: greedy unless ``epsilon`` is given.
+
+    :param model: ``auto`` (best if present, else final), ``best``, ``final`` or a checkpoint ``step-<N>``.
+    :param save: also write the result as JSON into the run directory (as the CLI does).
+    """
+    from rlkit.analysis.evaluation import DEFAULT_EVAL_SEED, evaluate_run, save_result
+
+    _check_seed(seed, "evaluation seed")
+    result = evaluate_run(
+        Path(run_dir),
+        model_name=model,
+        episodes=episodes,
+        seed=DEFAULT_EVAL_SEED if seed is None else seed,
+        epsilon=epsilon,
+        device=device,
+    )
+    if save:
+        save_result(result)
+    return result
+
+
+def record(
+    run_dir: str | Path,
+    *,
+    model: str = "auto",
+    episodes: int = 1,
+    out: str | Path | None = None,
+    fps: float | None = None,
+    gif: bool = False,
+    seed: int | None = None,
+    force: bool = False,
+    on_episode: Callable[[float, int], None] | None = None,
+) -> Recording:
+    """Record greedy episodes of a run's model to MP4 (or GIF), as ``rlkit record``.
+
+    The default file is ``RUN/videos/<model>-<N>ep.mp4`` (``.gif`` with ``gif``); an existing
+    file is kept unless ``force``.
+    """
+    from rlkit.analysis.evaluation import resolve_model
+    from rlkit.analysis.video import check_request, default_video_path, record_run
+    from rlkit.training.rundir import RunDir
+
+    check_request(episodes, fps, seed)
+    path = Path(run_dir)
+    if out is None:
+        target = default_video_path(path, resolve_model(RunDir.open(path), model).label, episodes, gif)
+    else:
+        target = Path(out)
+        if gif and target.suffix.lower() != ".gif":
+            raise RlkitError(f"--gif writes a GIF but --out is {target.name}; give a .gif path or drop --gif")
+    return record_run(
+        path,
+        target,
+        model_name=model,
+        episodes=episodes,
+        fps=fps,
+        seed=seed,
+        force=force,
+        on_episode=on_episode,
+        create_folder=out is None,  # RUN/videos/, made once the request is known to be good
+    )
+
+
+def load(source: str | Path, model: str = "auto", device: str = "cpu") -> OffPolicyAlgorithm:
+    """A trained model, ready for ``predict``: a run directory's ``model`` (as in :func:`evaluate`) or a ``.zip``."""
+    from rlkit.analysis.evaluation import load_run_model, resolve_model
+    from rlkit.training.factory import load_model, resolve_device
+    from rlkit.training.rundir import RunDir
+
+    path = Path(source)
+    torch_device = resolve_device(device)
+    if path.is_file():
+        return load_model(path, None, torch_device)
+    run = RunDir.open(path)
+    return load_run_model(run, resolve_model(run, model), torch_device)
+
+
+@dataclass
+class TuneSummary:
+    """Where a study stands after :func:`tune`."""
+
+    study: str
+    storage: str
+    outcome: str
+    """``done``, ``timeout`` or ``interrupted``."""
+    complete: int
+    pruned: int
+    failed: int
+    best_value: float | None
+    """The objective (mean final evaluation return over the trial's seeds) of the best trial."""
+    best_trial: int | None
+    best_params: dict[str, Any] = field(default_factory=dict)
+
+
+def tune(
+    env: str | Path,
+    *,
+    trials: int = 20,
+    steps: int | None = None,
+    seeds_per_trial: int | None = None,
+    evals_per_trial: int | None = None,
+    sampler: str = "tpe",
+    pruner: str = "median",
+    study: str | None = None,
+    storage: str | None = None,
+    seed: int = 0,
+    space: str | None = None,
+    overrides: Overrides = None,
+    device: str = "cpu",
+    jobs: int = 1,
+    timeout: float | None = None,
+    runs_root: str | Path | None = None,
+    imports: list[str] | None = None,
+) -> TuneSummary:
+    """Run (or continue) an Optuna study, as ``rlkit tune ENV``; returns where it stands (``imports``: ``--import``)."""
+    from rlkit.training.factory import resolve_device
+    from rlkit.tuning.study import TuneRequest, best_summary, count, prepare, spawn_workers, work
+
+    _check_seed(seed)
+    request = TuneRequest(
+        env=str(env),
+        trials=trials,
+        timeout=timeout,
+        steps=steps,
+        seeds_per_trial=seeds_per_trial,
+        evals_per_trial=evals_per_trial,
+        sampler=sampler,
+        pruner=pruner,
+        jobs=jobs,
+        study=study,
+        storage=storage,
+        seed=seed,
+        space=space,
+        overrides=_assignments(overrides),
+        device=resolve_device(device),
+        runs_root=Path(runs_root) if runs_root is not None else None,
+        imports=list(imports or []),
+    )
+    prepared = prepare(request)
+    outcome = spawn_workers(prepared)[0] if jobs > 1 else work(prepared)
+    counts = count(prepared.study)
+    best = best_summary(prepared.study, prepared.space)
+    return TuneSummary(
+        study=prepared.study_name,
+        storage=prepared.url.shown,
+        outcome=outcome,
+        complete=counts.complete,
+        pruned=counts.pruned,
+        failed=counts.failed,
+        best_value=None if best is None else best[0],
+        best_trial=None if best is None else best[1],
+        best_params={} if best is None else dict(best[2]),
+    )

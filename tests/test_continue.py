@@ -1,0 +1,85 @@
+"""Training a run on to a new budget (``--resume RUN --steps N``) and starting from trained weights (``--init-from``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from stable_baselines3.common.callbacks import BaseCallback
+from typer.testing import CliRunner
+
+from rlkit.cli import app
+from rlkit.core.errors import RlkitError
+from rlkit.environments.resolve import resolve
+from rlkit.training import train
+from rlkit.training.factory import load_model
+
+FAST = [
+    "learning_starts=100", "eval_episodes=2", "policy_kwargs.net_arch=[32]", "train_freq=4", "gradient_steps=1",
+    "n_timesteps=600", "eval_freq=300", "checkpoint_freq=300", "exploration_fraction=1.0",
+]  # fmt: skip
+
+
+class Epsilons(BaseCallback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[float] = []
+
+    def _on_step(self) -> bool:
+        self.seen.append(float(self.model.exploration_rate))  # type: ignore[attr-defined]
+        return True
+
+
+def test_a_finished_run_trains_on_to_a_new_total(tmp_path: Path) -> None:
+    first = train.start(resolve("cartpole", overrides=FAST), seed=2, run_dir=tmp_path / "run", quiet=True)
+    final_eps = resolve("cartpole").preset.exploration_final_eps
+    epsilons = Epsilons()
+    result = train.extend(first.run_dir, 1200, quiet=True, callbacks=[epsilons])
+    assert result.num_timesteps == 1200
+    rows = (first.run_dir / "evaluations.csv").read_text().splitlines()[1:]
+    assert [int(float(r.split(",")[0])) for r in rows] == [300, 600, 900, 1200]
+    # Epsilon had decayed over the first 600 steps; it does not rise again over the new total.
+    seen = epsilons.seen  # the first step still shows the value the checkpoint saved (one step before its end)
+    assert len(seen) == 600 and seen[0] >= max(seen) and all(e == pytest.approx(final_eps) for e in seen[1:])
+    config = yaml.safe_load((first.run_dir / "config.yaml").read_text())["preset"]
+    assert config["n_timesteps"] == 1200 and config["exploration_fraction"] == pytest.approx(0.5)
+    state = json.loads((first.run_dir / "state.json").read_text())
+    assert state["status"] == "finished" and state["budget_history"] == [600, 1200]
+    with pytest.raises(RlkitError, match=r"already trained 1200 steps; give a larger total budget"):
+        train.extend(first.run_dir, 1000, quiet=True)
+
+
+def test_extend_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    sets = [arg for kv in FAST for arg in ("--set", kv)]
+    assert runner.invoke(app, ["train", "cartpole", "--seed", "1", "--run-dir", "r", "-q", *sets]).exit_code == 0
+    again = runner.invoke(app, ["train", "--resume", "r", "-q"])
+    assert again.exit_code == 0 and "already finished" in again.output and "--steps N" in again.output
+    more = runner.invoke(app, ["train", "--resume", "r", "--steps", "900", "-q"])
+    assert more.exit_code == 0, more.output
+    assert "done: 900 steps" in more.output
+    assert "--resume r --steps 900" in Path("r/command.txt").read_text()
+
+
+def test_init_from_starts_with_the_trained_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = train.start(resolve("cartpole", overrides=FAST), seed=3, run_dir=tmp_path / "src", quiet=True).run_dir
+    # No gradient step in the new run (learning_starts beyond it): its final weights are the source's.
+    sets = [*FAST, "n_timesteps=200", "learning_starts=1000", "eval_freq=0", "checkpoint_freq=0"]
+    new = train.start(resolve("cartpole", overrides=sets), seed=4, run_dir=tmp_path / "new", quiet=True,
+                      init_from=source)  # fmt: skip
+    a, b = (load_model(p / "model.zip", None, "cpu").policy.state_dict() for p in (source, new.run_dir))
+    online = [k for k in a if k.startswith("q_net.")]  # the target net was synced to it meanwhile
+    assert online and all(torch.equal(a[k], b[k]) for k in online)
+    assert json.loads((new.run_dir / "meta.json").read_text())["init_from"] == str(source / "model.zip")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        app, ["train", "cartpole", "--init-from", str(source), "--set", "policy_kwargs.net_arch=[64]",
+              "--run-dir", "misfit", "-q"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "q_net.q_net.0.weight is (32, 4) there, (64, 4) here" in result.output
+    assert not Path("misfit").exists()
