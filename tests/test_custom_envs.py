@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,3 +137,29 @@ def test_defaults_without_a_preset_follow_the_budget_and_yield_to_the_user() -> 
     assert preset.eval_freq == 0 and "eval_freq" not in resolved.defaults
     assert resolved.defaults["target_update_interval"] == 30
     assert resolve("cartpole").defaults == {}, "a preset keeps its own values"
+
+
+def test_benchmark_seeds_reimport_the_module_in_their_own_processes(user_folder: Path) -> None:
+    out = user_folder / "bench"
+    args = ["--seeds", "1", "--jobs", "1", "--episodes", "2", "--steps", "300", "--out", out]
+    result = invoke("benchmark", "lineworld:LineWorld-v0", *args)
+    assert result.exit_code == 0, result.output
+    assert "env_imports:\n- lineworld" in (out / "preset.yaml").read_text()
+    assert "--import lineworld" in (out / "seed-0" / "command.txt").read_text()
+    assert json.loads((out / "benchmark.json").read_text())["env_id"] == "LineWorld-v0"
+
+
+def test_tune_workers_get_the_imports() -> None:
+    from types import SimpleNamespace
+
+    from rlkit.tuning.study import worker_command
+
+    request = SimpleNamespace(
+        env="LineWorld-v0", trials=4, sampler="tpe", pruner="median", seed=0, device="cpu", heartbeat=60,
+        timeout=None, config=None, overrides=[], steps=300, seeds_per_trial=None, evals_per_trial=None,
+        runs_root=None, imports=["lineworld", "pkg.more"],
+    )  # fmt: skip
+    prepared = SimpleNamespace(request=request, study_name="s", url=SimpleNamespace(url="sqlite:///x.db"),
+                               space=SimpleNamespace(source="classic"))  # fmt: skip
+    command = worker_command(prepared, 0)  # type: ignore[arg-type]
+    assert command[-4:] == ["--import", "lineworld", "--import", "pkg.more"]
