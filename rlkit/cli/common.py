@@ -58,6 +58,7 @@ ImportOption = Annotated[
     Optional[list[str]],
     typer.Option(
         "--import",
+        metavar="MODULE",
         help="Import this Python module first (it registers custom envs; the current folder is searched). "
         "Repeatable. See docs/custom-envs.md.",
     ),
