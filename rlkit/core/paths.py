@@ -36,18 +36,19 @@ def check_folder(path: Path, what: str, *, writable: bool = True) -> None:
 
     from rlkit.core.errors import RlkitError
 
+    named = f"{what}{path}" if what.endswith("=") else f"{what} {path}"
     absolute = Path(os.path.abspath(path))
     for special in SPECIAL_ROOTS:
         if absolute == special or special in absolute.parents:
-            raise RlkitError(f"{what} {path}: {special} is a special system folder; choose a folder of your own")
+            raise RlkitError(f"{named}: {special} is a special system folder; choose a folder of your own")
     node = absolute
     while not node.exists() and not node.is_symlink() and node != node.parent:
         node = node.parent
     if not node.is_dir():
         where = "is" if node == absolute else f"needs a folder but {node} is"
-        raise RlkitError(f"{what} {path} {where} a file, not a folder; choose a folder")
+        raise RlkitError(f"{named} {where} a file, not a folder; choose a folder")
     if writable and not os.access(node, os.W_OK | os.X_OK):
-        raise RlkitError(f"{what} {path}: folder {node} is not writable")
+        raise RlkitError(f"{named}: folder {node} is not writable")
 
 
 def make_folder(path: Path, what: str) -> Path:

@@ -46,7 +46,7 @@ def default_root() -> Path:
         return Path("runs")
     if not value.strip():
         raise RlkitError("RLKIT_RUNS_DIR is set but empty; set it to a folder, or unset it for ./runs")
-    check_folder(Path(value), "RLKIT_RUNS_DIR", writable=False)
+    check_folder(Path(value), "RLKIT_RUNS_DIR=", writable=False)
     return Path(value)
 
 
