@@ -211,3 +211,10 @@ def test_learning_starts_beyond_the_budget_is_warned_once(tmp_path: Path) -> Non
     result = invoke("train", "cartpole", "--steps", "100", "--run-dir", tmp_path / "run", *args)
     assert result.exit_code == 0, result.output
     assert result.stderr.count("learning_starts 500 >= n_timesteps 100") == 1
+
+
+def test_a_seed_that_is_not_a_number_says_what_is_valid(_isolated_runs: Path) -> None:
+    result = invoke("train", "cartpole", "--seed", "2**70")
+    text = " ".join(result.stderr.replace("│", " ").split())  # click's usage error, in a box
+    assert result.exit_code == 2 and "a seed must be a whole number from 0 to 4294967295" in text
+    assert "Traceback" not in result.output and not _isolated_runs.exists()

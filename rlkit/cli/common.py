@@ -65,6 +65,14 @@ ImportOption = Annotated[
 ]
 
 
+def seed_value(text: str) -> int:
+    """``--seed``'s parser: a whole number (its range is checked by :func:`rlkit.core.seeds.check_seed`)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: a seed must be a whole number from 0 to 4294967295 (2**32 - 1)") from None
+
+
 def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Turn :class:`RlkitError` into one line on stderr and its exit code, never a traceback.
 

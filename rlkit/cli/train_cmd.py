@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import ImportOption, explain_resolved, fail, one_line_errors, out
+from rlkit.cli.common import ImportOption, explain_resolved, fail, one_line_errors, out, seed_value
 
 
 @one_line_errors
@@ -22,7 +22,11 @@ def train(
     ] = None,
     seed: Annotated[
         Optional[int],
-        typer.Option(help="Random seed, 0 to 4294967295 (2**32 - 1); a random one is drawn and recorded if unset."),
+        typer.Option(
+            parser=seed_value,
+            metavar="SEED",
+            help="Random seed, 0 to 4294967295 (2**32 - 1); a random one is drawn and recorded if unset.",
+        ),
     ] = None,
     steps: Annotated[
         Optional[int], typer.Option(min=1, help="Training budget in environment steps (overrides the preset).")

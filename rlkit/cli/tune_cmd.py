@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from rlkit.cli.common import ImportOption, err, note, one_line_errors, out, warn
+from rlkit.cli.common import ImportOption, err, note, one_line_errors, out, seed_value, warn
 
 
 class DefaultRunGroup(TyperGroup):
@@ -73,7 +73,12 @@ def run(
     study: Annotated[Optional[str], typer.Option(help="Study name (default: the env's alias).")] = None,
     storage: StorageOpt = None,
     seed: Annotated[
-        int, typer.Option(help="Seeds the sampler (and, for a new study, the trials' training seeds); 0 to 2**32-1.")
+        int,
+        typer.Option(
+            parser=seed_value,
+            metavar="SEED",
+            help="Seeds the sampler (and, for a new study, the trials' training seeds); 0 to 2**32-1.",
+        ),
     ] = 0,
     space: Annotated[
         Optional[str], typer.Option(help="Search space: a name in tuning/ (classic, box2d, atari) or a .yaml file.")
