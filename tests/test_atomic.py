@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from rlkit.core import atomic
 from rlkit.core.errors import Interrupted
 from rlkit.environments.resolve import resolve
-from rlkit.training import train
+from rlkit.training import callbacks, train
 from rlkit.training.callbacks import Checkpointer
 from rlkit.training.rundir import RunDir
 from tests.conftest import tiny_overrides
@@ -37,12 +38,13 @@ def test_crash_while_checkpointing_keeps_the_previous_checkpoint(
     run = tmp_path / "run"
     resolved = resolve("cartpole", overrides=tiny_overrides(1000, checkpoint_freq=300, eval_freq=0))
     original = Checkpointer.save
+    save_buffer = callbacks.save_buffer
     calls = {"n": 0}
 
     def crash_on_second(self: Checkpointer) -> Path:
         calls["n"] += 1
         if calls["n"] == 2:
-            self.model.save_replay_buffer = _boom  # type: ignore[method-assign]
+            monkeypatch.setattr(callbacks, "save_buffer", _boom)
         return original(self)
 
     monkeypatch.setattr(Checkpointer, "save", crash_on_second)
@@ -50,8 +52,11 @@ def test_crash_while_checkpointing_keeps_the_previous_checkpoint(
         train.start(resolved, seed=0, run_dir=run, quiet=True)
     good = RunDir(run).checkpoint_dirs()
     assert [p.name for p in good] == ["step-000000000300"]
-    assert (good[0] / "replay_buffer.pkl").stat().st_size > 0
+    assert (good[0] / "replay_buffer.npz").stat().st_size > 0
+    assert not list((run / "checkpoints").glob(".staging-*")), "the half-written checkpoint is gone"
+    assert json.loads((run / "state.json").read_text())["status"] == "crashed"
     monkeypatch.setattr(Checkpointer, "save", original)
+    monkeypatch.setattr(callbacks, "save_buffer", save_buffer)
     result = train.resume(run, quiet=True)
     assert result is not None and result.num_timesteps >= 1000
 

@@ -26,6 +26,7 @@ from rlkit.dqn.policies import DuelingHead, NoisyLinear, RlkitCnnPolicy
 from rlkit.environments.factory import make_env
 from rlkit.environments.resolve import resolve
 from rlkit.training import train as training
+from rlkit.training.buffer_store import load_buffer, save_buffer
 from rlkit.training.factory import build_model, load_model
 
 FAST = [
@@ -39,8 +40,12 @@ FAST = [
 ]
 
 
+def _preset(*sets: str) -> Any:
+    return resolve("cartpole", overrides=[*FAST, *sets]).preset
+
+
 def _model(*sets: str) -> Any:
-    preset = resolve("cartpole", overrides=[*FAST, *sets]).preset
+    preset = _preset(*sets)
     env = make_env(preset, n_envs=1, seed=0)
     return build_model(preset, env, seed=0, device="cpu", tensorboard_log=None)
 
@@ -78,14 +83,14 @@ def test_extensions_round_trip_through_rlkit(tmp_path: Path) -> None:
     model.learn(128)
     assert model.exploration_rate == 0.0  # NoisyNet replaces epsilon-greedy
     model.save(tmp_path / "m.zip")
-    model.save_replay_buffer(tmp_path / "rb.pkl")
-    loaded = load_model(tmp_path / "m.zip", None, "cpu")
+    save_buffer(model.replay_buffer, tmp_path / "rb.npz")
+    loaded = load_model(tmp_path / "m.zip", None, "cpu", preset=_preset(*sets, "per_alpha=0.5"))
     assert isinstance(loaded, RlkitDQN)
     assert (loaded.double_q, loaded.loss_kind, loaded.n_steps) == (True, "mse", 3)
     assert loaded.policy.dueling and loaded.policy.noisy  # type: ignore[attr-defined]
     assert loaded.replay_buffer_class is PrioritizedReplayBuffer
     assert loaded.exploration_initial_eps == 0.0
-    loaded.load_replay_buffer(tmp_path / "rb.pkl")
+    load_buffer(loaded.replay_buffer, tmp_path / "rb.npz")
     buffer = loaded.replay_buffer
     assert isinstance(buffer, PrioritizedReplayBuffer)
     assert (buffer.n_steps, buffer.alpha) == (3, 0.5)
@@ -95,10 +100,11 @@ def test_extensions_round_trip_through_rlkit(tmp_path: Path) -> None:
 
 
 def test_qrdqn_round_trip(tmp_path: Path) -> None:
-    model = _model("algo=qrdqn", "n_quantiles=8", "double_q=true", "prioritized_replay=true")
+    sets = ("algo=qrdqn", "n_quantiles=8", "double_q=true", "prioritized_replay=true")
+    model = _model(*sets)
     model.learn(128)
     model.save(tmp_path / "m.zip")
-    loaded = load_model(tmp_path / "m.zip", None, "cpu")
+    loaded = load_model(tmp_path / "m.zip", None, "cpu", preset=_preset(*sets))
     assert isinstance(loaded, RlkitQRDQN) and loaded.double_q and loaded.n_quantiles == 8
     obs = _obs()
     assert np.array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
@@ -223,6 +229,9 @@ def test_resume_keeps_extensions_and_prioritized_buffer(tmp_path: Path, monkeypa
     state = json.loads((run / "state.json").read_text())
     state["status"] = "interrupted"
     (run / "state.json").write_text(json.dumps(state))
+    import shutil
+
+    shutil.rmtree(run / "checkpoints" / "step-000000001200")  # as if stopped after the step-1000 checkpoint
 
     seen: dict[str, Any] = {}
     original = RlkitDQN.train

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rlkit.analysis.plots import Curve, RunCurves, aggregate, group_runs, read_monitor_csv, smooth, t95
+from rlkit.analysis.plots import (
+    BAND_MIN_SEEDS,
+    Curve,
+    RunCurves,
+    aggregate,
+    bootstrap_band,
+    build_figure,
+    group_runs,
+    load_groups,
+    read_monitor_csv,
+    smooth,
+)
 from tests.clitools import assert_one_line_error, invoke
 
 
@@ -67,19 +79,94 @@ def test_smooth_is_a_trailing_mean() -> None:
     assert smooth(np.array([1.0, 3.0, 5.0, 7.0]), 2).tolist() == [1.0, 2.0, 4.0, 6.0]
 
 
-def test_mean_and_95_percent_interval_over_seeds() -> None:
+def test_seeds_with_identical_x_are_averaged_point_by_point() -> None:
     xs = np.array([0.0, 10.0, 20.0])
     a = Curve(xs, xs, np.array([0.0, 1.0, 2.0]))
     b = Curve(xs, xs, np.array([2.0, 3.0, 6.0]))
-    x, mean, half = aggregate([a, b], "steps")
-    assert x.tolist() == [0.0, 10.0, 20.0]
-    assert mean.tolist() == [1.0, 2.0, 4.0]
-    expected = t95(2) * np.std([[0, 1, 2], [2, 3, 6]], axis=0, ddof=1) / np.sqrt(2)
-    assert half == pytest.approx(expected)
-    # Different x values: interpolated on the common range only.
+    agg = aggregate([a, b], "steps")
+    assert agg.xs.tolist() == [0.0, 10.0, 20.0] and not agg.interpolated
+    assert agg.mean.tolist() == [1.0, 2.0, 4.0]
+    assert agg.band is None  # fewer than 5 seeds: no band, every seed drawn
+    # Different x values: interpolated on the range both cover, never extrapolated.
     c = Curve(np.array([5.0, 25.0]), np.array([5.0, 25.0]), np.array([0.0, 2.0]))
-    x2, _, _ = aggregate([a, c], "steps")
-    assert x2[0] == 5.0 and x2[-1] == 20.0
+    agg2 = aggregate([a, c], "steps")
+    assert agg2.interpolated and agg2.xs[0] == 5.0 and agg2.xs[-1] == 20.0
+
+
+def test_bootstrap_band_over_seeds_from_five_seeds() -> None:
+    xs = np.arange(4, dtype=float)
+    rows = [np.array([0.0, 1.0, 2.0, 3.0]) + k for k in range(6)]
+    agg = aggregate([Curve(xs, xs, r) for r in rows], "steps")
+    assert agg.band is not None
+    low, high = agg.band
+    assert np.all(low < agg.mean) and np.all(agg.mean < high)
+    assert np.all(low >= agg.seeds.min(axis=0)) and np.all(high <= agg.seeds.max(axis=0))
+    # The band of the mean of 0..5 is about ± 1.96 * std/sqrt(6) = ± 1.4 (not the +-6 of a t band on 2 seeds).
+    assert high - low == pytest.approx(np.full(4, 2.8), abs=0.6)
+    same_low, same_high = bootstrap_band(np.ones((5, 3)))
+    assert same_low.tolist() == same_high.tolist() == [1.0, 1.0, 1.0]
+
+
+def _write_monitor(path: Path, lengths: list[int], offset: float) -> None:
+    """Episodes of the given lengths whose return is (step at the episode's end) / 10 + offset."""
+    lines = ['#{"t_start": 0, "env_id": "CartPole-v1"}', "r,l,t"]
+    step = 0
+    for length in lengths:
+        step += length
+        lines.append(f"{step / 10 + offset},{length},{step / 1000}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _synthetic_seed(template: Path, target: Path, lengths: list[int], offset: float) -> Path:
+    from rlkit.training.rundir import RunDir
+
+    shutil.copytree(template, target, ignore=shutil.ignore_patterns("evaluation-*", "videos", "*.png"))
+    for old in (target / "monitor").glob("*.csv"):
+        old.unlink()
+    _write_monitor(target / "monitor" / "0.monitor.csv", lengths, offset)
+    rows = [
+        {"timesteps": float(t), "mean_reward": t / 10 + offset, "std_reward": 5.0, "min_reward": 0.0,
+         "max_reward": 500.0, "mean_ep_length": 100.0, "wall_s": t / 1000}
+        for t in (1000, 2000, 3000, 4000)
+    ]  # fmt: skip
+    RunDir(target).write_evaluations(rows)
+    return target
+
+
+def test_training_curves_of_two_seeds_average_over_the_range_both_cover(run_copy: Path, tmp_path: Path) -> None:
+    """Two seeds whose episode ends coincide at 10, 20, 30 and 3,019 steps (and nowhere else).
+
+    Seed A's return is step/10, seed B's step/10 + 100: the mean is step/10 + 50 wherever both
+    have data, i.e. up to 4,930 steps (A's last episode end; B reaches 4,971).
+    """
+    a = _synthetic_seed(run_copy, tmp_path / "a", [10, 10, 10] + [49] * 100, 0.0)
+    b = _synthetic_seed(run_copy, tmp_path / "b", [10, 10, 10] + [61] * 81, 100.0)
+    fig = build_figure(load_groups([a, b], window=1), "steps")
+    evaluation, training = fig.axes[:2]
+    mean = [line for line in training.get_lines() if line.get_label().startswith("cartpole, 2 seeds")]
+    assert len(mean) == 1
+    x, y = (np.asarray(v, float) for v in mean[0].get_data())
+    assert x[-1] == pytest.approx(4930.0)  # the whole common range, not only the coinciding steps
+    assert x[0] == pytest.approx(10.0)
+    assert y == pytest.approx(x / 10 + 50.0)
+    assert len(x) > 100
+    assert not training.collections  # 2 seeds: no band
+    assert len([ln for ln in training.get_lines() if ln.get_label() != "solved score"]) == 3  # 2 seeds + mean
+    eval_mean = [line for line in evaluation.get_lines() if line.get_label().startswith("cartpole, 2 seeds")]
+    ex, ey = (np.asarray(v, float) for v in eval_mean[0].get_data())
+    assert ex.tolist() == [1000.0, 2000.0, 3000.0, 4000.0] and ey == pytest.approx(ex / 10 + 50.0)
+    assert "CartPole-v1" in fig.get_suptitle() and "cartpole" in fig.get_suptitle()
+    assert "moving average of 1 episode" in training.get_title()
+    assert "std" in evaluation.get_title()
+
+
+def test_five_seeds_get_a_band_and_time_axis_has_no_markers(run_copy: Path, tmp_path: Path) -> None:
+    runs = [_synthetic_seed(run_copy, tmp_path / f"s{k}", [10] * 3 + [40 + k] * 100, 20.0 * k) for k in range(5)]
+    fig = build_figure(load_groups(runs, window=1), "time")
+    evaluation, training = fig.axes[:2]
+    assert BAND_MIN_SEEDS == 5 and len(training.collections) == 1  # the bootstrap band
+    for line in evaluation.get_lines() + training.get_lines():
+        assert line.get_marker() in ("None", None, "", " ")
 
 
 def _curves(alias: str, seed: int, lr: float) -> RunCurves:

@@ -70,8 +70,21 @@ def test_report_is_self_contained_with_everything_users_need(
         "finished",  # status
         "mean ± std",  # evaluation table
         "Score: episode return",
+        "<h3>Launch command</h3><pre>",
+        "  pytest</pre>",  # command.txt (the fixture's argv)
+        "<h3>Periodic evaluations</h3>",
+        "best model</span>",  # the periodic evaluation that saved best_model.zip
+        "at step ",  # ... and its step in the training table
+        "greedy, 3 episodes",  # the comparison's one evaluation column
+        "<mark>2000</mark>",  # n_timesteps differs from the shipped preset
     ):
         assert text in page, text
+    for unused in ("per_alpha", "per_beta0", "noisy_sigma0", "n_quantiles", "atari.frame_skip", "search_space"):
+        assert f"<code>{unused}</code>" not in page, unused
+    dqn_group = page[page.index("<th>DQN</th>") :]
+    dqn_group = dqn_group[: dqn_group.index("</table>")]
+    keys = re.findall(r"<td><code>([a-z_.]+)</code></td>", dqn_group)
+    assert keys == sorted(keys) and {"batch_size", "gamma", "train_freq"} <= set(keys)
     # The embedded videos are the runs' newest MP4s (recorded by the report), byte for byte.
     embedded = [base64.b64decode(data) for data in re.findall(r'src="data:video/mp4;base64,([^"]+)"', page)]
     newest = [max((run / "videos").glob("*.mp4"), key=lambda p: p.stat().st_mtime) for run in trained_runs]
@@ -126,3 +139,47 @@ def test_bad_input(run_copy: Path, tmp_path: Path) -> None:
     shutil.rmtree(run_copy / "checkpoints")
     assert_one_line_error(invoke("report", run_copy, "-o", tmp_path / "s.html"), "no saved model yet")
     assert not (tmp_path / "s.html").exists()
+
+
+def test_unused_keys_follow_the_switches() -> None:
+    from rlkit.analysis.report import param_group, unused
+
+    plain = {"algo": "dqn", "prioritized_replay": False, "noisy": False, "atari": None, "policy": "MlpPolicy"}
+    assert unused("per_alpha", plain) and unused("noisy_sigma0", plain) and unused("n_quantiles", plain)
+    assert unused("atari", plain) and unused("policy_kwargs.features_dim", plain)
+    assert not unused("exploration_fraction", plain) and not unused("loss", plain)
+    extended = {
+        "algo": "qrdqn",
+        "prioritized_replay": True,
+        "noisy": True,
+        "atari.frame_skip": 4,
+        "policy": "CnnPolicy",
+    }
+    assert not unused("per_alpha", extended) and not unused("noisy_sigma0", extended)
+    assert not unused("n_quantiles", extended) and not unused("atari.frame_skip", extended)
+    assert unused("exploration_final_eps", extended) and unused("loss", extended)  # NoisyNet; quantile loss
+    assert param_group("per_alpha") == "Extensions" and param_group("policy_kwargs.net_arch") == "Network"
+    assert param_group("atari.frame_skip") == "Environment" and param_group("some_new_key") == "Other"
+
+
+def test_best_model_step_is_the_first_highest_periodic_evaluation() -> None:
+    from rlkit.analysis.report import best_row
+
+    rows = [{"timesteps": float(t), "mean_reward": m} for t, m in ((1000, 10.0), (2000, 50.0), (3000, 50.0))]
+    assert best_row(rows) == rows[1] and best_row([]) is None
+
+
+def test_comparison_evaluates_runs_over_the_same_episodes(
+    run_copy: Path, trained_runs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A run with only a 5-episode evaluation next to one with none: both get the same 2-episode one."""
+    other = tmp_path / "other"
+    shutil.copytree(trained_runs[1], other, ignore=shutil.ignore_patterns("evaluation-*", "videos", "*.png"))
+    assert invoke("evaluate", run_copy, "--episodes", "5").exit_code == 0
+    out = tmp_path / "cmp.html"
+    result = invoke("report", run_copy, other, "-o", out, "--episodes", "2", "--no-video")
+    assert result.exit_code == 0, result.output
+    assert list(run_copy.glob("evaluation-best-2ep-*.json")) and list(other.glob("evaluation-best-2ep-*.json"))
+    page = out.read_text()
+    table = page[page.index("<h2>Comparison</h2>") : page.index("<h2>Learning curve</h2>")]
+    assert "greedy, 2 episodes" in table and "(5 ep" not in table

@@ -42,7 +42,12 @@ def test_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
     assert list((run / "tb").rglob("events.out.tfevents.*"))
     checkpoints = sorted((run / "checkpoints").iterdir())
     assert len(checkpoints) == 2, "only the newest keep_checkpoints=2 remain"
-    assert {p.name for p in checkpoints[-1].iterdir()} == {"model.zip", "replay_buffer.pkl", "state.json"}
+    assert {p.name for p in checkpoints[-1].iterdir()} == {
+        "model.zip",
+        "replay_buffer.npz",
+        "state.json",
+        "manifest.json",
+    }
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["seed"] == 1 and config["preset"]["env_id"] == "CartPole-v1"
     meta = json.loads((run / "meta.json").read_text())

@@ -109,7 +109,7 @@ def resolve_model(run: RunDir, name: str = "auto") -> ModelChoice:
     """``auto`` (best if present, else final), ``best``, ``final``, ``step-<N>``, ``<N>`` or a checkpoint folder."""
     models = available_models(run)
     if not models:
-        status = run.read_state().get("status", "unknown")
+        status = run.status()
         raise RlkitError(
             f"{run.path} has no saved model yet (status: {status}); "
             "models appear after the first evaluation, checkpoint or the end of training"
@@ -137,8 +137,8 @@ def load_run_model(run: RunDir, choice: ModelChoice, device: str = "cpu") -> Off
     from rlkit.training.factory import configure_threads, load_model, resolve_device
 
     torch_device = resolve_device(device)
-    model = load_model(choice.path, env=None, device=torch_device)
     _, _, preset = run.read_config()
+    model = load_model(choice.path, env=None, device=torch_device, preset=preset)
     configure_threads(preset, policy_name(preset, model.observation_space), torch_device)
     return model
 

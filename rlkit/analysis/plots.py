@@ -1,9 +1,13 @@
 """Learning curves of one or many runs (matplotlib, headless Agg backend).
 
-Two panels: the periodic evaluation return (``evaluations.csv``) and the smoothed training
-episode return (the SB3 Monitor CSVs in ``monitor/``), against environment steps or
-wall-clock time. Runs whose configs differ only by seed form one group, drawn as the mean
-with a 95% confidence band (Student t over seeds); different configs get their own lines.
+Two panels: the periodic evaluation return (``evaluations.csv``, with the spread over the
+evaluation episodes as error bars) and the training episode return (the SB3 Monitor CSVs in
+``monitor/``, a trailing moving average whose window the panel states), against environment
+steps or wall-clock time. Runs whose configs differ only by seed form one group: its seeds
+are interpolated on a common grid over the range every seed covers and averaged. With fewer
+than 5 seeds each seed is drawn thin beside the mean and no band (an interval from 2-4 seeds
+says little); from 5 seeds a 95% percentile bootstrap band over seeds is drawn (seeds
+resampled with replacement, as rliable does). Different configs get their own colours.
 """
 
 from __future__ import annotations
@@ -29,22 +33,38 @@ Array = np.ndarray[Any, np.dtype[np.float64]]
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 GRID_POINTS = 200
-
-# Two-sided 95% Student t quantiles by degrees of freedom (1..30); 1.96 beyond.
-_T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131]
-_T95 += [2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+BAND_MIN_SEEDS = 5
+"""From this many seeds a group gets a bootstrap band; below it, every seed is drawn."""
+BOOTSTRAP_SAMPLES = 2000
 
 
 @dataclass
 class Curve:
-    """One series of one run: x as steps and as seconds, and y."""
+    """One series of one run: x as steps and as seconds, y, and y's spread (evaluation std)."""
 
     steps: Array
     seconds: Array
     values: Array
+    spread: Array | None = None
 
     def x(self, axis: XAxis) -> Array:
         return self.steps if axis == "steps" else self.seconds
+
+
+@dataclass
+class Aggregate:
+    """Several seeds' curves on one x grid: the mean, each seed, and a band when there is one."""
+
+    xs: Array
+    mean: Array
+    seeds: Array
+    """One row per seed, interpolated on ``xs``."""
+    band: tuple[Array, Array] | None
+    """95% bootstrap interval of the mean over seeds (from ``BAND_MIN_SEEDS`` seeds), else None."""
+    interpolated: bool
+    """Whether ``xs`` is a grid rather than the seeds' own (identical) x values."""
+    spread: Array | None = None
+    """Mean over seeds of the per-point spread (evaluation std), when every curve has one."""
 
 
 @dataclass
@@ -60,6 +80,9 @@ class RunCurves:
     solved_score: float | None
     evaluation: Curve | None
     training: Curve | None
+    window: int = 1
+    """The training curve's moving-average window, in episodes."""
+    eval_episodes: int = 0
 
 
 @dataclass
@@ -118,18 +141,19 @@ def auto_window(n_episodes: int) -> int:
     return max(1, min(100, n_episodes // 10))
 
 
-def training_curve(monitor_dir: Path, window: int = 0) -> Curve | None:
-    """Smoothed training episode return; episodes of all envs merged in time order."""
+def training_curve(monitor_dir: Path, window: int = 0) -> tuple[Curve | None, int]:
+    """Smoothed training episode return and the window used; episodes of all envs merged in time order."""
     files = sorted(monitor_dir.glob("*.monitor.csv")) if monitor_dir.is_dir() else []
     parts = [read_monitor_csv(path) for path in files]
     returns = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0)
     if len(returns) == 0:
-        return None
+        return None, max(1, window)
     lengths = np.concatenate([p[1] for p in parts])
     times = np.concatenate([p[2] for p in parts])
     order = np.argsort(times, kind="stable")
     returns, lengths, times = returns[order], lengths[order], times[order]
-    return Curve(np.cumsum(lengths), times, smooth(returns, window or auto_window(len(returns))))
+    used = window or auto_window(len(returns))
+    return Curve(np.cumsum(lengths), times, smooth(returns, used)), used
 
 
 def evaluation_curve(rows: list[dict[str, float]]) -> Curve | None:
@@ -140,6 +164,7 @@ def evaluation_curve(rows: list[dict[str, float]]) -> Curve | None:
         np.asarray([r["timesteps"] for r in rows], float),
         np.asarray([r["wall_s"] for r in rows], float),
         np.asarray([r["mean_reward"] for r in rows], float),
+        np.asarray([r.get("std_reward", 0.0) for r in rows], float),
     )
 
 
@@ -154,6 +179,7 @@ def load_run(path: Path, window: int = 0) -> RunCurves:
         rows = run.read_evaluations()
     except (ValueError, KeyError, OSError) as exc:
         raise RlkitError(f"{run.evaluations}: unreadable evaluation history ({exc})") from None
+    training, used = training_curve(run.monitor, window)
     return RunCurves(
         path=path,
         alias=alias,
@@ -162,7 +188,9 @@ def load_run(path: Path, window: int = 0) -> RunCurves:
         config=to_plain(preset),
         solved_score=preset.solved_score,
         evaluation=evaluation_curve(rows),
-        training=training_curve(run.monitor, window),
+        training=training,
+        window=used,
+        eval_episodes=preset.eval_episodes,
     )
 
 
@@ -193,33 +221,47 @@ def group_runs(runs: list[RunCurves]) -> list[Group]:
     return list(groups.values())
 
 
-def t95(n: int) -> float:
-    """Two-sided 95% Student t quantile for ``n`` samples."""
-    return _T95[n - 2] if 2 <= n <= len(_T95) + 1 else 1.96
+def bootstrap_band(ys: Array, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> tuple[Array, Array]:
+    """95% percentile bootstrap interval of the mean over seeds (rows of ``ys``), point by point.
 
-
-def aggregate(curves: list[Curve], axis: XAxis, grid_points: int = GRID_POINTS) -> tuple[Array, Array, Array]:
-    """x, mean and 95% CI half-width of several curves, interpolated over their common x range.
-
-    One curve is returned as it is (half-width zero). Where all curves share x values (the
-    evaluation steps of same-config runs) those exact points are used.
+    Whole seeds are resampled with replacement (a seed's curve stays together), as rliable does.
     """
-    if len(curves) == 1:
-        c = curves[0]
-        return c.x(axis), c.values, np.zeros_like(c.values)
-    lo = max(float(c.x(axis)[0]) for c in curves)
-    hi = min(float(c.x(axis)[-1]) for c in curves)
-    shared = set(curves[0].x(axis).tolist())
-    for c in curves[1:]:
-        shared &= set(c.x(axis).tolist())
-    xs = np.asarray(sorted(shared), float) if len(shared) >= 2 else np.linspace(lo, hi, grid_points)
-    if hi <= lo:
-        xs = np.asarray([hi], float)
-    ys = np.stack([np.interp(xs, c.x(axis), c.values) for c in curves])
-    n = len(curves)
-    mean = ys.mean(axis=0)
-    half = t95(n) * ys.std(axis=0, ddof=1) / np.sqrt(n)
-    return xs, mean, half
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(ys), size=(samples, len(ys)))
+    means = ys[picks].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5], axis=0)
+    return np.asarray(low, float), np.asarray(high, float)
+
+
+def common_range(curves: list[Curve], axis: XAxis) -> tuple[float, float]:
+    """The x range every curve covers: from the latest first point to the earliest last point."""
+    return max(float(c.x(axis)[0]) for c in curves), min(float(c.x(axis)[-1]) for c in curves)
+
+
+def aggregate(curves: list[Curve], axis: XAxis, grid_points: int = GRID_POINTS) -> Aggregate:
+    """Seeds' curves on one x grid: their mean, each seed, and a bootstrap band from 5 seeds.
+
+    When every curve has the very same x values (the evaluation steps of same-config runs)
+    those are used as they are; otherwise all curves are interpolated on an even grid over the
+    range every one of them covers (never extrapolated). One curve is returned as it is.
+    """
+    first = curves[0].x(axis)
+    same_x = all(len(c.x(axis)) == len(first) and np.array_equal(c.x(axis), first) for c in curves)
+    if same_x:
+        xs = np.asarray(first, float)
+        ys = np.stack([c.values for c in curves])
+    else:
+        lo, hi = common_range(curves, axis)
+        xs = np.linspace(lo, hi, grid_points) if hi > lo else np.asarray([hi], float)
+        ys = np.stack([np.interp(xs, c.x(axis), c.values) for c in curves])
+    spread = None
+    if all(c.spread is not None for c in curves):
+        spreads = [c.spread for c in curves if c.spread is not None]
+        spread = np.mean(
+            [s if same_x else np.interp(xs, c.x(axis), s) for c, s in zip(curves, spreads, strict=True)], axis=0
+        )
+    band = bootstrap_band(ys) if len(curves) >= BAND_MIN_SEEDS else None
+    return Aggregate(xs, ys.mean(axis=0), ys, band, interpolated=not same_x, spread=spread)
 
 
 # ----------------------------------------------------------------------------------------
@@ -237,38 +279,84 @@ def _time_scale(groups: list[Group]) -> tuple[float, str]:
     return (3600.0, "wall-clock time (hours)") if longest > 2 * 3600 else (60.0, "wall-clock time (minutes)")
 
 
+def _span(values: set[int], unit: str) -> str:
+    low, high = min(values), max(values)
+    if low == high:
+        return f"{low} {unit.removesuffix('s') if low == 1 else unit}"
+    return f"{low}-{high} {unit}"
+
+
+def figure_title(groups: list[Group]) -> str:
+    """``CartPole-v1 · preset cartpole`` (every env and preset plotted)."""
+    envs = sorted({r.env_id for g in groups for r in g.runs})
+    aliases = sorted({r.alias for g in groups for r in g.runs})
+    return f"{', '.join(envs)} · preset{'s' if len(aliases) > 1 else ''} {', '.join(aliases)}"
+
+
+def _draw_group(ax: Any, group: Group, which: str, axis: XAxis, divide: float, color: str) -> Aggregate | None:
+    curves = [c for c in (getattr(r, which) for r in group.runs) if c is not None]
+    if not curves:
+        return None
+    agg = aggregate(curves, axis)
+    n = len(curves)
+    xs = agg.xs / divide
+    # Markers only on real evaluations, never on interpolated points or a time axis.
+    marker = "o" if which == "evaluation" and axis == "steps" and not agg.interpolated else None
+    if len(xs) == 1:  # the seeds share a single x (no common range): a line would be invisible
+        marker = "o"
+    if 1 < n < BAND_MIN_SEEDS:
+        for curve in curves:
+            ax.plot(curve.x(axis) / divide, curve.values, color=color, linewidth=0.8, alpha=0.35)
+    if agg.band is not None:
+        ax.fill_between(xs, agg.band[0], agg.band[1], color=color, alpha=0.2, linewidth=0)
+    label = group.label if n == 1 else f"{group.label}: mean"
+    ax.plot(xs, agg.mean, color=color, label=label, marker=marker, ms=3, linewidth=1.8 if n > 1 else 1.5)
+    if which == "evaluation" and agg.spread is not None:
+        if marker is None:
+            for sign in (-1.0, 1.0):
+                ax.plot(xs, agg.mean + sign * agg.spread, color=color, linewidth=0.8, linestyle=":", alpha=0.8)
+        else:
+            ax.errorbar(xs, agg.mean, yerr=agg.spread, fmt="none", ecolor=color, elinewidth=0.8, capsize=2, alpha=0.7)
+    return agg
+
+
 def build_figure(groups: list[Group], axis: XAxis = "steps") -> Figure:
-    """The two-panel learning-curve figure."""
+    """The two-panel learning-curve figure, titled with the env(s) and preset(s)."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
     from matplotlib.ticker import EngFormatter
 
-    fig = Figure(figsize=(12, 4.6), layout="constrained")
+    fig = Figure(figsize=(12, 5.0), layout="constrained")
     panels = fig.subplots(1, 2)
     scale, time_label = _time_scale(groups)
+    divide = scale if axis == "time" else 1.0
     colors = [f"C{i % 10}" for i in range(len(groups))]
-    titles = ("Evaluation return (greedy policy)", "Training episode return (smoothed)")
-    for ax, title, which in zip(panels, titles, ("evaluation", "training"), strict=True):
+    runs = [r for g in groups for r in g.runs]
+    eval_eps = {r.eval_episodes for r in runs if r.evaluation is not None and r.eval_episodes > 0}
+    windows = {r.window for r in runs if r.training is not None}
+    titles = {
+        "evaluation": "Evaluation return (greedy"
+        + (f", {_span(eval_eps, 'episodes')}" if eval_eps else "")
+        + "; ± std over episodes)",
+        "training": "Training episode return"
+        + (f" (moving average of {_span(windows, 'episodes')})" if windows else ""),
+    }
+    interpolated = False
+    for ax, which in zip(panels, ("evaluation", "training"), strict=True):
         drawn = False
         for group, color in zip(groups, colors, strict=True):
-            curves = [getattr(r, which) for r in group.runs if getattr(r, which) is not None]
-            if not curves:
-                continue
-            xs, mean, half = aggregate(curves, axis)
-            if axis == "time":
-                xs = xs / scale
-            ax.plot(xs, mean, color=color, label=group.label, marker="o" if which == "evaluation" else None, ms=3)
-            if len(curves) > 1:
-                ax.fill_between(xs, mean - half, mean + half, color=color, alpha=0.2, linewidth=0)
-            drawn = True
-        solved = {r.solved_score for g in groups for r in g.runs}
+            agg = _draw_group(ax, group, which, axis, divide, color)
+            if agg is not None:
+                drawn = True
+                interpolated = interpolated or (agg.interpolated and len(agg.seeds) > 1)
+        solved = {r.solved_score for r in runs}
         if len(solved) == 1 and None not in solved:
             ax.axhline(float(solved.pop() or 0.0), color="grey", linestyle="--", linewidth=1, label="solved score")
         if not drawn:
             ax.text(0.5, 0.5, f"no {which} data yet", ha="center", va="center", transform=ax.transAxes)
-        ax.set_title(title)
+        ax.set_title(titles[which], fontsize="medium")
         ax.set_xlabel("environment steps" if axis == "steps" else time_label)
         if axis == "steps":
             ax.xaxis.set_major_formatter(EngFormatter(sep=""))
@@ -276,8 +364,17 @@ def build_figure(groups: list[Group], axis: XAxis = "steps") -> Figure:
         ax.grid(alpha=0.3)
         if drawn:
             ax.legend(fontsize="small", loc="best")
-    if any(len(g.runs) > 1 for g in groups):
-        fig.suptitle("mean over seeds, band: 95% confidence interval", fontsize="small")
+    notes = []
+    sizes = [len(g.runs) for g in groups]
+    if any(1 < n < BAND_MIN_SEEDS for n in sizes):
+        notes.append(f"thin lines: single seeds, thick: their mean (no band below {BAND_MIN_SEEDS} seeds)")
+    if any(n >= BAND_MIN_SEEDS for n in sizes):
+        notes.append("band: 95% bootstrap interval of the mean over seeds")
+    if interpolated:
+        notes.append("seeds interpolated on the x range all of them cover")
+    fig.suptitle(figure_title(groups), fontsize="large", fontweight="bold")
+    if notes:
+        fig.supxlabel("; ".join(notes), fontsize="small", color="#555555")
     return fig
 
 

@@ -1,11 +1,16 @@
 """A self-contained HTML report of one or many runs: opens offline, no external assets.
 
-For each run: what was trained (env, preset, resolved hyperparameters from ``config.yaml``),
-on what (versions and device from ``meta.json``), how it went (status and wall-clock from
-``state.json``), the saved evaluations (``evaluation-*.json``; one is made when there is
-none) and a video (the newest ``videos/*.mp4``; one episode is recorded when there is none).
-The learning curve of all runs comes first; several runs get a comparison table. Images and
-videos are embedded as base64 ``data:`` URIs and the CSS is inline.
+For each run: what was trained (env, preset, the launch command from ``command.txt``, the
+hyperparameters from ``config.yaml`` grouped and sorted, those that differ from the shipped
+preset highlighted, keys the run does not use left out), on what (versions and device from
+``meta.json``), how it went (status, wall-clock and the step of the best model from
+``state.json`` and ``evaluations.csv``), the periodic evaluations, the saved evaluations
+(``evaluation-*.json``; one is made when there is none) and a video (the newest
+``videos/*.mp4``; one episode is recorded when there is none). The learning curve of all runs
+comes first; several runs get a comparison table whose evaluation column compares like with
+like: every run's same model kind, greedy, over the same number of episodes (evaluated for the
+report when a run has no such saved result). Images and videos are embedded as base64
+``data:`` URIs and the CSS is inline.
 """
 
 from __future__ import annotations
@@ -44,6 +49,16 @@ class RunFacts:
     state: dict[str, Any]
     evaluations: list[EvalResult] = field(default_factory=list)
     video: Path | None = None
+    periodic: list[dict[str, float]] = field(default_factory=list)
+    """The rows of ``evaluations.csv`` (periodic evaluations during training)."""
+    commands: list[str] = field(default_factory=list)
+    """The lines of ``command.txt``: every start and resume."""
+    shipped: dict[str, Any] | None = None
+    """The shipped preset of the same alias, resolved and flattened (None: no such preset)."""
+    model: str = ""
+    """The model evaluated by default: ``best``, else ``final``."""
+    compared: EvalResult | None = None
+    """The evaluation the comparison table shows (same model kind and episodes for every run)."""
 
 
 # ----------------------------------------------------------------------------------------
@@ -70,9 +85,15 @@ def gather(path: Path, *, episodes: int, video: bool, notify: Notify) -> RunFact
 
     run = RunDir.open(path)
     alias, seed, preset = run.read_config()
-    resolve_model(run)  # a run without any model fails here, before any work
-    facts = RunFacts(path, alias, seed, preset.env_id, to_plain(preset), run.read_meta(), run.read_state())
+    model = resolve_model(run)  # a run without any model fails here, before any work
+    state = run.read_state()
+    state["status"] = run.status(state)  # "running" only while its process lives
+    facts = RunFacts(path, alias, seed, preset.env_id, to_plain(preset), run.read_meta(), state)
+    facts.model = model.label
     facts.evaluations = saved_results(run)
+    facts.periodic = run.read_evaluations()
+    facts.commands = run.command.read_text().splitlines() if run.command.exists() else []
+    facts.shipped = shipped_preset(alias)
     if not facts.evaluations:
         notify(f"{path}: no saved evaluation; evaluating {episodes} episodes")
         result = evaluate_run(path, episodes=episodes)
@@ -81,6 +102,47 @@ def gather(path: Path, *, episodes: int, video: bool, notify: Notify) -> RunFact
     if video:
         facts.video = newest_video(run) or record_one_episode(run, notify)
     return facts
+
+
+def comparison_episodes(runs: list[RunFacts], default: int) -> int:
+    """The most episodes over which every run has a saved greedy evaluation of its model, else ``default``."""
+    common = set.intersection(
+        *({r.episodes for r in f.evaluations if r.epsilon is None and r.model == f.model} for f in runs)
+    )
+    return max(common) if common else default
+
+
+def make_comparable(runs: list[RunFacts], episodes: int, notify: Notify) -> None:
+    """Give each run the evaluation the comparison shows: its model, greedy, over ``episodes`` episodes."""
+    from rlkit.analysis.evaluation import evaluate_run, save_result
+
+    for facts in runs:
+        facts.compared = comparable(facts.evaluations, facts.model, episodes)
+        if facts.compared is None:
+            notify(f"{facts.path}: evaluating the {facts.model} model over {episodes} episodes for the comparison")
+            facts.compared = evaluate_run(facts.path, episodes=episodes)
+            save_result(facts.compared)
+            facts.evaluations.append(facts.compared)
+
+
+def comparable(results: list[EvalResult], model: str, episodes: int) -> EvalResult | None:
+    """The newest greedy evaluation of ``model`` over ``episodes`` episodes, if one is saved."""
+    same = [r for r in results if r.epsilon is None and r.model == model and r.episodes == episodes]
+    return same[-1] if same else None
+
+
+def shipped_preset(alias: str) -> dict[str, Any] | None:
+    """The shipped preset ``alias`` as rlkit resolves it (env checked, completed), flattened; None when none ships."""
+    from rlkit.config.presets import catalogue
+    from rlkit.config.schema import to_plain
+    from rlkit.environments.resolve import resolve
+
+    if alias.lower() not in catalogue():
+        return None
+    try:
+        return flatten(to_plain(resolve(alias).preset))
+    except RlkitError:
+        return None
 
 
 def record_one_episode(run: RunDir, notify: Notify) -> Path | None:
@@ -130,7 +192,9 @@ th{background:#f3f5f9}td.num{text-align:right;font-variant-numeric:tabular-nums}
 img.curve{max-width:100%;border:1px solid #e3e7ee}video{max-width:100%;background:#000}
 .note{color:#5b6676;font-size:.88rem}.ok{color:#137333}.bad{color:#b3261e}
 .scroll{overflow-x:auto}details summary{cursor:pointer;font-weight:600;margin:.4rem 0}
-code{background:#f3f5f9;padding:0 .25rem}
+code{background:#f3f5f9;padding:0 .25rem}mark{background:#fff2b3;padding:0 .2rem}
+.params{display:grid;grid-template-columns:repeat(auto-fill,minmax(500px,1fr));gap:0 1.5rem;align-items:start}pre{background:#f3f5f9;padding:.5rem .7rem;overflow-x:auto;
+font-size:.85rem;white-space:pre-wrap;word-break:break-all}
 """
 
 # Marks media as loaded (data-state) and reports failures on the console, so a headless
@@ -229,7 +293,7 @@ def training_table(facts: RunFacts) -> str:
         ["steps", f"{fmt_num(steps, ',')} of {fmt_num(budget, ',')}"],
         ["wall-clock", esc(fmt_duration(state.get("wall_s")))],
         ["speed", f"{fmt_num(state.get('steps_per_s'), '.0f')} steps/s" if state.get("steps_per_s") else "-"],
-        ["best evaluation", fmt_num(best) if best is not None else "-"],
+        ["best evaluation", best_text(best, facts.periodic)],
         ["policy network", esc(meta.get("policy", "-"))],
         ["device", f"{esc(meta.get('device', '-'))} · torch threads {esc(meta.get('torch_threads', '-'))}"],
         ["started / finished", f"{esc(meta.get('created', '-'))} / {esc(state.get('finished', '-'))}"],
@@ -245,9 +309,137 @@ def training_table(facts: RunFacts) -> str:
     return table(["", ""], rows)
 
 
-def hyperparameter_table(preset: dict[str, Any]) -> str:
-    rows = [[f"<code>{esc(k)}</code>", esc(json.dumps(v, default=str))] for k, v in flatten(preset).items()]
-    return table(["key", "value"], rows)
+def best_row(rows: list[dict[str, float]]) -> dict[str, float] | None:
+    """The periodic evaluation that saved ``best_model.zip``: the first with the highest mean."""
+    best: dict[str, float] | None = None
+    for row in rows:
+        if best is None or row["mean_reward"] > best["mean_reward"]:
+            best = row
+    return best
+
+
+def best_text(best: Any, rows: list[dict[str, float]]) -> str:
+    if best is None:
+        return "-"
+    row = best_row(rows)
+    if row is None:
+        return fmt_num(best)
+    return f"{fmt_num(best)} at step {int(row['timesteps']):,} (<code>best_model.zip</code>)"
+
+
+def command_html(facts: RunFacts) -> str:
+    """The launch command and every resume, from ``command.txt``."""
+    if not facts.commands:
+        return '<p class="note">No command.txt.</p>'
+    lines = "\n".join(esc(line) for line in facts.commands)
+    return f"<pre>{lines}</pre>"
+
+
+def periodic_table(rows: list[dict[str, float]]) -> str:
+    """Every periodic evaluation of ``evaluations.csv``; the row of the best model marked."""
+    if not rows:
+        return '<p class="note">No periodic evaluation (eval_freq 0, or stopped before the first).</p>'
+    best = best_row(rows)
+    body = [
+        [
+            f"{int(r['timesteps']):,}",
+            f"{r['mean_reward']:.2f} ± {r['std_reward']:.2f}",
+            f"{r['min_reward']:.2f}",
+            f"{r['max_reward']:.2f}",
+            f"{r['mean_ep_length']:.1f}",
+            esc(fmt_duration(r.get("wall_s"))),
+            '<span class="ok">best model</span>' if r is best else "",
+        ]
+        for r in rows
+    ]
+    headers = ["step", "mean ± std", "min", "max", "mean length", "wall-clock", ""]
+    return table(headers, body, numeric={0, 1, 2, 3, 4, 5})
+
+
+PARAM_GROUPS: list[tuple[str, tuple[str, ...]]] = [
+    ("Environment", ("env_id", "env_kwargs", "n_envs", "atari")),
+    ("Network", ("policy", "policy_kwargs", "dueling", "noisy", "noisy_sigma0")),
+    (
+        "DQN",
+        (
+            "algo", "learning_rate", "learning_rate_schedule", "buffer_size", "learning_starts", "batch_size",
+            "tau", "gamma", "train_freq", "gradient_steps", "target_update_interval", "exploration_fraction",
+            "exploration_initial_eps", "exploration_final_eps", "max_grad_norm", "loss", "optimize_memory_usage",
+            "frame_buffer",
+        ),
+    ),
+    ("Extensions", ("double_q", "n_steps", "prioritized_replay", "per_", "n_quantiles")),
+    (
+        "Budget, evaluation, checkpoints",
+        (
+            "n_timesteps", "eval_freq", "eval_episodes", "solved_score", "stop_on_solved", "checkpoint_freq",
+            "keep_checkpoints", "checkpoint_replay_buffer",
+        ),
+    ),
+    ("Runtime and diagnostics", ("torch_threads", "diagnostics_interval", "divergence_q_bound", "search_space")),
+]  # fmt: skip
+"""Hyperparameter groups of the report, by key or key prefix; keys in none go to "Other"."""
+
+NOT_PARAMETERS = {"description", "aliases"}
+
+
+def param_group(key: str) -> str:
+    for name, prefixes in PARAM_GROUPS:
+        for prefix in prefixes:
+            if key == prefix or key.startswith(prefix + ".") or (prefix.endswith("_") and key.startswith(prefix)):
+                return name
+    return "Other"
+
+
+def unused(key: str, flat: dict[str, Any]) -> bool:
+    """Keys that have no effect in this configuration (left out of the report)."""
+    algo, cnn = flat.get("algo"), flat.get("policy") == "CnnPolicy"
+    return (
+        (key.startswith("per_") and not flat.get("prioritized_replay"))
+        or (key == "noisy_sigma0" and not flat.get("noisy"))
+        or (key.startswith("exploration_") and bool(flat.get("noisy")))  # NoisyNet: epsilon is 0
+        or (key == "n_quantiles" and algo != "qrdqn")
+        or (key == "loss" and algo == "qrdqn")  # QR-DQN always uses the quantile Huber loss
+        or (key.startswith("atari") and flat.get("atari") is None and flat.get("atari.frame_skip") is None)
+        or (key in ("policy_kwargs.features_dim", "policy_kwargs.normalize_images") and not cnn)
+        or (key == "stop_on_solved" and flat.get("solved_score") is None)
+        or (key == "env_kwargs" and not flat.get("env_kwargs"))
+        or (key == "search_space")  # rlkit tune's, not training's
+    )
+
+
+def hyperparameter_table(preset: dict[str, Any], shipped: dict[str, Any] | None, alias: str = "") -> str:
+    """Grouped, sorted hyperparameters that matter for this run; those unlike the shipped preset highlighted."""
+    flat = flatten(preset)
+    grouped: dict[str, list[tuple[str, Any]]] = {}
+    for key in sorted(flat):
+        if key not in NOT_PARAMETERS and not unused(key, flat):
+            grouped.setdefault(param_group(key), []).append((key, flat[key]))
+    order = [name for name, _ in PARAM_GROUPS] + ["Other"]
+    tables: list[str] = []
+    changed = 0
+    for name in order:
+        if name not in grouped:
+            continue
+        rows: list[list[str]] = []
+        for key, value in grouped[name]:
+            cell = esc(json.dumps(value, default=str))
+            diff = ""
+            if shipped is not None and json.dumps(shipped.get(key), default=str) != json.dumps(value, default=str):
+                changed += 1
+                cell = f"<mark>{cell}</mark>"
+                diff = esc(json.dumps(shipped.get(key), default=str)) if key in shipped else "(not in preset)"
+            rows.append([f"<code>{esc(key)}</code>", cell, diff])
+        head = [name, "value", "shipped preset" if shipped is not None else ""]
+        tables.append(f"<div>{table(head, rows)}</div>")
+    if shipped is None:
+        note = "No shipped preset of this name to compare with."
+    elif changed:
+        note = f"{changed} value(s) differ from the shipped preset <code>{esc(alias)}</code> (highlighted)."
+    else:
+        note = f"Every value is the shipped preset <code>{esc(alias)}</code>'s."
+    hidden = "Keys without effect in this configuration (e.g. per_* without prioritized replay) are left out."
+    return f'<p class="note">{note} {hidden}</p><div class="params">{"".join(tables)}</div>'
 
 
 def video_html(facts: RunFacts) -> str:
@@ -265,14 +457,16 @@ def video_html(facts: RunFacts) -> str:
 
 
 def run_section(facts: RunFacts) -> str:
+    params = hyperparameter_table(facts.preset, facts.shipped, facts.alias)
     return (
         f'<section class="run"><h2>{esc(run_name(facts))}</h2>'
         f'<p class="sub">{esc(facts.path)}</p>'
+        f"<h3>Launch command</h3>{command_html(facts)}"
         f'<div class="grid"><div><h3>Training</h3>{training_table(facts)}</div>'
         f"<div><h3>Video</h3>{video_html(facts)}</div></div>"
-        f"<h3>Evaluation</h3>{evaluation_table(facts.evaluations)}"
-        f"<details><summary>Resolved hyperparameters (config.yaml)</summary>{hyperparameter_table(facts.preset)}"
-        "</details></section>"
+        f"<h3>Periodic evaluations</h3>{periodic_table(facts.periodic)}"
+        f"<h3>Saved evaluations</h3>{evaluation_table(facts.evaluations)}"
+        f"<h3>Hyperparameters</h3>{params}</section>"
     )
 
 
@@ -282,13 +476,6 @@ COMPARE_SKIP = {"env_id", "description", "aliases"}
 MAX_COMPARE_KEYS = 10
 
 
-def headline(results: list[EvalResult]) -> EvalResult | None:
-    """The evaluation a comparison shows: the newest greedy one, else the newest."""
-    greedy = [r for r in results if r.epsilon is None]
-    chosen = greedy or results
-    return chosen[-1] if chosen else None
-
-
 def differing_keys(flats: list[dict[str, Any]]) -> list[str]:
     """Hyperparameters whose values differ between runs (at most ``MAX_COMPARE_KEYS``)."""
     keys = set().union(*flats) - COMPARE_SKIP
@@ -296,12 +483,14 @@ def differing_keys(flats: list[dict[str, Any]]) -> list[str]:
     return differ[:MAX_COMPARE_KEYS]
 
 
-def comparison_table(runs: list[RunFacts]) -> str:
+def comparison_table(runs: list[RunFacts], episodes: int) -> str:
+    """One row per run; the evaluation column is the same model kind over the same episodes for all."""
     flats = [flatten(f.preset) for f in runs]
     keys = differing_keys(flats)
     rows = []
     for facts, flat in zip(runs, flats, strict=True):
-        latest = headline(facts.evaluations)
+        chosen = facts.compared
+        best = best_row(facts.periodic)
         rows.append(
             [
                 esc(run_name(facts)),
@@ -310,27 +499,34 @@ def comparison_table(runs: list[RunFacts]) -> str:
                 fmt_num(facts.state.get("num_timesteps"), ","),
                 esc(fmt_duration(facts.state.get("wall_s"))),
                 esc(facts.state.get("status", "unknown")),
+                "-" if chosen is None else esc(chosen.model),
+                "-" if chosen is None else f"{chosen.mean:.2f} ± {chosen.std:.2f}",
+                "-" if chosen is None else esc(solved_text(chosen)),
                 "-"
-                if latest is None
-                else f"{latest.mean:.2f} ± {latest.std:.2f} ({latest.episodes} ep, {esc(latest.model)})",
-                "-" if latest is None else esc(solved_text(latest)),
+                if best is None
+                else f"{best['mean_reward']:.2f} at {int(best['timesteps']):,} ({flat.get('eval_episodes', '?')} ep)",
                 *[esc(json.dumps(flat.get(k), default=str)) for k in keys],
             ]
         )
-    headers = ["run", "env", "seed", "steps", "wall-clock", "status", "evaluation", "solved", *keys]
-    return table(headers, rows, numeric={3, 6})
+    headers = [
+        "run", "env", "seed", "steps", "wall-clock", "status", "model", f"greedy, {episodes} episodes",
+        "solved", "best periodic evaluation (step)", *keys,
+    ]  # fmt: skip
+    return table(headers, rows, numeric={3, 7, 9})
 
 
-def render(runs: list[RunFacts], curve_png: bytes | None, created: str) -> str:
+def render(runs: list[RunFacts], curve_png: bytes | None, created: str, episodes: int = 20) -> str:
     """The whole page."""
     envs = sorted({f.env_id for f in runs})
     title = f"rlkit report: {', '.join(envs)}"
     parts = [f"<h1>{esc(title)}</h1>", f'<p class="sub">{len(runs)} run(s) · generated {esc(created)}</p>']
     if len(runs) > 1:
-        parts.append(f"<h2>Comparison</h2>{comparison_table(runs)}")
+        parts.append(f"<h2>Comparison</h2>{comparison_table(runs, episodes)}")
         parts.append(
-            '<p class="note">Evaluation: the newest saved greedy evaluation of each run; '
-            "columns after “solved” are hyperparameters that differ between runs.</p>"
+            f'<p class="note">“greedy, {episodes} episodes”: each run\'s model of the “model” column (best model, '
+            f"or the final one when a run has none) over the same {episodes} greedy episodes and evaluation seeds. "
+            "Best periodic evaluation: the highest mean of the evaluations during training and its step. "
+            "Columns after it are hyperparameters that differ between runs.</p>"
         )
     parts.append("<h2>Learning curve</h2>")
     if curve_png is None:
@@ -367,7 +563,10 @@ def build_report(
         RunDir.open(path)  # every path is checked before any slow work
     say = notify or (lambda _message: None)
     runs = [gather(path, episodes=episodes, video=video, notify=say) for path in paths]
-    page = render(runs, learning_curve_png(paths), now_iso())
+    compared = comparison_episodes(runs, episodes)
+    if len(runs) > 1:
+        make_comparable(runs, compared, say)
+    page = render(runs, learning_curve_png(paths), now_iso(), compared)
 
     def write(tmp: Path) -> None:
         tmp.write_text(page, encoding="utf-8")

@@ -197,23 +197,24 @@ def record(
 
     check_request(episodes, fps, seed)
     path = Path(run_dir)
+    made_folder = None
     if out is None:
         target = default_video_path(path, resolve_model(RunDir.open(path), model).label, episodes, gif)
+        if episodes >= 1 and not target.parent.exists():
+            target.parent.mkdir()
+            made_folder = target.parent
     else:
         target = Path(out)
         if gif and target.suffix.lower() != ".gif":
             raise RlkitError(f"--gif writes a GIF but --out is {target.name}; give a .gif path or drop --gif")
-    return record_run(
-        path,
-        target,
-        model_name=model,
-        episodes=episodes,
-        fps=fps,
-        seed=seed,
-        force=force,
-        on_episode=on_episode,
-        create_folder=out is None,  # RUN/videos/, made once the request is known to be good
-    )
+    try:
+        return record_run(
+            path, target, model_name=model, episodes=episodes, fps=fps, seed=seed, force=force, on_episode=on_episode
+        )
+    except BaseException:
+        if made_folder is not None and not any(made_folder.iterdir()):
+            made_folder.rmdir()  # a failed recording leaves nothing behind
+        raise
 
 
 def load(source: str | Path, model: str = "auto", device: str = "cpu") -> OffPolicyAlgorithm:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import one_line_errors, out, seed_value
+from rlkit.cli.common import err, one_line_errors, out, seed_value
 from rlkit.cli.progress import episode_progress
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ def evaluate(
         raise RlkitError("--epsilon only applies to --stochastic evaluation; add --stochastic or drop --epsilon")
     eps = (DEFAULT_EPSILON if epsilon is None else epsilon) if stochastic else None
     seed = DEFAULT_EVAL_SEED if seed is None else seed
+    _note_status(run_dir)
     with episode_progress(episodes, "evaluate", enabled=not as_json) as on_episode:
         result = evaluate_run(
             run_dir, model_name=model, episodes=episodes, seed=seed, epsilon=eps, device=device, on_episode=on_episode
@@ -58,6 +59,26 @@ def evaluate(
         return
     _print_table(result)
     out.print(f"saved: {path}")
+
+
+def _note_status(run_dir: Path) -> None:
+    """Say so when the run is still training, or its process died without recording it."""
+    from rlkit.training.rundir import GONE, RunDir
+
+    if not (run_dir / "state.json").is_file():
+        return
+    run = RunDir(run_dir)
+    status = run.status()
+    if status == GONE:
+        step = run.read_state().get("last_checkpoint")
+        err.print(
+            f"note: {run_dir} {GONE}: its training was killed without recording it"
+            + (f" (last checkpoint at step {step}); " if step is not None else "; ")
+            + f"continue it with rlkit train --resume {run_dir}",
+            soft_wrap=True,
+        )
+    elif status == "running":
+        err.print(f"note: {run_dir} is still training; evaluating the models it has saved so far", soft_wrap=True)
 
 
 def _print_table(result: EvalResult) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import ImportOption, explain_resolved, fail, one_line_errors, out, seed_value
+from rlkit.cli.common import ImportOption, err, explain_resolved, fail, one_line_errors, out, seed_value
 
 
 @one_line_errors
@@ -50,6 +50,14 @@ def train(
         Optional[Path],
         typer.Option(help="Start a new run from trained weights: a run directory (its final model) or a model .zip."),
     ] = None,
+    without_buffer: Annotated[
+        bool,
+        typer.Option(
+            "--without-buffer",
+            help="With --resume: continue even when the checkpoint's replay buffer cannot be restored "
+            "(empty buffer; the run records that the resume was not exact).",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display; only the summary.")] = False,
     import_: ImportOption = None,
 ) -> None:
@@ -65,11 +73,18 @@ def train(
         if import_:
             raise fail("--resume imports the modules the run recorded (env_imports in its config.yaml); drop --import")
         argv = ["rlkit", "train", "--resume", str(resume), "--device", device, *(["--quiet"] if quiet else [])]
+        if without_buffer:
+            argv.append("--without-buffer")
+        notify = lambda m: err.print(f"[yellow]warning:[/] {m}", markup=True, soft_wrap=True, highlight=False)  # noqa: E731
         if steps is not None:
             argv[4:4] = ["--steps", str(steps)]
-            result = training.extend(resume, steps, device=device, quiet=quiet, argv=argv)
+            result = training.extend(
+                resume, steps, device=device, quiet=quiet, argv=argv, without_buffer=without_buffer, notify=notify
+            )
         else:
-            maybe = training.resume(resume, device=device, quiet=quiet, argv=argv)
+            maybe = training.resume(
+                resume, device=device, quiet=quiet, argv=argv, without_buffer=without_buffer, notify=notify
+            )
             if maybe is None:
                 out.print(
                     f"{resume}: this run already finished; nothing to do "
@@ -78,6 +93,8 @@ def train(
                 return
             result = maybe
     else:
+        if without_buffer:
+            raise fail("--without-buffer only applies to --resume RUN_DIR")
         if env is None:
             raise fail("missing environment: rlkit train ENV (see `rlkit envs`) or rlkit train --resume RUN_DIR")
         from rlkit.core.seeds import check_seed
@@ -104,7 +121,9 @@ def train(
         f"done: {result.num_timesteps} steps in {result.wall_s:.0f}s ({result.steps_per_s:.0f} steps/s); "
         f"final eval {final_text}; best eval {best_text}{'; solved' if result.solved else ''}"
     )
-    out.print(f"run directory: {result.run_dir}")
+    from rlkit.training.display import short_path
+
+    out.print(f"run directory: {short_path(result.run_dir)}", soft_wrap=True)
 
 
 def _command_line(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -9,6 +10,44 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from rlkit.core.errors import RlkitError
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+"""``errno`` values of a full disk (or a full quota)."""
+
+
+class DiskFull(RlkitError):
+    """A write failed for want of space; the message names the path and the space needed."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL
+
+
+def free_bytes(path: Path) -> int | None:
+    """Free space for an unprivileged user on the filesystem holding ``path`` (or its nearest parent)."""
+    for candidate in (path, *path.parents):
+        try:
+            return shutil.disk_usage(candidate).free
+        except OSError:
+            continue
+    return None
+
+
+def disk_full_message(path: Path, needed: int | None = None) -> str:
+    """One line for a write that failed because the disk is full: where, how much is needed and free."""
+
+    def mib(n: int) -> str:
+        return f"{n / 2**20:.1f} MiB"
+
+    free = free_bytes(path)
+    parts = [f"no space left on the device writing {path}"]
+    if needed is not None:
+        parts.append(f"about {mib(needed)} needed")
+    if free is not None:
+        parts.append(f"{mib(free)} free")
+    return ", ".join(parts)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -24,7 +63,6 @@ def _fsync_dir(path: Path) -> None:
 
 def check_new_output(path: Path, force: bool, suffixes: tuple[str, ...], kind: str, flag: str = "--out") -> None:
     """An output path that can be written: a known suffix, an existing folder, no silent overwrite."""
-    from rlkit.core.errors import RlkitError
     from rlkit.core.paths import check_folder
 
     if path.suffix.lower() not in suffixes:

@@ -16,7 +16,8 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from rlkit.core import atomic
-from rlkit.training.rundir import RunDir
+from rlkit.training.buffer_store import buffer_nbytes, save_buffer
+from rlkit.training.rundir import BUFFER, MANIFEST, RunDir, write_manifest
 
 if TYPE_CHECKING:
     from stable_baselines3.common.vec_env import VecEnv
@@ -180,7 +181,7 @@ class RunRecorder:
     def after_eval(self, evaluator: Evaluator, row: EvalRow) -> None:
         self.run.write_evaluations(evaluator.history)
         if self.display is not None:
-            self.display.on_eval(row, self._best_at == row["timesteps"])
+            self.display.on_eval(row, self._best_at == row["timesteps"], evaluator.n_episodes)
 
 
 class StopWhenSolved:
@@ -224,9 +225,12 @@ class ThreadTuning(BaseCallback):
 class Checkpointer(BaseCallback):
     """Every ``every`` environment steps: a complete, resumable checkpoint, published atomically.
 
-    ``checkpoints/step-<N>/`` holds the model (with optimizer state), the replay buffer and a
-    ``state.json``; the folder is written under a staging name and renamed into place, so a
-    crash mid-save leaves the previous checkpoint untouched. Only the newest ``keep`` remain.
+    ``checkpoints/step-<N>/`` holds the model (with optimizer state), the replay buffer
+    (``replay_buffer.npz``), a ``state.json`` and, written last, ``manifest.json`` (size and
+    sha256 of each file); the folder is written under a staging name and renamed into place, so
+    a crash mid-save leaves the previous checkpoint untouched. Only the newest ``keep`` remain.
+    After each checkpoint the run's ``state.json`` records its step (``last_checkpoint``), so even
+    after ``kill -9`` the state says how far the run can be resumed.
     """
 
     def __init__(
@@ -249,6 +253,8 @@ class Checkpointer(BaseCallback):
         self.evaluator = evaluator
         self.display = display
         self._last = 0
+        self.last_saved: int | None = None
+        """The step of the newest checkpoint this session wrote."""
 
     def _init_callback(self) -> None:
         self._last = self.model.num_timesteps
@@ -260,35 +266,66 @@ class Checkpointer(BaseCallback):
         return True
 
     def save(self) -> Path:
-        """Write a checkpoint of the current state now; returns its folder."""
+        """Write a checkpoint of the current state now; returns its folder.
+
+        Whatever stops the save (an error, a full disk, a second Ctrl-C) removes the staging
+        folder before it propagates, so only complete checkpoints ever exist. A full disk is a
+        one-line :class:`RlkitError` naming the file and the space needed.
+        """
         model = self.model
         assert isinstance(model, OffPolicyAlgorithm)
         steps = model.num_timesteps
         final = self.run.checkpoints / f"step-{steps:012d}"
         staging = self.run.checkpoints / f".staging-{steps:012d}"
-        if staging.exists():
-            shutil.rmtree(staging)
-        staging.mkdir(parents=True)
-        model.save(staging / "model.zip")
-        if self.save_buffer:
-            model.save_replay_buffer(staging / "replay_buffer.pkl")
-        best = self.evaluator.best_mean_reward if self.evaluator is not None else -math.inf
-        atomic.write_json(
-            staging / "state.json",
-            {
-                "num_timesteps": steps,
-                "best_mean_reward": best if math.isfinite(best) else None,
-                "wall_s": self.clock.seconds(),
-                "exploration_rate": float(getattr(model, "exploration_rate", 0.0)),
-                "replay_buffer": self.save_buffer,
-            },
-        )
-        atomic.publish_dir(staging, final)
+        current = staging
+        try:
+            if staging.exists():
+                shutil.rmtree(staging)
+            staging.mkdir(parents=True)
+            current = staging / "model.zip"
+            model.save(current)
+            if self.save_buffer and model.replay_buffer is not None:
+                current = staging / BUFFER
+                save_buffer(model.replay_buffer, current)
+            best = self.evaluator.best_mean_reward if self.evaluator is not None else -math.inf
+            current = staging / "state.json"
+            atomic.write_json(
+                current,
+                {
+                    "num_timesteps": steps,
+                    "best_mean_reward": best if math.isfinite(best) else None,
+                    "wall_s": self.clock.seconds(),
+                    "exploration_rate": float(getattr(model, "exploration_rate", 0.0)),
+                    "replay_buffer": self.save_buffer,
+                },
+            )
+            current = staging / MANIFEST
+            write_manifest(staging)  # last: a checkpoint with a matching manifest is complete
+            current = final
+            atomic.publish_dir(staging, final)
+        except BaseException as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if atomic.is_disk_full(exc):
+                raise atomic.DiskFull(atomic.disk_full_message(current, self._needed_bytes())) from None
+            raise
+        self.last_saved = steps
         for old in self.run.checkpoint_dirs()[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)
+        self.run.update_state(num_timesteps=steps, last_checkpoint=steps, wall_s=self.clock.seconds())
         if self.display is not None:
-            self.display.on_checkpoint(steps)
+            self.display.on_checkpoint(steps, final)
         return final
+
+    def _needed_bytes(self) -> int:
+        """What a checkpoint takes: the last one's size, else the buffer's arrays plus the model's weights."""
+        done = self.run.checkpoint_dirs()
+        if done:
+            return sum(p.stat().st_size for p in done[-1].iterdir() if p.is_file())
+        model = self.model
+        assert isinstance(model, OffPolicyAlgorithm)
+        weights = sum(p.numel() * p.element_size() for p in model.policy.parameters())
+        buffer = buffer_nbytes(model.replay_buffer) if self.save_buffer and model.replay_buffer is not None else 0
+        return buffer + 3 * weights  # weights, target network and Adam's two moments, roughly
 
 
 class DisplayUpdater(BaseCallback):

@@ -155,7 +155,7 @@ def build(
     if checkpoint is None:
         model = build_model(preset, env, seed=seed, device=device, tensorboard_log=tensorboard_log)
     else:
-        model = load_model(checkpoint / "model.zip", env, device)
+        model = load_model(checkpoint / "model.zip", env, device, preset=preset)
     return Trainee(env, model, policy, threads, thread_tuner(preset, model), device)
 
 
@@ -257,31 +257,190 @@ def _head_kwargs(preset: Preset) -> dict[str, Any]:
 
 def saved_algo(path: Path) -> str:
     """``qrdqn`` or ``dqn``: read from the saved file's JSON data, without building the model."""
-    import json
-    import zipfile
-
-    with zipfile.ZipFile(path) as archive:
-        data = json.loads(archive.read("data"))
+    data = _saved_data(path)
     if "rlkit_algo" in data:
         return str(data["rlkit_algo"])
     return "qrdqn" if "n_quantiles" in data else "dqn"
 
 
-def load_model(path: Path, env: VecEnv | None, device: str) -> OffPolicyAlgorithm:
-    """Load a saved DQN or QR-DQN with every switch restored; a bad file is a one-line error."""
-    import warnings
+REBUILT = (
+    "policy_class",
+    "policy_kwargs",
+    "observation_space",
+    "action_space",
+    "replay_buffer_class",
+    "train_freq",
+    "learning_rate",
+    "lr_schedule",
+    "exploration_schedule",
+)
+"""Serialized (cloudpickled) entries of an SB3 zip's ``data`` that rlkit rebuilds from the run's config."""
+
+RUNTIME_STATE = ("_last_obs", "_last_episode_starts", "_last_original_obs", "ep_info_buffer", "ep_success_buffer")
+"""Serialized entries that are runtime state: dropped (reset on load; a resumed run resets its envs)."""
+
+
+EXPECTED_GLOBALS = (
+    "stable_baselines3.",
+    "sb3_contrib.",
+    "rlkit.",
+    "gymnasium.spaces.",
+    "numpy.",
+    "torch.nn.",
+    "torch.optim.",
+    "collections.deque",
+)
+"""What the pickles SB3 writes for an rlkit model name. They are never unpickled (everything is
+rebuilt); naming anything else (``builtins.exec``, ``os.system``, code pickled by value) marks
+the file as crafted, and it is refused."""
+
+
+def pickled_globals(blob: bytes) -> set[str]:
+    """The ``module.name`` globals a pickle would import, found by reading its opcodes (nothing runs)."""
+    import pickletools
+
+    found: set[str] = set()
+    strings: list[Any] = []
+    memo: dict[int, Any] = {}
+    for op, arg, _pos in pickletools.genops(blob):
+        if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8", "SHORT_BINSTRING", "BINSTRING"):
+            strings.append(arg)
+        elif op.name == "MEMOIZE":
+            memo[len(memo)] = strings[-1] if strings else None
+        elif op.name in ("BINPUT", "LONG_BINPUT", "PUT"):
+            memo[arg if isinstance(arg, int) else -1] = strings[-1] if strings else None
+        elif op.name in ("BINGET", "LONG_BINGET", "GET"):
+            strings.append(memo.get(arg if isinstance(arg, int) else -1))
+        elif op.name in ("GLOBAL", "INST"):
+            found.add(str(arg).replace(" ", "."))
+        elif op.name == "STACK_GLOBAL":
+            found.add(f"{strings[-2] if len(strings) > 1 else '?'}.{strings[-1] if strings else '?'}")
+    return found
+
+
+def _unexpected_global(key: str, entry: dict[str, Any]) -> str | None:
+    """The first global a serialized entry names that no rlkit model's pickle would, if any."""
+    import base64
+    import binascii
+
+    try:
+        blob = base64.b64decode(str(entry[":serialized:"]).encode(), validate=True)
+        names = pickled_globals(blob)
+    except (binascii.Error, ValueError, IndexError, TypeError) as exc:
+        return f"an unreadable pickle ({exc})"
+    for name in sorted(names):
+        if not name.startswith(EXPECTED_GLOBALS):
+            return name
+    return None
+
+
+def _saved_data(path: Path) -> dict[str, Any]:
+    """The JSON ``data`` entry of an SB3 zip, parsed as plain JSON (nothing deserialized)."""
+    import json
     import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data"))
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError, EOFError) as exc:
+        raise RlkitError(f"cannot load model {path}: corrupted or not an SB3 model ({exc})") from None
+    if not isinstance(data, dict):
+        raise RlkitError(f"cannot load model {path}: its data entry is not a JSON object")
+    return data
+
+
+def _serialized_keys(data: dict[str, Any]) -> list[str]:
+    return [k for k, v in data.items() if isinstance(v, dict) and ":serialized:" in v]
+
+
+def find_run_preset(path: Path) -> Preset | None:
+    """The config of the run a model file belongs to (``<run>/x.zip`` or ``<run>/checkpoints/step-N/x.zip``)."""
+    from rlkit.training.rundir import RunDir
+
+    for folder in (path.parent, path.parent.parent.parent):
+        if (folder / "config.yaml").is_file():
+            return RunDir(folder).read_config()[2]
+    return None
+
+
+def load_model(path: Path, env: VecEnv | None, device: str, preset: Preset | None = None) -> OffPolicyAlgorithm:
+    """Load a saved DQN or QR-DQN with every switch restored, never unpickling anything from the file.
+
+    SB3 stores schedules, spaces and classes in the zip as cloudpickle, and unpickling runs any
+    code a crafted file names. Here every such entry is replaced (SB3's ``custom_objects``) by
+    the object a fresh model built from ``preset`` (default: the config of the run the file is
+    in) has, runtime state is dropped, and a serialized entry rlkit does not know is refused in
+    one line naming it. The weights (``*.pth``) are read by SB3 with ``torch.load(weights_only=True)``.
+    A bad file is a one-line error.
+    """
+    import warnings
 
     from rlkit.dqn.algorithms import RlkitDQN, RlkitQRDQN
 
     if not path.is_file():
         raise RlkitError(f"model file not found: {path}")
+    data = _saved_data(path)
+    serialized = _serialized_keys(data)
+    unknown = [k for k in serialized if k not in REBUILT and k not in RUNTIME_STATE]
+    if unknown:
+        raise RlkitError(
+            f"refusing to load {path}: its data entry '{unknown[0]}' is serialized code/objects that rlkit "
+            "does not rebuild (loading it would unpickle data from the file)"
+        )
+    for key in serialized:
+        odd = _unexpected_global(key, data[key])
+        if odd is not None:
+            raise RlkitError(
+                f"refusing to load {path}: its data entry '{key}' names {odd}, which no rlkit model contains "
+                "(a crafted or damaged file; rlkit never unpickles it)"
+            )
+    if preset is None:
+        preset = find_run_preset(path)
+        if preset is None:
+            raise RlkitError(
+                f"cannot load {path} safely: no run config (config.yaml) beside it to rebuild its "
+                "objects from; load it from its run directory"
+            )
+    algo = saved_algo(path)
+    if algo not in ("dqn", "qrdqn"):
+        raise RlkitError(f"cannot load model {path}: rlkit_algo is {algo!r}; valid: dqn, qrdqn")
+    if algo != preset.algo:
+        raise RlkitError(f"cannot load model {path}: it is a {algo} model but the run's config says {preset.algo}")
+    custom, known = _rebuilt_objects(preset, env, device)
+    stranger = [k for k in data if k not in known]
+    if stranger:
+        raise RlkitError(
+            f"refusing to load {path}: its data entry '{stranger[0]}' is not an attribute of an rlkit model"
+        )
+    cls = RlkitQRDQN if algo == "qrdqn" else RlkitDQN
     try:
-        cls = RlkitQRDQN if saved_algo(path) == "qrdqn" else RlkitDQN
         with warnings.catch_warnings():
             # A saved n-step model names SB3's NStepReplayBuffer with n_steps in its kwargs, which
             # SB3 then (wrongly) reports as "n_steps is ignored"; the buffer is built correctly.
             warnings.filterwarnings("ignore", message=".*is ignored because a custom `replay_buffer_class`")
-            return cls.load(path, env=env, device=device)
-    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError) as exc:
-        raise RlkitError(f"cannot load model {path}: corrupted or not an SB3 DQN model ({exc})") from None
+            return cls.load(path, env=env, device=device, custom_objects=custom)
+    except RlkitError:
+        raise
+    except Exception as exc:  # a crafted file can fail anywhere in SB3's load; it is still one line
+        raise RlkitError(
+            f"cannot load model {path}: corrupted or not this run's model ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _rebuilt_objects(preset: Preset, env: VecEnv | None, device: str) -> tuple[dict[str, Any], set[str]]:
+    """The trusted objects (a fresh model's own; ``None`` for runtime state) and the attributes a model has."""
+    from rlkit.environments.factory import make_env
+
+    spaces_env = env if env is not None else make_env(preset, n_envs=1, seed=0, train=False)
+    try:
+        # A tiny buffer: only the model's schedules, spaces and classes are wanted.
+        small = preset.model_copy(update={"buffer_size": max(preset.batch_size, 64)})
+        fresh = build_model(small, spaces_env, seed=None, device=device, tensorboard_log=None)
+    finally:
+        if env is None:
+            spaces_env.close()
+    custom: dict[str, Any] = {key: None for key in RUNTIME_STATE}
+    for key in REBUILT:
+        custom[key] = getattr(fresh, key)
+    known = {k for k in dir(fresh) if not k.startswith("__")}
+    return custom, known

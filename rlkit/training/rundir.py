@@ -12,20 +12,32 @@ Layout::
         evaluations.csv     periodic evaluation history
         best_model.zip      best model by mean evaluation return
         model.zip           final (or latest interrupted) model
-        checkpoints/        step-<N>/ {model.zip, replay_buffer.pkl, state.json}
+        checkpoints/        step-<N>/ {model.zip, replay_buffer.npz, state.json, manifest.json}
+        run.lock            held (flock) by the one process training this run; holds its pid
+
+A checkpoint folder is written under ``.staging-<N>`` and renamed into place; its
+``manifest.json`` (size and sha256 of every other file) is written last, so a checkpoint is
+intact exactly when its manifest matches (:func:`verify_checkpoint`). Nothing in a run directory
+is a pickle: models are SB3 zips (loaded without unpickling, see
+:func:`rlkit.training.factory.load_model`), buffers are NumPy ``.npz`` read with
+``allow_pickle=False``, the rest is YAML, JSON and CSV.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import fcntl
+import hashlib
 import io
 import json
+import math
 import os
 import platform
 import shlex
+import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +47,13 @@ from rlkit.config.schema import Preset, to_plain, validate
 from rlkit.core import atomic
 from rlkit.core.errors import RlkitError
 from rlkit.core.paths import check_folder, make_folder
+
+MANIFEST = "manifest.json"
+BUFFER = "replay_buffer.npz"
+LEGACY_BUFFER = "replay_buffer.pkl"
+LOCK = "run.lock"
+GONE = "stopped (process gone)"
+"""What a run whose state says ``running`` but whose lock nobody holds is reported as."""
 
 EVAL_FIELDS = ["timesteps", "mean_reward", "std_reward", "min_reward", "max_reward", "mean_ep_length", "wall_s"]
 
@@ -99,6 +118,10 @@ class RunDir:
     @property
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / LOCK
 
     # --- creation and opening ---------------------------------------------------------
 
@@ -181,9 +204,57 @@ class RunDir:
         return read_json_object(self.state_file, "run state")
 
     def update_state(self, **changes: Any) -> dict[str, Any]:
+        """Merge ``changes`` into ``state.json`` (atomically; in place when the disk is full)."""
         state = {**self.read_state(), **changes, "updated": now_iso()}
-        atomic.write_json(self.state_file, state)
+        text = json.dumps(state, indent=2, default=str) + "\n"
+        try:
+            atomic.write_text(self.state_file, text)
+        except OSError as exc:
+            if exc.errno not in atomic.DISK_FULL or not self.state_file.exists():
+                raise
+            # No room for a temporary copy: rewriting the small file in place reuses its blocks.
+            with open(self.state_file, "r+") as handle:
+                handle.truncate(0)
+                handle.write(text)
         return state
+
+    def is_active(self) -> bool:
+        """Whether a live process holds this run's lock (is training it now)."""
+        try:
+            fd = os.open(self.lock_file, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def status(self, state: dict[str, Any] | None = None) -> str:
+        """The run's status as it really is: ``running`` only while its process lives.
+
+        After ``kill -9`` (or a power cut) ``state.json`` still says ``running``; the kernel has
+        released the lock then, so such a run is reported as :data:`GONE`.
+        """
+        status = str((self.read_state() if state is None else state).get("status", "unknown"))
+        if status == "running" and not self.is_active():
+            return GONE
+        return status
+
+    def lock(self) -> RunLock:
+        """Take this run's writer lock (one writer per run); a run in use is a one-line error."""
+        return RunLock.take(self)
+
+    def remove_staging(self) -> list[Path]:
+        """Delete half- or fully-written ``.staging-*`` checkpoint folders; returns them."""
+        if not self.checkpoints.is_dir():
+            return []
+        leftovers = [p for p in self.checkpoints.glob(".staging-*")]
+        for folder in leftovers:
+            shutil.rmtree(folder, ignore_errors=True)
+        return leftovers
 
     # --- evaluation history -------------------------------------------------------------
 
@@ -208,7 +279,11 @@ class RunDir:
         """Complete checkpoints, oldest first (half-written staging folders are ignored)."""
         if not self.checkpoints.is_dir():
             return []
-        found = [p for p in self.checkpoints.glob("step-*") if p.is_dir() and (p / "state.json").exists()]
+        found = [
+            p
+            for p in self.checkpoints.glob("step-*")
+            if p.is_dir() and p.name[5:].isdigit() and (p / "state.json").exists()
+        ]
         return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
@@ -228,6 +303,176 @@ def read_json_object(path: Path, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RlkitError(f"{path}: damaged {what} (expected a JSON object, got {type(data).__name__})")
     return data
+
+
+class RunLock:
+    """An OS file lock (``flock``) on ``run.lock`` held for a whole training session.
+
+    The file holds the holder's pid (for the message a second writer gets). The kernel releases
+    the lock when its process dies, however it dies, so a lock left by ``kill -9`` never blocks.
+    """
+
+    def __init__(self, run: RunDir, fd: int) -> None:
+        self.run = run
+        self._fd: int | None = fd
+
+    @classmethod
+    def take(cls, run: RunDir) -> RunLock:
+        fd = os.open(run.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RlkitError(
+                f"{run.path} is in use: rlkit process {holder} is training it; "
+                f"wait for it to finish or stop it (kill {holder}) and then resume"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass  # a full disk: the lock holds all the same, the pid is only for messages
+        return cls(run, fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+# --- checkpoint integrity -----------------------------------------------------------------
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    """Record the size and sha256 of every file in a checkpoint folder (written last)."""
+    files = {
+        p.name: {"size": p.stat().st_size, "sha256": sha256_of(p)}
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != MANIFEST
+    }
+    atomic.write_json(folder / MANIFEST, {"format": 1, "files": files})
+
+
+@dataclass
+class CheckpointInfo:
+    """A checkpoint folder as resume sees it: intact or not, and why."""
+
+    path: Path
+    step: int
+    state: dict[str, Any] = field(default_factory=dict)
+    problem: str | None = None
+    """Why the model or state cannot be used (the checkpoint is skipped), or ``None``."""
+    buffer_problem: str | None = None
+    """Why its replay buffer cannot be restored (missing, damaged, an old pickle), or ``None``."""
+
+    @property
+    def label(self) -> str:
+        return f"step-{self.step}"
+
+
+def verify_checkpoint(folder: Path) -> CheckpointInfo:
+    """Check a checkpoint against its manifest and its ``state.json`` against the expected fields."""
+    step = int(folder.name.split("-")[1])
+    info = CheckpointInfo(folder, step)
+    try:
+        info.state = _checkpoint_state(folder / "state.json", step)
+    except ValueError as exc:
+        info.problem = str(exc)
+        return info
+    wants_buffer = bool(info.state.get("replay_buffer"))
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        # Checkpoints of rlkit before manifests: usable model, but the buffer is a pickle.
+        if not (folder / "model.zip").is_file():
+            info.problem = "model.zip is missing"
+        elif wants_buffer:
+            legacy = (folder / LEGACY_BUFFER).is_file()
+            info.buffer_problem = (
+                f"its replay buffer is {LEGACY_BUFFER}, a pickle from an older rlkit (pickles can run code; "
+                "rlkit never opens them)"
+                if legacy
+                else f"{BUFFER} is missing"
+            )
+        return info
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        files = manifest["files"]
+        if not isinstance(files, dict):
+            raise TypeError("files is not a mapping")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        info.problem = f"{MANIFEST} is damaged ({exc})"
+        return info
+    for name in ("model.zip", "state.json", *([BUFFER] if wants_buffer else [])):
+        if name not in files:
+            problem = f"{name} is not in its manifest"
+            if name == BUFFER:
+                info.buffer_problem = problem
+            else:
+                info.problem = problem
+                return info
+    for name, expected in files.items():
+        mismatch = _file_problem(folder / str(name), expected)
+        if mismatch is None:
+            continue
+        if name == BUFFER:
+            info.buffer_problem = mismatch
+        else:
+            info.problem = mismatch
+            return info
+    return info
+
+
+def _file_problem(path: Path, expected: Any) -> str | None:
+    if not path.is_file():
+        return f"{path.name} is missing"
+    try:
+        size, digest = int(expected["size"]), str(expected["sha256"])
+    except (KeyError, TypeError, ValueError):
+        return f"{MANIFEST} entry of {path.name} is damaged"
+    actual = path.stat().st_size
+    if actual != size:
+        return f"{path.name} is {actual} bytes, {size} when written (truncated or altered)"
+    if sha256_of(path) != digest:
+        return f"{path.name} does not match its sha256 (damaged or altered)"
+    return None
+
+
+def _checkpoint_state(path: Path, step: int) -> dict[str, Any]:
+    """A checkpoint's ``state.json``, every field checked (plain data, but never trusted)."""
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"state.json is unreadable ({exc})") from None
+    if not isinstance(state, dict):
+        raise ValueError("state.json is not a JSON object")
+    steps = state.get("num_timesteps")
+    if type(steps) is not int or steps != step:
+        raise ValueError(f"state.json num_timesteps is {steps!r}, the folder says {step}")
+    for key in ("wall_s", "best_mean_reward", "exploration_rate"):
+        value = state.get(key)
+        if value is not None and (type(value) not in (int, float) or not math.isfinite(value)):
+            raise ValueError(f"state.json {key} is {value!r}, not a finite number")
+    if type(state.get("replay_buffer", False)) is not bool:
+        raise ValueError(f"state.json replay_buffer is {state.get('replay_buffer')!r}, not true/false")
+    return state
 
 
 def environment_info() -> dict[str, Any]:

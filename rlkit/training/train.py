@@ -4,8 +4,11 @@ Read top to bottom: resolve the device, create the run directory and record the 
 build the env, model and thread tuner (:func:`rlkit.training.factory.build`), hook the run
 directory onto the evaluator (evaluations CSV, best model, display, solved), add checkpoints,
 learn (:func:`rlkit.training.loop.learn`, the loop tuning trials use too), then save the final
-model and state. ``resume`` rebuilds the same pieces from the run directory's newest checkpoint
-and continues the same step counter.
+model and state. ``resume`` rebuilds the same pieces from the run directory's newest intact
+checkpoint and continues the same step counter. One process at a time trains a run (an OS lock
+on ``run.lock``); every way a session ends that Python sees (finish, Ctrl-C, a second Ctrl-C,
+SIGTERM, SIGHUP, an exception, a full disk) leaves ``state.json`` saying what happened and the
+last good checkpoint intact.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from __future__ import annotations
 import contextlib
 import math
 import shlex
+import shutil
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +29,7 @@ from rlkit.core import atomic
 from rlkit.core.errors import Interrupted, RlkitError
 from rlkit.core.seeds import check_seed, derive_seed
 from rlkit.training.loop import EVAL_SEED_OFFSET
-from rlkit.training.rundir import RunDir, now_iso
+from rlkit.training.rundir import BUFFER, CheckpointInfo, RunDir, RunLock, now_iso, verify_checkpoint
 
 if TYPE_CHECKING:
     from stable_baselines3.common.callbacks import BaseCallback
@@ -61,6 +67,9 @@ def start(
 
     ``init_from`` (a run directory or a model ``.zip``) starts from trained weights: the Q-network
     and target network of that model, with a fresh optimizer, replay buffer and schedules.
+
+    The run directory is locked for the whole run (one writer). A failure before training
+    begins (a full disk, an env that cannot be built) removes the run directory it created.
     """
     from rlkit.core.threads import available_cores
     from rlkit.environments.factory import make_env
@@ -71,24 +80,39 @@ def start(
     available_cores()  # so does a malformed RLKIT_CORES
     preset = resolved.preset
     weights = read_weights(init_from) if init_from is not None else None  # so does an unreadable source
+    existed = run_dir is not None and run_dir.exists()
     run = RunDir.create(resolved.alias, seed, root=runs_root, path=run_dir)
-    run.write_config(preset, resolved.alias, resolved.source, seed)
-    run.append_command(argv)
-    trainee = build(preset, seed=seed, device=torch_device, monitor_dir=run.monitor, tensorboard_log=run.tensorboard)
-    if weights is not None and init_from is not None:
-        _load_weights(trainee, weights, init_from, run)
-    run.write_meta(
-        {
-            "device": _device_name(torch_device),
-            "torch_threads": trainee.threads_label,
-            "policy": trainee.policy,
-            "created": now_iso(),
-            **({"init_from": str(weights.source)} if weights is not None else {}),
-        }
-    )
-    run.update_state(status="running", num_timesteps=0, n_timesteps=preset.n_timesteps, wall_s=0.0)
-    eval_env = make_env(preset, n_envs=1, seed=derive_seed(seed, EVAL_SEED_OFFSET), train=False)
-    return _learn(run, preset, trainee, eval_env, resumed_from=None, quiet=quiet, extra=callbacks)
+    lock: RunLock | None = None
+    try:
+        lock = run.lock()
+        run.write_config(preset, resolved.alias, resolved.source, seed)
+        run.append_command(argv)
+        trainee = build(
+            preset, seed=seed, device=torch_device, monitor_dir=run.monitor, tensorboard_log=run.tensorboard
+        )
+        if weights is not None and init_from is not None:
+            _check_weights(trainee, weights, init_from)
+        run.write_meta(
+            {
+                "device": _device_name(torch_device),
+                "torch_threads": trainee.threads_label,
+                "policy": trainee.policy,
+                "created": now_iso(),
+                **({"init_from": str(weights.source)} if weights is not None else {}),
+            }
+        )
+        run.update_state(status="running", num_timesteps=0, n_timesteps=preset.n_timesteps, wall_s=0.0)
+        eval_env = make_env(preset, n_envs=1, seed=derive_seed(seed, EVAL_SEED_OFFSET), train=False)
+    except BaseException as exc:
+        if lock is not None:
+            lock.release()
+        _discard_new_run(run.path, keep_folder=existed)
+        if atomic.is_disk_full(exc):
+            where = Path(getattr(exc, "filename", None) or run.path)
+            raise RlkitError(atomic.disk_full_message(where) + "; nothing was kept") from None
+        raise
+    with lock:
+        return _learn(run, preset, trainee, eval_env, resumed_from=None, quiet=quiet, extra=callbacks)
 
 
 def resume(
@@ -98,61 +122,142 @@ def resume(
     quiet: bool = False,
     argv: list[str] | None = None,
     callbacks: list[BaseCallback] | None = None,
+    without_buffer: bool = False,
+    notify: Callable[[str], None] | None = None,
+    total_steps: int | None = None,
 ) -> TrainResult | None:
-    """Continue a run from its newest checkpoint; ``None`` when it had already finished."""
+    """Continue a run from its newest intact checkpoint; ``None`` when it had already finished.
+
+    With ``total_steps`` the run (finished or not) trains on to that new budget: see :func:`extend`.
+
+    Checkpoints are checked against their manifests; a damaged one is skipped (``notify`` says
+    which and why) for the one before it. A replay buffer that cannot be restored is an error
+    unless ``without_buffer``: the run then continues with an empty buffer and its state records
+    that the resume was not exact. Nothing is written (command.txt included) until the resume is
+    known to proceed; the run is locked against a second writer throughout.
+    """
     from rlkit.environments.factory import make_env
+    from rlkit.training.buffer_store import load_buffer
     from rlkit.training.factory import build, resolve_device
 
+    say = notify or _stderr
     run = RunDir.open(run_path)
     torch_device = resolve_device(device)
     _alias, seed, preset = run.read_config()
-    state = run.read_state()
-    if state.get("status") == "finished":
-        return None
-    checkpoints = run.checkpoint_dirs()
-    if not checkpoints:
-        raise RlkitError(f"{run_path} has no checkpoint to resume from (it stopped before the first one)")
-    ckpt = checkpoints[-1]
-    ckpt_state = _read_json(ckpt / "state.json")
-    steps = ckpt_state.get("num_timesteps")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise RlkitError(f"{ckpt / 'state.json'}: damaged checkpoint state (num_timesteps {steps!r})")
-    try:
-        wall_before = float(ckpt_state.get("wall_s", 0.0))
-        best = ckpt_state.get("best_mean_reward")
-        best_before = -math.inf if best is None else float(best)
-    except (TypeError, ValueError):
-        raise RlkitError(f"{ckpt / 'state.json'}: damaged checkpoint state (wall_s or best_mean_reward)") from None
-    history = run.read_evaluations()  # a damaged history fails here, before anything is written
-    run.append_command(argv)
-    trainee = build(
-        preset,
-        seed=seed,
-        device=torch_device,
-        env_seed=derive_seed(seed, steps),
-        monitor_dir=run.monitor,
-        checkpoint=ckpt,
-    )
-    model = trainee.model
-    apply_schedules(model, preset)  # a budget extended by `extend` re-anchors them
-    if (ckpt / "replay_buffer.pkl").exists():
-        model.load_replay_buffer(ckpt / "replay_buffer.pkl", truncate_last_traj=False)
-    model.set_random_seed(derive_seed(seed, steps))
-    model.tensorboard_log = str(run.tensorboard)
-    model._last_obs = None  # the fresh env must be reset
-    # Evaluations logged after the checkpoint belong to steps that will be replayed.
-    run.write_evaluations([row for row in history if row["timesteps"] <= steps])
-    run.update_state(status="running", num_timesteps=steps, wall_s=wall_before)
-    eval_env = make_env(preset, n_envs=1, seed=derive_seed(seed, EVAL_SEED_OFFSET, steps), train=False)
-    return _learn(
-        run,
-        preset,
-        trainee,
-        eval_env,
-        resumed_from=(steps, wall_before, best_before),
-        quiet=quiet,
-        extra=callbacks,
-    )
+    with run.lock() as lock:
+        extending = _extended(run, preset, total_steps) if total_steps is not None else None
+        if extending is not None:
+            preset = extending.preset
+        state = run.read_state()
+        if state.get("status") == "finished" and extending is None:
+            return None
+        if state.get("status") == "running":  # we hold the lock: its process is gone (kill -9, power cut)
+            say(f"{run_path}: its last session stopped without recording it (killed?); resuming from its checkpoints")
+        run.remove_staging()
+        ckpt = _choose_checkpoint(run, without_buffer=without_buffer, notify=say)
+        steps = ckpt.step
+        trainee = build(
+            preset,
+            seed=seed,
+            device=torch_device,
+            env_seed=derive_seed(seed, steps),
+            monitor_dir=run.monitor,
+            checkpoint=ckpt.path,
+        )
+        model = trainee.model
+        apply_schedules(model, preset)  # a budget extended by `extend` re-anchors them
+        exact = True
+        if ckpt.state.get("replay_buffer") and model.replay_buffer is not None:
+            problem = ckpt.buffer_problem
+            if problem is None:
+                try:
+                    load_buffer(model.replay_buffer, ckpt.path / BUFFER)
+                except RlkitError as exc:
+                    problem = str(exc)
+            if problem is not None:
+                if not without_buffer:
+                    raise RlkitError(f"{ckpt.label}: {problem}; {_WITHOUT_BUFFER_HINT}")
+                model.replay_buffer.reset()
+                say(f"{ckpt.label}: {problem}; continuing with an empty replay buffer (--without-buffer)")
+                exact = False
+        model.set_random_seed(derive_seed(seed, steps))
+        model.tensorboard_log = str(run.tensorboard)
+        model._last_obs = None  # the fresh env must be reset
+        history = run.read_evaluations()  # a damaged history fails here, before anything is written
+        # The resume proceeds: from here on the run directory changes.
+        if extending is not None:
+            extending.write(run)
+        run.append_command(argv)
+        # Evaluations logged after the checkpoint belong to steps that will be replayed.
+        run.write_evaluations([row for row in history if row["timesteps"] <= steps])
+        wall = float(ckpt.state.get("wall_s") or 0.0)
+        changes: dict[str, Any] = {"status": "running", "num_timesteps": steps, "wall_s": wall}
+        if not exact:
+            changes["inexact_resumes"] = [*state.get("inexact_resumes", []), steps]
+            changes["resume_exact"] = False
+        run.update_state(**changes)
+        eval_env = make_env(preset, n_envs=1, seed=derive_seed(seed, EVAL_SEED_OFFSET, steps), train=False)
+        best = ckpt.state.get("best_mean_reward")
+        assert lock is not None
+        return _learn(
+            run,
+            preset,
+            trainee,
+            eval_env,
+            resumed_from=(steps, wall, -math.inf if best is None else float(best)),
+            quiet=quiet,
+            extra=callbacks,
+        )
+
+
+_WITHOUT_BUFFER_HINT = (
+    "resume with --without-buffer to continue from this checkpoint with an empty replay buffer "
+    "(the resume is then not exact, and the run records it)"
+)
+
+
+def _choose_checkpoint(run: RunDir, *, without_buffer: bool, notify: Callable[[str], None]) -> CheckpointInfo:
+    """The newest checkpoint that verifies (and whose buffer does, unless ``without_buffer``)."""
+    folders = run.checkpoint_dirs()
+    if not folders:
+        raise RlkitError(f"{run.path} has no checkpoint to resume from (it stopped before the first one)")
+    skipped: list[str] = []
+    no_buffer: CheckpointInfo | None = None
+    for folder in reversed(folders):
+        info = verify_checkpoint(folder)
+        if info.problem is not None:
+            skipped.append(f"{info.label} ({info.problem})")
+            continue
+        if info.buffer_problem is not None and not without_buffer:
+            no_buffer = no_buffer or info
+            skipped.append(f"{info.label} (replay buffer: {info.buffer_problem})")
+            continue
+        for line in skipped:
+            notify(f"skipped checkpoint {line}; resuming from {info.label}")
+        return info
+    if no_buffer is not None:
+        raise RlkitError(f"{no_buffer.label}: {no_buffer.buffer_problem}; {_WITHOUT_BUFFER_HINT}")
+    raise RlkitError(f"{run.path}: no intact checkpoint to resume from: {'; '.join(skipped)}")
+
+
+def _discard_new_run(path: Path, *, keep_folder: bool) -> None:
+    """Remove what a start that failed before training wrote (the folder too, unless it was given empty)."""
+    if not path.is_dir():
+        return
+    if keep_folder:
+        for child in path.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+        return
+    shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()  # runs/<alias>/ when this was its only run
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def _learn(
@@ -175,7 +280,7 @@ def _learn(
         StopOnSignal,
         StopWhenSolved,
     )
-    from rlkit.training.display import TrainingDisplay
+    from rlkit.training.display import TrainingDisplay, short_path
 
     model = trainee.model
     start_steps, wall_before, best = resumed_from or (0, 0.0, -math.inf)
@@ -202,8 +307,13 @@ def _learn(
         evaluator=evaluator,
         display=display,
     )
-    verb = f"resuming at step {start_steps}" if resumed_from else "training"
-    display.message(f"{verb}: {preset.env_id} for {preset.n_timesteps} steps -> {run.path}")
+    display.watch_threads(trainee.tuner)
+    display.restore(evaluator.history, preset.eval_episodes)
+    verb = f"resuming at step {start_steps:,}" if resumed_from else "training"
+    display.message(f"{verb}: {preset.env_id} for {preset.n_timesteps:,} steps")
+    display.message(f"run directory: {short_path(run.path)}")
+    resume_cmd = f"rlkit train --resume {shlex.quote(short_path(run.path))}"
+    saving = False
     with StopOnSignal() as stopper:
         try:
             with display:
@@ -215,26 +325,67 @@ def _learn(
                     callbacks=[checkpointer, DisplayUpdater(display), *(extra or [])],
                     continue_counter=resumed_from is not None,
                 )
+            steps = learned.steps
+            if learned.signal is not None:
+                saving = True
+                display.message(f"stopping at step {steps}: saving a checkpoint (Ctrl-C again abandons it)")
+                if checkpointer.last_saved != steps:  # not just written by the periodic checkpoint
+                    checkpointer.save()
+                atomic.write_with(run.final_model, model.save)
+                run.update_state(
+                    status="interrupted", num_timesteps=steps, last_checkpoint=steps, wall_s=clock.seconds()
+                )
+                run.remove_staging()
+                raise Interrupted(
+                    f"interrupted at step {steps}/{preset.n_timesteps}; checkpoint saved. Resume with: {resume_cmd}",
+                    learned.signal,
+                )
+            final_eval = evaluator.last
+            done_ckpts = run.checkpoint_dirs()
+            if preset.checkpoint_freq > 0 and (not done_ckpts or not done_ckpts[-1].name.endswith(f"-{steps:012d}")):
+                checkpointer.save()  # the run can be extended exactly: `rlkit train --resume RUN --steps N`
+            atomic.write_with(run.final_model, model.save)
+        except Interrupted:
+            raise
+        except KeyboardInterrupt:  # a second Ctrl-C: stop now, keep what is intact, say so
+            good = _last_good(run)
+            run.remove_staging()
+            what = "the checkpoint being saved was abandoned" if saving else "stopped without saving"
+            run.update_state(
+                status="interrupted",
+                num_timesteps=good or 0,
+                last_checkpoint=good,
+                reached=int(model.num_timesteps),
+                note=f"second Ctrl-C: {what}",
+                wall_s=clock.seconds(),
+            )
+            then = (
+                f"the run resumes from step {good}. Resume with: {resume_cmd}"
+                if good is not None
+                else "it has no checkpoint yet, so it cannot be resumed: start it again"
+            )
+            raise Interrupted(f"second Ctrl-C: {what}; {then}", 2) from None
         except BaseException as exc:
-            run.update_state(status="crashed", error=f"{type(exc).__name__}: {exc}", wall_s=clock.seconds())
+            good = _last_good(run)
+            run.remove_staging()
+            full = atomic.is_disk_full(exc) or isinstance(exc, atomic.DiskFull)
+            if atomic.is_disk_full(exc):
+                message = atomic.disk_full_message(Path(getattr(exc, "filename", None) or run.path))
+            else:
+                message = str(exc) if isinstance(exc, RlkitError) else f"{type(exc).__name__}: {exc}"
+            run.update_state(
+                status="crashed",
+                error=message,
+                num_timesteps=good or 0,
+                last_checkpoint=good,
+                reached=int(model.num_timesteps),
+                wall_s=clock.seconds(),
+            )
+            if full:
+                kept = f"the last good checkpoint (step {good}) is intact" if good is not None else "no checkpoint yet"
+                raise RlkitError(f"{message}; {kept}; free some space, then: {resume_cmd}") from None
             raise
 
-    steps = learned.steps
-    if learned.signal is not None:
-        checkpointer.save()
-        atomic.write_with(run.final_model, model.save)
-        run.update_state(status="interrupted", num_timesteps=steps, wall_s=clock.seconds())
-        resume_cmd = f"rlkit train --resume {shlex.quote(str(run.path))}"
-        raise Interrupted(
-            f"interrupted at step {steps}/{preset.n_timesteps}; checkpoint saved. Resume with: {resume_cmd}",
-            learned.signal,
-        )
-
-    final_eval = evaluator.last
-    done_ckpts = run.checkpoint_dirs()
-    if preset.checkpoint_freq > 0 and (not done_ckpts or not done_ckpts[-1].name.endswith(f"-{steps:012d}")):
-        checkpointer.save()  # the run can be extended exactly: `rlkit train --resume RUN --steps N`
-    atomic.write_with(run.final_model, model.save)
     wall = clock.seconds()
     done = steps - start_steps
     sps = done / (wall - wall_before) if wall > wall_before else 0.0
@@ -252,6 +403,7 @@ def _learn(
         solved=solved.solved,
         finished=now_iso(),
     )
+    run.remove_staging()
     return TrainResult(run.path, steps, wall, sps, best_value, final_eval, solved.solved)
 
 
@@ -280,6 +432,8 @@ def extend(
     quiet: bool = False,
     argv: list[str] | None = None,
     callbacks: list[BaseCallback] | None = None,
+    without_buffer: bool = False,
+    notify: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train a run (finished or interrupted) on to a new total budget of ``total_steps``.
 
@@ -291,11 +445,41 @@ def extend(
     the run's config are rescaled to the new total to say so. A ``linear`` learning-rate
     schedule is stretched over the new total (it was at zero at the old end).
     """
-    run = RunDir.open(run_path)
-    alias, seed, preset = run.read_config()
+    result = resume(
+        run_path,
+        device=device,
+        quiet=quiet,
+        argv=argv,
+        callbacks=callbacks,
+        without_buffer=without_buffer,
+        notify=notify,
+        total_steps=total_steps,
+    )
+    assert result is not None
+    return result
+
+
+@dataclass
+class _Extension:
+    """A run's config over a new total budget, written once the resume is known to proceed."""
+
+    preset: Preset
+    alias: str
+    seed: int
+    source: str
+    history: list[int]
+
+    def write(self, run: RunDir) -> None:
+        run.write_config(self.preset, self.alias, self.source, self.seed)
+        run.update_state(n_timesteps=self.preset.n_timesteps, budget_history=self.history)
+
+
+def _extended(run: RunDir, preset: Preset, total_steps: int) -> _Extension:
+    """Check that ``total_steps`` is more than the run trained, and rescale its schedules to it."""
+    alias, seed, _ = run.read_config()
     checkpoints = run.checkpoint_dirs()
     if not checkpoints:
-        raise RlkitError(f"{run_path} has no checkpoint to continue from (it stopped before the first one)")
+        raise RlkitError(f"{run.path} has no checkpoint to continue from (it stopped before the first one)")
     at = int(_read_json(checkpoints[-1] / "state.json")["num_timesteps"])
     trained = int(run.read_state().get("num_timesteps", at))
     if total_steps <= max(at, trained):
@@ -305,9 +489,9 @@ def extend(
         )
     if at < trained:
         raise RlkitError(
-            f"{run_path} trained {trained} steps but its newest checkpoint is at step {at} "
+            f"{run.path} trained {trained} steps but its newest checkpoint is at step {at} "
             "(it finished before rlkit saved a final checkpoint, or with checkpoint_freq 0); it cannot be "
-            f"continued exactly: start a new run from its weights with rlkit train {alias} --init-from {run_path}"
+            f"continued exactly: start a new run from its weights with rlkit train {alias} --init-from {run.path}"
         )
     old_total = preset.n_timesteps
     scale = old_total / total_steps
@@ -318,12 +502,9 @@ def extend(
             "per_beta_fraction": preset.per_beta_fraction * scale,
         }
     )
-    run.write_config(extended, alias, f"{_config_source(run)}, budget extended from {old_total} to {total_steps}", seed)
+    source = f"{_config_source(run)}, budget extended from {old_total} to {total_steps}"
     history = [*run.read_state().get("budget_history", [old_total]), total_steps]
-    run.update_state(status="interrupted", n_timesteps=total_steps, budget_history=history)
-    result = resume(run_path, device=device, quiet=quiet, argv=argv, callbacks=callbacks)
-    assert result is not None
-    return result
+    return _Extension(extended, alias, seed, source, history)
 
 
 def apply_schedules(model: Any, preset: Preset) -> None:
@@ -385,16 +566,10 @@ def read_weights(source: Path) -> Weights:
     return Weights(path, state)
 
 
-def _load_weights(trainee: Trainee, weights: Weights, given: Path, run: RunDir) -> None:
+def _check_weights(trainee: Trainee, weights: Weights, given: Path) -> None:
     """Copy ``weights`` into the new model's networks; a network that does not fit is one line."""
-    own = trainee.model.policy.state_dict()
-    problem = _misfit(weights.state, own)
+    problem = _misfit(weights.state, trainee.model.policy.state_dict())
     if problem is not None:
-        import shutil
-
-        shutil.rmtree(run.path, ignore_errors=True)  # nothing of this run was trained
-        with contextlib.suppress(OSError):
-            run.path.parent.rmdir()  # runs/<alias>/ when this was its only run
         raise RlkitError(
             f"--init-from {given}: its network does not fit this preset and env ({problem}); "
             "use the same env, policy_kwargs, dueling, noisy and algo"
@@ -418,6 +593,12 @@ def _misfit(source: dict[str, Any], own: dict[str, Any]) -> str | None:
             parts.append(f"{len(extra)} unknown here, e.g. {extra[0]}")
         return "; ".join(parts)
     return None
+
+
+def _last_good(run: RunDir) -> int | None:
+    """The step of the newest complete checkpoint, or ``None``."""
+    folders = run.checkpoint_dirs()
+    return int(folders[-1].name.split("-")[1]) if folders else None
 
 
 def _device_name(device: str) -> str:

@@ -1,0 +1,479 @@
+"""Fault injection: hostile files, damaged checkpoints, concurrent writers, signals, a full disk.
+
+Every hostile payload here would create a marker file if anything unpickled it; each test
+asserts the marker never appears and the CLI answers in one line with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import numpy as np
+import pytest
+from stable_baselines3.common.callbacks import BaseCallback
+
+from rlkit.core import atomic
+from rlkit.core.errors import Interrupted, RlkitError
+from rlkit.environments.resolve import resolve
+from rlkit.training import buffer_store, callbacks, train
+from rlkit.training.rundir import GONE, RunDir, write_manifest
+from tests.clitools import assert_one_line_error, invoke
+from tests.conftest import tiny_overrides
+
+BUDGET = 600  # checkpoints at 300 and 600 (keep 2), evaluations at 300 and 600
+
+
+class Payload:
+    """Unpickling this runs ``exec`` and creates ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[str]]:
+        return (exec, (f"open({str(self.marker)!r}, 'w').close()",))
+
+
+def _serialized(obj: object) -> dict[str, str]:
+    """An SB3 ``data`` entry as SB3 writes a cloudpickled object."""
+    return {":type:": "<class 'stable_baselines3.common.utils.LinearSchedule'>", ":serialized:": _b64(obj)}
+
+
+def _b64(obj: object) -> str:
+    return base64.b64encode(cloudpickle.dumps(obj)).decode()
+
+
+def _craft_zip(path: Path, key: str, value: object) -> None:
+    """Rewrite ``data[key]`` of an SB3 zip in place (every other member kept)."""
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    data = json.loads(members["data"])
+    data[key] = value
+    members["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, blob in members.items():
+            archive.writestr(name, blob)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny finished CartPole run with two checkpoints (treat as read-only: copy it)."""
+    run = tmp_path_factory.mktemp("faults") / "run"
+    resolved = resolve("cartpole", overrides=tiny_overrides(BUDGET, keep_checkpoints=2))
+    train.start(resolved, seed=0, run_dir=run, quiet=True, argv=["pytest"])
+    return run
+
+
+@pytest.fixture
+def stopped(finished_run: Path, tmp_path: Path) -> Path:
+    """A private copy of the run, marked interrupted (so resume continues from a checkpoint)."""
+    run = tmp_path / "stopped"
+    shutil.copytree(finished_run, run)
+    state = json.loads((run / "state.json").read_text())
+    state["status"] = "interrupted"
+    (run / "state.json").write_text(json.dumps(state))
+    return run
+
+
+def _refused(result: Any, *fragments: str) -> str:
+    """A non-zero exit, no traceback, and exactly one ``error:`` line naming every fragment.
+
+    (``report`` may say what it is doing on the lines before.)
+    """
+    assert result.exit_code != 0, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], f"{fragment!r} not in {errors[0]!r}"
+    return errors[0]
+
+
+def _checkpoints(run: Path) -> list[Path]:
+    return RunDir(run).checkpoint_dirs()
+
+
+def _snapshot(run: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+# --- the malicious corpus ---------------------------------------------------------------
+
+
+def test_the_payloads_are_real(tmp_path: Path) -> None:
+    """Unpickled the way SB3 and pickle would, each payload does create its marker."""
+    from stable_baselines3.common.save_util import json_to_data
+
+    marker = tmp_path / "pwned"
+    json_to_data(json.dumps({"lr_schedule": _serialized(Payload(marker))}))
+    assert marker.exists()
+    marker.unlink()
+    pickle.loads(pickle.dumps(Payload(marker)))
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("key", ["lr_schedule", "exploration_schedule", "policy_class", "_last_obs", "env"])
+def test_crafted_model_zip_runs_nothing(stopped: Path, tmp_path: Path, key: str) -> None:
+    marker = tmp_path / "pwned"
+    zips = [stopped / "best_model.zip", stopped / "model.zip", *(c / "model.zip" for c in _checkpoints(stopped))]
+    for path in zips:
+        _craft_zip(path, key, _serialized(Payload(marker)))
+    for folder in _checkpoints(stopped):
+        write_manifest(folder)  # an attacker can recompute sha256s: the manifest is no signature
+    for args in (
+        ["evaluate", stopped, "--episodes", "1"],
+        ["evaluate", stopped, "--model", "final", "--episodes", "1"],
+        ["record", stopped, "--out", tmp_path / "v.mp4"],
+        ["record", stopped],
+        ["report", stopped, "--out", tmp_path / "r.html", "--episodes", "1", "--no-video"],
+        ["train", "--resume", stopped, "-q"],
+    ):
+        _refused(invoke(*args), "refusing to load", f"'{key}'")
+        assert not marker.exists(), args
+    assert not (tmp_path / "v.mp4").exists() and not (tmp_path / "r.html").exists()
+    assert not (stopped / "videos").exists(), "a failed record leaves no folder behind"
+
+
+def test_payload_disguised_as_an_expected_class_is_never_unpickled(stopped: Path, tmp_path: Path) -> None:
+    """A pickle that names only expected globals passes the scan, but is still never unpickled."""
+    from stable_baselines3.common.utils import LinearSchedule
+
+    marker = tmp_path / "pwned"
+    # A LinearSchedule pickle whose only global is expected: the file is loaded with the run's own schedule.
+    _craft_zip(stopped / "best_model.zip", "exploration_schedule", _serialized(LinearSchedule(9.0, 9.0, 1.0)))
+    result = invoke("evaluate", stopped, "--episodes", "1", "--json")
+    assert result.exit_code == 0, result.output
+    from rlkit.training.factory import load_model
+
+    model = load_model(stopped / "best_model.zip", None, "cpu")
+    assert model.exploration_schedule(0.5) != 9.0, "the schedule is rebuilt from the run's config"
+    assert not marker.exists()
+
+
+def test_pickle_replay_buffer_of_an_old_checkpoint_is_never_opened(stopped: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    for folder in _checkpoints(stopped):  # checkpoints as older rlkit wrote them: no manifest, a pickle buffer
+        (folder / "manifest.json").unlink()
+        (folder / "replay_buffer.npz").unlink()
+        (folder / "replay_buffer.pkl").write_bytes(pickle.dumps(Payload(marker)))
+    before = _snapshot(stopped)
+    text = assert_one_line_error(invoke("train", "--resume", stopped, "-q"), "replay_buffer.pkl", "--without-buffer")
+    assert "pickle" in text
+    assert not marker.exists()
+    assert _snapshot(stopped) == before, "a resume that fails writes nothing (command.txt included)"
+
+    result = invoke("train", "--resume", stopped, "-q", "--without-buffer")
+    assert result.exit_code == 0, result.output
+    assert "empty replay buffer" in result.stderr
+    assert not marker.exists()
+    state = json.loads((stopped / "state.json").read_text())
+    assert state["status"] == "finished" and state["resume_exact"] is False and state["inexact_resumes"] == [BUDGET]
+    assert "--without-buffer" in (stopped / "command.txt").read_text().splitlines()[-1]
+
+
+@pytest.mark.parametrize("content", ["raw-pickle", "object-array"])
+def test_npz_that_carries_a_pickle_is_refused(stopped: Path, tmp_path: Path, content: str) -> None:
+    marker = tmp_path / "pwned"
+    for folder in _checkpoints(stopped):
+        target = folder / "replay_buffer.npz"
+        if content == "raw-pickle":
+            target.write_bytes(pickle.dumps(Payload(marker)))
+        else:
+            with open(target, "wb") as handle:
+                np.savez(handle, observations=np.array([Payload(marker)], dtype=object))
+        write_manifest(folder)
+    before = _snapshot(stopped)
+    assert_one_line_error(invoke("train", "--resume", stopped, "-q"), "replay buffer", "--without-buffer")
+    assert not marker.exists()
+    assert _snapshot(stopped) == before
+
+
+def test_crafted_checkpoint_state_is_skipped(stopped: Path) -> None:
+    newest, older = _checkpoints(stopped)[-1], _checkpoints(stopped)[0]
+    crafted = {"num_timesteps": "__import__('os').system('touch pwned')", "replay_buffer": True}
+    (newest / "state.json").write_text(json.dumps(crafted))
+    write_manifest(newest)
+    result = invoke("train", "--resume", stopped, "-q")
+    assert result.exit_code == 0, result.output
+    assert f"skipped checkpoint step-{BUDGET} (state.json num_timesteps" in result.stderr
+    assert f"resuming from step-{int(older.name[5:])}" in result.stderr
+    state = json.loads((stopped / "state.json").read_text())
+    state["status"] = "interrupted"
+    (stopped / "state.json").write_text(json.dumps(state))
+    # The resumed session wrote a fresh step-600 checkpoint; damage it too: nothing intact is left.
+    for folder in _checkpoints(stopped):
+        (folder / "state.json").write_text(json.dumps(crafted))
+    assert_one_line_error(invoke("train", "--resume", stopped, "-q"), "no intact checkpoint")
+
+
+def test_crafted_config_yaml_runs_nothing(stopped: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    (stopped / "config.yaml").write_text(f"!!python/object/apply:os.system ['touch {marker}']\n")
+    for args in (
+        ["evaluate", stopped],
+        ["train", "--resume", stopped],
+        ["report", stopped, "--out", tmp_path / "r.html"],
+    ):
+        _refused(invoke(*args), "damaged run config")
+    assert not marker.exists()
+
+
+def test_damaged_run_state_is_one_line(stopped: Path) -> None:
+    (stopped / "state.json").write_text('{"status": ')
+    assert_one_line_error(invoke("train", "--resume", stopped, "-q"), "damaged run state")
+
+
+# --- damaged checkpoints ------------------------------------------------------------------
+
+
+def test_truncated_newest_model_falls_back_to_the_previous_checkpoint(stopped: Path) -> None:
+    newest = _checkpoints(stopped)[-1] / "model.zip"
+    with open(newest, "r+b") as handle:
+        handle.truncate(newest.stat().st_size // 2)
+    result = invoke("train", "--resume", stopped, "-q")
+    assert result.exit_code == 0, result.output
+    assert f"skipped checkpoint step-{BUDGET} (model.zip is" in result.stderr and "truncated" in result.stderr
+    assert "resuming from step-300" in result.stderr
+    assert json.loads((stopped / "state.json").read_text())["status"] == "finished"
+
+
+def test_missing_buffer_is_an_error_unless_without_buffer(stopped: Path) -> None:
+    newest, older = _checkpoints(stopped)
+    (older / "replay_buffer.npz").unlink()
+    (newest / "replay_buffer.npz").unlink()
+    before = _snapshot(stopped)
+    assert_one_line_error(
+        invoke("train", "--resume", stopped, "-q"), "replay_buffer.npz is missing", "--without-buffer"
+    )
+    assert _snapshot(stopped) == before
+    result = invoke("train", "--resume", stopped, "-q", "--without-buffer")
+    assert result.exit_code == 0, result.output
+    assert json.loads((stopped / "state.json").read_text())["resume_exact"] is False
+
+
+def test_missing_newest_buffer_resumes_exactly_from_the_previous_checkpoint(stopped: Path) -> None:
+    (_checkpoints(stopped)[-1] / "replay_buffer.npz").unlink()
+    result = invoke("train", "--resume", stopped, "-q")
+    assert result.exit_code == 0, result.output
+    assert "replay_buffer.npz is missing" in result.stderr and "resuming from step-300" in result.stderr
+    assert "resume_exact" not in json.loads((stopped / "state.json").read_text())
+
+
+def test_buffer_from_another_config_is_refused(tmp_path: Path) -> None:
+    from rlkit.environments.factory import make_env
+    from rlkit.training.factory import build_model
+
+    def model(size: int) -> Any:
+        preset = resolve("cartpole", overrides=[f"buffer_size={size}", "learning_starts=10"]).preset
+        return build_model(preset, make_env(preset, n_envs=1, seed=0), seed=0, device="cpu", tensorboard_log=None)
+
+    small, big = model(100), model(200)
+    small.learn(50)
+    buffer_store.save_buffer(small.replay_buffer, tmp_path / "b.npz")
+    with pytest.raises(RlkitError, match=r"observations is float32\[100, 1, 4\], the run's buffer needs float32\[200"):
+        buffer_store.load_buffer(big.replay_buffer, tmp_path / "b.npz")
+    assert big.replay_buffer.pos == 0, "nothing changed in the target buffer"
+    (tmp_path / "t.npz").write_bytes((tmp_path / "b.npz").read_bytes()[:5000])
+    with pytest.raises(RlkitError, match="damaged or not an rlkit buffer"):
+        buffer_store.load_buffer(small.replay_buffer, tmp_path / "t.npz")
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        [],
+        ["n_steps=3"],
+        ["prioritized_replay=true", "n_steps=2"],
+        ["frame_buffer=true"],
+    ],
+    ids=["ReplayBuffer", "NStepReplayBuffer", "PrioritizedReplayBuffer", "FrameReplayBuffer"],
+)
+def test_every_buffer_round_trips_through_npz(tmp_path: Path, sets: list[str]) -> None:
+    """Restored into a fresh buffer: every array equal, and the same batches for the same random state."""
+    from rlkit.environments.factory import make_env
+    from rlkit.training.factory import build_model
+
+    preset = resolve("cartpole", overrides=["buffer_size=64", "learning_starts=10", *sets]).preset
+
+    def fresh() -> Any:
+        return build_model(preset, make_env(preset, n_envs=1, seed=0), seed=0, device="cpu", tensorboard_log=None)
+
+    trained, restored = fresh(), fresh()
+    trained.learn(150)  # wraps around the 64-slot buffer
+    buffer_store.save_buffer(trained.replay_buffer, tmp_path / "b.npz")
+    buffer_store.load_buffer(restored.replay_buffer, tmp_path / "b.npz")
+    a, b = trained.replay_buffer, restored.replay_buffer
+    assert type(a).__name__ == type(b).__name__ and (a.pos, a.full) == (b.pos, b.full) and a.full
+    for name, array in buffer_store.buffer_arrays(a).items():
+        assert np.array_equal(array, buffer_store.buffer_arrays(b)[name]), name
+    np.random.seed(5)
+    first = a.sample(16)
+    np.random.seed(5)
+    second = b.sample(16)
+    for x, y in zip(first, second, strict=True):
+        assert (x is None and y is None) or bool((x == y).all())
+
+
+# --- one writer per run -------------------------------------------------------------------
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from rlkit.training.rundir import RunDir
+lock = RunDir(Path(sys.argv[1])).lock()
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_writer_is_refused_and_a_dead_holder_never_blocks(stopped: Path, tmp_path: Path) -> None:
+    state = json.loads((stopped / "state.json").read_text())
+    state["status"] = "running"
+    (stopped / "state.json").write_text(json.dumps(state))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(stopped)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        assert RunDir(stopped).status() == "running"
+        before = _snapshot(stopped)
+        assert_one_line_error(invoke("train", "--resume", stopped, "-q"), "is in use", f"process {holder.pid}")
+        assert _snapshot(stopped) == before
+    finally:
+        holder.kill()  # kill -9: the kernel drops the lock
+        holder.wait()
+    assert RunDir(stopped).status() == GONE
+    report = invoke("report", stopped, "--out", tmp_path / "r.html", "--episodes", "1", "--no-video")
+    assert report.exit_code == 0, report.output
+    assert GONE in (tmp_path / "r.html").read_text()
+    evaluation = invoke("evaluate", stopped, "--episodes", "1")
+    assert evaluation.exit_code == 0 and f"{GONE}: its training was killed" in evaluation.stderr
+    result = invoke("train", "--resume", stopped, "-q")
+    assert result.exit_code == 0, result.output
+    assert "stopped without recording it" in result.stderr
+
+
+# --- signals ------------------------------------------------------------------------------
+
+
+class SignalAt(BaseCallback):
+    def __init__(self, step: int, signum: int) -> None:
+        super().__init__()
+        self.step, self.signum, self.sent = step, signum, False
+
+    def _on_step(self) -> bool:
+        if not self.sent and self.num_timesteps >= self.step:
+            self.sent = True
+            os.kill(os.getpid(), self.signum)
+        return True
+
+
+def test_sighup_checkpoints_like_sigterm(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    resolved = resolve("cartpole", overrides=tiny_overrides(BUDGET, checkpoint_freq=10_000))
+    with pytest.raises(Interrupted) as info:
+        train.start(resolved, seed=0, run_dir=run, quiet=True, callbacks=[SignalAt(350, signal.SIGHUP)])
+    assert info.value.exit_code == 128 + signal.SIGHUP
+    state = json.loads((run / "state.json").read_text())
+    assert state["status"] == "interrupted" and state["last_checkpoint"] == state["num_timesteps"] >= 350
+
+
+def test_second_ctrl_c_during_the_final_save_abandons_it_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"
+    resolved = resolve("cartpole", overrides=tiny_overrides(BUDGET, checkpoint_freq=300))
+    real_save = buffer_store.save_buffer
+
+    def save_then_ctrl_c(buffer: Any, path: Path) -> None:
+        real_save(buffer, path)
+        if path.parent.name != ".staging-000000000300":  # the final save, not the periodic one
+            os.kill(os.getpid(), signal.SIGINT)  # the second Ctrl-C, half-way through the checkpoint
+
+    monkeypatch.setattr(callbacks, "save_buffer", save_then_ctrl_c)
+    with pytest.raises(Interrupted, match="second Ctrl-C: the checkpoint being saved was abandoned") as info:
+        train.start(resolved, seed=0, run_dir=run, quiet=True, callbacks=[SignalAt(450, signal.SIGINT)])
+    assert "resumes from step 300" in str(info.value) and info.value.exit_code == 130
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-000000000300"], "no staging left"
+    state = json.loads((run / "state.json").read_text())
+    assert state["status"] == "interrupted" and state["num_timesteps"] == 300 and state["reached"] >= 450
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monkeypatch.setattr(callbacks, "save_buffer", real_save)
+    result = train.resume(run, quiet=True)
+    assert result is not None and result.num_timesteps >= BUDGET
+
+
+# --- a full disk --------------------------------------------------------------------------
+
+
+def test_full_disk_during_a_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = tmp_path / "run"
+    resolved = resolve("cartpole", overrides=tiny_overrides(BUDGET, checkpoint_freq=300, eval_freq=0))
+    real_save = buffer_store.save_buffer
+
+    def disk_fills(buffer: Any, path: Path) -> None:
+        if path.parent.name == ".staging-000000000300":
+            return real_save(buffer, path)
+        path.write_bytes(b"\0" * 1000)  # part of it, then the disk is full
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(callbacks, "save_buffer", disk_fills)
+    with pytest.raises(RlkitError) as info:
+        train.start(resolved, seed=0, run_dir=run, quiet=True)
+    message = str(info.value)
+    assert "\n" not in message and "no space left on the device writing" in message
+    assert ".staging-000000000600/replay_buffer.npz" in message and "MiB needed" in message
+    assert "the last good checkpoint (step 300) is intact" in message and "--resume" in message
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-000000000300"], "no partial staging left"
+    state = json.loads((run / "state.json").read_text())
+    assert state["status"] == "crashed" and state["last_checkpoint"] == 300 and "no space left" in state["error"]
+    monkeypatch.setattr(callbacks, "save_buffer", real_save)  # space freed
+    result = train.resume(run, quiet=True)
+    assert result is not None and result.num_timesteps >= BUDGET
+
+
+def test_new_run_on_a_full_disk_leaves_no_run_directory(_isolated_runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(self: RunDir, *args: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.config))
+
+    monkeypatch.setattr(RunDir, "write_config", full)
+    result = invoke("train", "cartpole", "--seed", "0", "-q")
+    assert_one_line_error(result, "no space left on the device writing", "config.yaml")
+    assert not _isolated_runs.exists() or not any(_isolated_runs.rglob("*")), "no empty run directory"
+
+
+def test_state_is_written_in_place_when_no_temporary_file_fits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = RunDir(tmp_path)
+    run.update_state(status="running", num_timesteps=0)
+
+    def no_room(path: Path, text: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic, "write_text", no_room)
+    run.update_state(status="crashed", num_timesteps=300)
+    assert run.read_state()["status"] == "crashed"
+
+
+def test_leftover_staging_folders_are_removed_at_resume(stopped: Path) -> None:
+    leftover = stopped / "checkpoints" / ".staging-000000000450"
+    leftover.mkdir()
+    (leftover / "model.zip").write_bytes(b"half")
+    result = invoke("train", "--resume", stopped, "-q")
+    assert result.exit_code == 0, result.output
+    assert not leftover.exists()
