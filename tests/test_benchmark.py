@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rlkit.analysis.benchmark import aggregate, bootstrap_ci, iqm
+from rlkit.analysis.benchmark import (
+    aggregate,
+    bootstrap_ci,
+    few_seeds_warning,
+    iqm,
+    markdown,
+    seed_status,
+    summary_rows,
+)
 from rlkit.cli import app
 from tests.conftest import tiny_overrides
 
@@ -27,6 +35,21 @@ def test_bootstrap_interval_brackets_the_statistic() -> None:
     assert bootstrap_ci([5.0, 5.0, 5.0], lambda v: sum(v) / len(v)) == (5.0, 5.0)
     summary = aggregate(values)
     assert summary["median"]["value"] == 140.0 and summary["mean"]["value"] == 140.0
+    assert summary["range"] == [100.0, 180.0]
+
+
+def test_few_seeds_show_the_range_instead_of_intervals() -> None:
+    few = aggregate([100.0, 180.0])  # a bootstrap of two values is just [min, max]
+    assert few["mean"]["ci95"] is None and few["iqm"]["ci95"] is None
+    assert few["range"] == [100.0, 180.0]
+    five = aggregate([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert five["mean"]["ci95"] is not None
+    doc = {"seeds": [0, 1, 2, 3, 4], "final": five, "best": five, "seeds_solved_final": 1, "seeds_solved_best": 2}
+    header, rows = summary_rows(doc)
+    assert header[1:4] == ["mean [95% CI]", "median [95% CI]", "IQM [95% CI]"] and rows[1][-1] == "2/5"
+    assert few_seeds_warning(5) is None and "only 4 seeds" in str(few_seeds_warning(4))
+    header, rows = summary_rows({**doc, "seeds": [0, 1], "final": few, "best": few})
+    assert header[1:4] == ["mean", "median", "min to max"] and rows[0][3] == "100.0 to 180.0"
 
 
 def test_benchmark_trains_evaluates_and_reuses(tmp_path: Path) -> None:
@@ -35,7 +58,14 @@ def test_benchmark_trains_evaluates_and_reuses(tmp_path: Path) -> None:
     args = ["benchmark", "cartpole", "--seeds", "2", "--jobs", "2", "--episodes", "3", "--out", str(out), *sets]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
+    # per-seed status lines (not a terminal), a warning about 2 seeds, rich tables rather than raw Markdown
+    for seed in (0, 1):
+        assert f"seed {seed}: training" in first.stdout
+        assert f"seed {seed}: done: final " in first.stdout
+    assert "warning: only 2 seeds: 95% confidence intervals" in " ".join(first.stderr.split())
+    assert "min to max" in first.stdout and "┃" in first.stdout and "| --- |" not in first.stdout
     doc = json.loads((out / "benchmark.json").read_text())
+    assert doc["warning"].startswith("only 2 seeds") and doc["final"]["mean"]["ci95"] is None
     assert doc["seeds"] == [0, 1] and doc["eval_episodes"] == 3
     assert len(doc["per_seed"]) == 2
     for seed in doc["per_seed"]:
@@ -43,8 +73,27 @@ def test_benchmark_trains_evaluates_and_reuses(tmp_path: Path) -> None:
         assert -1 < seed["final_mean"] <= 500
     metas = sorted(out.glob("seed-*/meta.json"))  # two jobs side by side: one core each, one fixed thread
     assert len(metas) == 2 and all(json.loads(m.read_text())["torch_threads"] == 1 for m in metas)
-    assert doc["final"]["iqm"]["ci95"][0] <= doc["final"]["iqm"]["value"] <= doc["final"]["iqm"]["ci95"][1]
-    assert (out / "benchmark.md").read_text().startswith("### cartpole")
+    low, high = doc["final"]["range"]
+    assert low <= doc["final"]["mean"]["value"] <= high
+    md = (out / "benchmark.md").read_text()
+    assert (
+        md.startswith("### cartpole")
+        and "**Note:** only 2 seeds" in md
+        and "| model | mean | median | min to max |" in md
+    )
+    assert md == markdown(doc, doc_command(out))
+
+    # while a seed runs its status comes from its folder: training, then evaluating each model
+    seed0 = out / "seed-0"
+    finished = seed_status(seed0, 0, 400, 3, started=True, result=None)
+    assert finished.state == "evaluating best" and finished.steps >= 400 and finished.last_eval is not None
+    for path in seed0.glob("evaluation-final-3ep-*.json"):
+        path.rename(path.with_suffix(".bak"))
+    assert seed_status(seed0, 0, 400, 3, started=True, result=None).state == "evaluating final"
+    for path in seed0.glob("*.bak"):
+        path.rename(path.with_suffix(".json"))
+    assert seed_status(out / "seed-9", 9, 400, 3, started=False, result=None).state == "waiting"
+    assert seed_status(out / "seed-9", 9, 400, 3, started=True, result=None).state == "waiting"  # queued
     assert (out / "curves.png").stat().st_size > 1000
     models = {p: p.stat().st_mtime_ns for p in out.glob("seed-*/model.zip")}
     second = runner.invoke(app, args)
@@ -58,3 +107,7 @@ def test_benchmark_refuses_a_folder_of_another_config(tmp_path: Path) -> None:
     (out / "preset.yaml").write_text("env_id: CartPole-v1\nn_timesteps: 999\n")
     result = runner.invoke(app, ["benchmark", "cartpole", "--seeds", "1", "--out", str(out)])
     assert result.exit_code == 2 and "different configuration" in result.stderr
+
+
+def doc_command(out: Path) -> str:
+    return str(json.loads((out / "benchmark.json").read_text())["command"])

@@ -56,3 +56,9 @@ def test_bad_env_kwargs_are_one_line(env: str, sets: list[str], message: str) ->
 def test_data_dirs_are_found() -> None:
     assert (data_dir("envs") / "lunarlander.yaml").is_file()
     assert data_dir("tuning").is_dir()
+
+
+def test_an_env_id_names_its_main_preset_not_a_variant() -> None:
+    assert resolve("CartPole-v1").alias == "cartpole"  # not cartpole-demo, which sorts first
+    demo = resolve("cartpole-demo")
+    assert demo.alias == "cartpole-demo" and demo.preset.stop_on_solved and demo.preset.solved_score == 475

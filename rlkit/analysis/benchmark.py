@@ -36,6 +36,21 @@ from rlkit.training.rundir import RunDir, default_root, now_iso
 
 BOOTSTRAP_SAMPLES = 10_000
 
+MIN_SEEDS_FOR_INTERVALS = 5
+"""Below this many seeds a bootstrap interval is little more than [min, max] and the IQM is the mean
+or the median; the summary then shows mean, median and the min-max range instead (rliable's advice)."""
+
+
+def few_seeds_warning(n: int) -> str | None:
+    """The line shown when ``n`` seeds are too few for confidence intervals, else None."""
+    if n >= MIN_SEEDS_FOR_INTERVALS:
+        return None
+    return (
+        f"only {n} seed{'s' if n != 1 else ''}: 95% confidence intervals and the IQM mean little below "
+        f"{MIN_SEEDS_FOR_INTERVALS} seeds, so the summary shows mean, median and the min-max range across "
+        f"seeds instead; use --seeds {MIN_SEEDS_FOR_INTERVALS} or more for intervals"
+    )
+
 
 @dataclass
 class SeedResult:
@@ -150,6 +165,52 @@ def _argv(preset_file: str, seed: int, run_dir: str, imports: tuple[str, ...] = 
 # ----------------------------------------------------------------------------------------
 
 
+@dataclass
+class SeedStatus:
+    """Where one seed stands, read from its run directory while the benchmark runs."""
+
+    seed: int
+    state: str
+    """``waiting``, ``training``, ``evaluating final``, ``evaluating best``, ``done`` or ``failed``."""
+    steps: int
+    total: int
+    last_eval: float | None = None
+    """Mean return of the newest periodic evaluation during training."""
+    last_eval_step: int | None = None
+    final: float | None = None
+    best: float | None = None
+
+
+def seed_status(
+    run_path: Path, seed: int, total: int, episodes: int, *, started: bool, result: dict[str, Any] | None
+) -> SeedStatus:
+    """One seed's state from its run directory (cheap: state.json, Monitor CSVs, evaluations.csv)."""
+    run = RunDir(run_path)
+    rows = run.read_evaluations() if run.evaluations.exists() else []
+    last = rows[-1] if rows else None
+    status = SeedStatus(
+        seed=seed,
+        state="waiting",
+        steps=_steps_done(run_path) if run_path.exists() else 0,
+        total=total,
+        last_eval=None if last is None else float(last["mean_reward"]),
+        last_eval_step=None if last is None else int(last["timesteps"]),
+    )
+    state = run.read_state() if run.state_file.exists() else {}
+    if state.get("status") == "finished":  # it may have stopped early (stop_on_solved): its bar is full
+        status.steps = status.total = int(state.get("num_timesteps", status.steps))
+    if result is not None:
+        status.state, status.final, status.best = "done", float(result["final"]), float(result["best"])
+    elif started and run_path.exists():  # (the pool marks queued jobs as running before they start)
+        if state.get("status") != "finished":
+            status.state = "training"
+        elif any(run_path.glob(f"evaluation-final-{episodes}ep-s*.json")):
+            status.state = "evaluating best"
+        else:
+            status.state = "evaluating final"
+    return status
+
+
 def run_seeds(
     folder: Path,
     resolved: Resolved,
@@ -158,9 +219,12 @@ def run_seeds(
     jobs: int,
     episodes: int,
     device: str,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_status: Callable[[list[SeedStatus]], None] | None = None,
 ) -> dict[int, dict[str, Any]]:
-    """Every seed in worker processes, ``jobs`` at a time; returns the evaluation figures by seed."""
+    """Every seed in worker processes, ``jobs`` at a time; returns the evaluation figures by seed.
+
+    ``on_status`` gets every seed's :class:`SeedStatus` about once a second.
+    """
     import multiprocessing
 
     from rlkit.core.threads import cores_per_job, use_cores
@@ -169,7 +233,7 @@ def run_seeds(
     preset_file = str(write_preset(folder, resolved))
     devices = worker_devices(device, len(seeds))  # several GPUs: seeds spread over them
     done: dict[int, dict[str, Any]] = {}
-    budget = resolved.preset.n_timesteps * len(seeds)
+    budget = resolved.preset.n_timesteps
     context = multiprocessing.get_context("spawn")
     # Seeds side by side share the cores: each job's torch threads stay within its share.
     cores = cores_per_job(jobs) if jobs > 1 else None
@@ -193,8 +257,20 @@ def run_seeds(
                 finished, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
                 for future in finished:
                     done[futures[future]] = future.result()
-                if on_progress is not None:
-                    on_progress(sum(_steps_done(folder / f"seed-{s}") for s in seeds), budget)
+                if on_status is not None:
+                    on_status(
+                        [
+                            seed_status(
+                                folder / f"seed-{s}",
+                                s,
+                                budget,
+                                episodes,
+                                started=future.running() or future.done(),
+                                result=done.get(s),
+                            )
+                            for future, s in futures.items()
+                        ]
+                    )
         except Interrupted:
             raise
         except KeyboardInterrupt:
@@ -221,7 +297,7 @@ def _steps_done(run_path: Path) -> int:
                 total += int(parts[1])
     state = RunDir(run_path).read_state() if (run_path / "state.json").exists() else {}
     if state.get("status") == "finished":
-        return int(state.get("n_timesteps", total))
+        return int(state.get("num_timesteps", total))
     return total
 
 
@@ -253,7 +329,11 @@ def bootstrap_ci(values: list[float], statistic: Callable[[list[float]], float],
 
 
 def aggregate(values: list[float]) -> dict[str, Any]:
-    """Mean, median and IQM, each with its 95% bootstrap interval."""
+    """Mean, median and IQM, each with its 95% bootstrap interval, and the min-max range.
+
+    Below :data:`MIN_SEEDS_FOR_INTERVALS` values the intervals are ``None``: a bootstrap of 2 to 4
+    values is essentially their range, which ``range`` states honestly.
+    """
     import statistics
 
     def mean(v: list[float]) -> float:
@@ -262,10 +342,13 @@ def aggregate(values: list[float]) -> dict[str, Any]:
     def median(v: list[float]) -> float:
         return float(statistics.median(v))
 
-    return {
-        name: {"value": fn(values), "ci95": list(bootstrap_ci(values, fn))}
+    enough = len(values) >= MIN_SEEDS_FOR_INTERVALS
+    summary: dict[str, Any] = {
+        name: {"value": fn(values), "ci95": list(bootstrap_ci(values, fn)) if enough else None}
         for name, fn in (("mean", mean), ("median", median), ("iqm", iqm))
     }
+    summary["range"] = [min(values), max(values)] if values else [math.nan, math.nan]
+    return summary
 
 
 def seed_result(run_path: Path, seed: int, figures: dict[str, Any], solved: float | None) -> SeedResult:
@@ -315,6 +398,7 @@ def summarize(resolved: Resolved, results: list[SeedResult], episodes: int) -> d
         "median_steps_to_solve": statistics.median(solve_steps) if solve_steps else None,
         "median_wall_s_to_solve": statistics.median(solve_walls) if solve_walls else None,
         "steps_per_s": {"mean": sum(r.steps_per_s for r in results) / len(results)},
+        "warning": few_seeds_warning(len(results)),
         "per_seed": [asdict(r) for r in results],
         "machine": {"cpu_count": os.cpu_count(), "python": sys.version.split()[0]},
         "created": now_iso(),
@@ -323,12 +407,8 @@ def summarize(resolved: Resolved, results: list[SeedResult], episodes: int) -> d
 
 def markdown(doc: dict[str, Any], command: str) -> str:
     """A Markdown table of the benchmark, with the command that produced it."""
-
-    def ci(entry: dict[str, Any]) -> str:
-        low, high = entry["ci95"]
-        return f"{entry['value']:.1f} [{low:.1f}, {high:.1f}]"
-
     n = len(doc["seeds"])
+    header, rows = summary_rows(doc)
     lines = [
         f"### {doc['alias']} ({doc['env_id']}), {doc['n_timesteps']:,} steps, {n} seeds",
         "",
@@ -336,25 +416,14 @@ def markdown(doc: dict[str, Any], command: str) -> str:
         f"Date: {doc['created']}; machine: {doc['machine']['cpu_count']} CPU cores; "
         f"evaluation: {doc['eval_episodes']} deterministic episodes per model.",
         "",
-        "| model | mean [95% CI] | median [95% CI] | IQM [95% CI] | seeds solved |",
-        "| --- | --- | --- | --- | --- |",
     ]
-    for label in ("final", "best"):
-        entry = doc[label]
-        lines.append(
-            f"| {label} | {ci(entry['mean'])} | {ci(entry['median'])} | {ci(entry['iqm'])} | {doc[f'seeds_solved_{label}']}/{n} |"
-        )
-    lines += [
-        "",
-        "| seed | final | best | first solved at (steps) | (wall s) | steps/s |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in doc["per_seed"]:
-        step = "-" if r["first_solved_step"] is None else f"{r['first_solved_step']:,}"
-        wall = "-" if r["first_solved_wall_s"] is None else f"{r['first_solved_wall_s']:.0f}"
-        lines.append(
-            f"| {r['seed']} | {r['final_mean']:.1f} | {r['best_mean']:.1f} | {step} | {wall} | {r['steps_per_s']:.0f} |"
-        )
+    if doc.get("warning"):
+        lines += [f"**Note:** {doc['warning']}.", ""]
+    lines += ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    header, rows = seed_rows(doc)
+    lines += ["", "| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     median_steps = doc["median_steps_to_solve"]
     median_wall = doc["median_wall_s_to_solve"]
     if median_steps is not None:
@@ -363,6 +432,48 @@ def markdown(doc: dict[str, Any], command: str) -> str:
             f"Median steps to first solving evaluation: {median_steps:,.0f}; median wall-clock: {median_wall:.0f} s.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def summary_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The summary table (header, one row per model): with 95% CIs, or the range when seeds are few."""
+    n = len(doc["seeds"])
+
+    def ci(entry: dict[str, Any]) -> str:
+        low, high = entry["ci95"]
+        return f"{entry['value']:.1f} [{low:.1f}, {high:.1f}]"
+
+    def span(entry: dict[str, Any]) -> str:
+        low, high = entry.get("range") or [math.nan, math.nan]
+        return f"{low:.1f} to {high:.1f}"
+
+    intervals = all(doc[label]["mean"].get("ci95") is not None for label in ("final", "best"))
+    if intervals:
+        header = ["model", "mean [95% CI]", "median [95% CI]", "IQM [95% CI]", "seeds solved"]
+    else:
+        header = ["model", "mean", "median", "min to max", "seeds solved"]
+    rows = []
+    for label in ("final", "best"):
+        entry = doc[label]
+        solved = f"{doc[f'seeds_solved_{label}']}/{n}"
+        if intervals:
+            rows.append([label, ci(entry["mean"]), ci(entry["median"]), ci(entry["iqm"]), solved])
+        else:
+            mean, median = entry["mean"]["value"], entry["median"]["value"]
+            rows.append([label, f"{mean:.1f}", f"{median:.1f}", span(entry), solved])
+    return header, rows
+
+
+def seed_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The per-seed table (header, one row per seed)."""
+    header = ["seed", "final", "best", "first solved at (steps)", "(wall s)", "steps/s"]
+    rows = []
+    for r in doc["per_seed"]:
+        step = "-" if r["first_solved_step"] is None else f"{r['first_solved_step']:,}"
+        wall = "-" if r["first_solved_wall_s"] is None else f"{r['first_solved_wall_s']:.0f}"
+        rows.append(
+            [str(r["seed"]), f"{r['final_mean']:.1f}", f"{r['best_mean']:.1f}", step, wall, f"{r['steps_per_s']:.0f}"]
+        )
+    return header, rows
 
 
 def write_outputs(folder: Path, doc: dict[str, Any], command: str) -> list[Path]:
@@ -385,7 +496,7 @@ def benchmark(
     device: str,
     out: Path | None,
     command: str,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_status: Callable[[list[SeedStatus]], None] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Train and evaluate ``seeds`` seeds (0..seeds-1) and write the summary; returns folder and document."""
     from rlkit.training.factory import resolve_device
@@ -399,7 +510,7 @@ def benchmark(
     folder = results_dir(resolved, out)
     started = time.perf_counter()
     figures = run_seeds(
-        folder, resolved, list(range(seeds)), jobs=jobs, episodes=episodes, device=device, on_progress=on_progress
+        folder, resolved, list(range(seeds)), jobs=jobs, episodes=episodes, device=device, on_status=on_status
     )
     results = [seed_result(folder / f"seed-{s}", s, figures[s], resolved.preset.solved_score) for s in sorted(figures)]
     doc = summarize(resolved, results, episodes)

@@ -6,18 +6,56 @@ Only typer is imported at start-up; torch, SB3 and gymnasium load inside the com
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from rlkit.cli import benchmark_cmd, envs_cmd, evaluate_cmd, plot_cmd, record_cmd, report_cmd, train_cmd, tune_cmd
+from rlkit.cli.common import OneLineGroup, out
 
 app = typer.Typer(
     name="rlkit",
+    cls=OneLineGroup,
     help="Train, tune, evaluate and record DQN agents (Stable-Baselines3).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def version_line() -> str:
+    """``rlkit X (Stable-Baselines3 Y, torch Z, gymnasium W, Python V)``, from package metadata (no imports)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from rlkit import __version__
+
+    parts = []
+    for label, dist in (("Stable-Baselines3", "stable-baselines3"), ("torch", "torch"), ("gymnasium", "gymnasium")):
+        try:
+            parts.append(f"{label} {version(dist)}")
+        except PackageNotFoundError:
+            parts.append(f"{label} missing")
+    return f"rlkit {__version__} ({', '.join(parts)}, Python {platform.python_version()})"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(version_line())
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", is_eager=True, callback=_print_version, help="Print the versions and exit."),
+    ] = False,
+) -> None:
+    """Train, tune, evaluate and record DQN agents (Stable-Baselines3)."""
+
+
 app.command("train")(train_cmd.train)
 app.command("envs")(envs_cmd.envs)
 app.add_typer(tune_cmd.app, name="tune")

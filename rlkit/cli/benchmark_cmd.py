@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from rlkit.cli.common import ImportOption, explain_resolved, one_line_errors, out
+from rlkit.cli.common import DeviceOpt, ImportOption, err, explain_resolved, one_line_errors, out
 
 
 @one_line_errors
@@ -24,17 +24,24 @@ def benchmark(
     steps: Annotated[
         Optional[int], typer.Option(min=1, help="Training budget per seed (overrides the preset).")
     ] = None,
-    jobs: Annotated[int, typer.Option(min=1, help="Seeds trained at once, each in its own process.")] = max(
-        1, os.cpu_count() or 1
-    ),
+    jobs: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Seeds trained at once, each in its own process.", show_default="the number of CPU cores"
+        ),
+    ] = max(1, os.cpu_count() or 1),
     episodes: Annotated[int, typer.Option(min=1, help="Evaluation episodes per final and best model.")] = 100,
     set_: Annotated[
         Optional[list[str]], typer.Option("--set", help="Override a preset key: key=value. Repeatable.")
     ] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML file of overrides laid over the preset.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOpt = "auto",
     out_dir: Annotated[
-        Optional[Path], typer.Option("--out", help="Results folder (default runs/benchmarks/<alias>-<steps>-<hash>).")
+        Optional[Path],
+        typer.Option(
+            "--out",
+            help="Results folder (default: one per configuration in runs/benchmarks/, named alias-steps-hash).",
+        ),
     ] = None,
     import_: ImportOption = None,
 ) -> None:
@@ -42,15 +49,6 @@ def benchmark(
 
     Seeds that already finished in the results folder are reused; interrupted ones are resumed.
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from rlkit.analysis.benchmark import benchmark as run_benchmark
     from rlkit.environments.resolve import resolve
 
@@ -69,21 +67,13 @@ def benchmark(
     if config is not None:
         argv += ["--config", str(config)]
     command = shlex.join(argv)
-    with Progress(
-        TextColumn("[bold]benchmark"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=out,
-        disable=not out.is_terminal,
-    ) as progress:
-        task = progress.add_task("steps", total=resolved.preset.n_timesteps * seeds)
+    from rlkit.analysis.benchmark import few_seeds_warning
 
-        def on_progress(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
+    warning = few_seeds_warning(seeds)
+    if warning is not None:
+        err.print(f"[bold yellow]warning:[/] {warning}", markup=True, soft_wrap=True)
+    view = SeedView(seeds, resolved.preset.n_timesteps, episodes)
+    with view:
         folder, doc = run_benchmark(
             resolved,
             seeds=seeds,
@@ -92,9 +82,107 @@ def benchmark(
             device=device,
             out=out_dir,
             command=command,
-            on_progress=on_progress,
+            on_status=view.update,
         )
-    from rlkit.analysis.benchmark import markdown
+    _print_tables(doc)
+    if doc.get("warning"):
+        err.print(f"[bold yellow]warning:[/] {doc['warning']}", markup=True, soft_wrap=True)
+    out.print(f"results: {folder}/benchmark.json, benchmark.md (Markdown tables), curves.png")
 
-    out.print(markdown(doc, command))
-    out.print(f"results: {folder}/benchmark.json, benchmark.md, curves.png")
+
+class SeedView:
+    """Live per-seed status: a rich table on a terminal, else one line whenever a seed changes state."""
+
+    def __init__(self, seeds: int, steps: int, episodes: int) -> None:
+        from rlkit.analysis.benchmark import SeedStatus
+
+        self.episodes = episodes
+        self.statuses = [SeedStatus(seed=s, state="waiting", steps=0, total=steps) for s in range(seeds)]
+        self._said: dict[int, str] = {}
+        self._live: Any = None
+
+    def __enter__(self) -> SeedView:
+        if out.is_terminal:
+            from rich.live import Live
+
+            self._live = Live(self, console=out, refresh_per_second=2, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+            self._live = None
+
+    def update(self, statuses: list[Any]) -> None:
+        self.statuses = statuses
+        if self._live is not None:
+            return
+        for status in statuses:  # not a terminal: a line per change of state
+            if self._said.get(status.seed) != status.state and status.state != "waiting":
+                self._said[status.seed] = status.state
+                out.print(f"seed {status.seed}: {self._state_text(status)}")
+
+    def _state_text(self, status: Any) -> str:
+        if status.state == "done":
+            return f"done: final {status.final:.1f}, best {status.best:.1f} ({self.episodes} episodes each)"
+        if status.state.startswith("evaluating"):
+            return f"{status.state} model ({self.episodes} episodes)"
+        return status.state
+
+    def _short_state(self, status: Any) -> str:
+        return f"{status.state} ({self.episodes} ep)" if status.state.startswith("evaluating") else status.state
+
+    def __rich__(self) -> Any:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        table = Table(title="benchmark", title_justify="left", expand=False)
+        for column, justify in (("seed", "right"), ("state", "left"), ("steps", "right"), ("", "left")):
+            table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        table.add_column("last eval", justify="right")
+        table.add_column("final / best", justify="right")
+        done_steps = 0
+        for status in self.statuses:
+            done_steps += min(status.steps, status.total)
+            last = "-" if status.last_eval is None else f"{status.last_eval:.1f} @ {status.last_eval_step:,}"
+            figures = "-" if status.final is None else f"{status.final:.1f} / {status.best:.1f}"
+            style = {"done": "green", "training": "cyan", "waiting": "dim"}.get(status.state, "yellow")
+            table.add_row(
+                str(status.seed),
+                f"[{style}]{self._short_state(status)}[/]",
+                f"{min(status.steps, status.total):,}/{status.total:,}",
+                ProgressBar(total=status.total, completed=min(status.steps, status.total), width=20),
+                last,
+                figures,
+            )
+        total = sum(s.total for s in self.statuses) or 1
+        evaluated = sum(s.state == "done" for s in self.statuses)
+        footer = f"steps {done_steps:,}/{total:,} ({100 * done_steps / total:.0f}%); seeds done {evaluated}/{len(self.statuses)}"
+        return Group(table, footer)
+
+
+def _print_tables(doc: dict[str, Any]) -> None:
+    """The summary and per-seed tables as rich tables (the Markdown goes to benchmark.md)."""
+    from rich.table import Table
+
+    from rlkit.analysis.benchmark import seed_rows, summary_rows
+
+    n = len(doc["seeds"])
+    title = f"{doc['alias']} ({doc['env_id']}), {doc['n_timesteps']:,} steps, {n} seed{'s' if n != 1 else ''}"
+    for caption, (header, rows) in (
+        (f"{title}: {doc['eval_episodes']} evaluation episodes per model", summary_rows(doc)),
+        ("per seed", seed_rows(doc)),
+    ):
+        table = Table(title=caption, title_justify="left")
+        for i, name in enumerate(header):
+            table.add_column(name, justify="left" if i == 0 else "right")
+        for row in rows:
+            table.add_row(*row)
+        out.print(table)
+    if doc.get("median_steps_to_solve") is not None:
+        out.print(
+            f"median steps to the first solving evaluation: {doc['median_steps_to_solve']:,.0f} "
+            f"({doc['median_wall_s_to_solve']:.0f} s)"
+        )

@@ -1,13 +1,15 @@
-"""What every command shares: one-line errors and the console."""
+"""What every command shares: one-line errors, the console, the device option, the CLI's group."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Optional, ParamSpec, TypeVar
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Optional, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup, TyperOption
 
 from rlkit.core.errors import Interrupted, RlkitError
 
@@ -93,3 +95,110 @@ def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise fail(str(exc), exc.exit_code) from None
 
     return wrapper
+
+
+# ----------------------------------------------------------------------------------------
+# Usage errors in one line, flags shown as flags
+# ----------------------------------------------------------------------------------------
+
+
+class OneLineGroup(TyperGroup):
+    """The ``rlkit`` group: a usage error (bad choice, unknown option, missing argument) is one line.
+
+    Typer prints usage errors as a usage line, a hint and a boxed message; rlkit prints
+    ``error: <message> (see <command> --help)`` on stderr and exits 2, like its own errors.
+    """
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+        from typer.exceptions import Abort
+
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, windows_expand_args, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except NoArgsIsHelpError as exc:  # the help was printed already
+            raise SystemExit(exc.exit_code) from None
+        except ClickException as exc:
+            message = exc.format_message().replace("Value error, ", "")
+            message = message.rstrip(".") + _suggestion(exc) if _suggestion(exc) else message
+            context = getattr(exc, "ctx", None) if isinstance(exc, UsageError) else None
+            hint = f" (see {context.command_path} --help)" if context is not None else ""
+            raise SystemExit(fail(f"{message}{hint}", exc.exit_code).exit_code) from None
+        except Abort:
+            err.print("aborted", soft_wrap=True)
+            raise SystemExit(1) from None
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _suggestion(exc: Exception) -> str:
+    """`` (did you mean 'tpe'?)`` for a choice option given a near miss."""
+    import re
+
+    from rlkit.config.schema import did_you_mean
+
+    param = getattr(exc, "param", None)
+    descriptor = getattr(param, "type_descriptor", None)
+    choices = getattr(descriptor, "choices", None)
+    found = re.search(r"'([^']*)' is not one of", str(getattr(exc, "message", "")))
+    if not choices or found is None:
+        return ""
+    names = [str(getattr(choice, "value", choice)) for choice in choices]
+    return did_you_mean(found.group(1), names)
+
+
+def _show_flags_without_a_type() -> None:
+    """Typer 0.2x's rich help prints every flag as ``--quiet -q <bool>``, as if it took a value.
+
+    Flags (``--quiet``, ``--force``, ``--help``) take none; show them bare, as click's plain help does.
+    """
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_rlkit_flags", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        if self.is_flag or self.count:
+            return None
+        return shown(self, ctx)
+
+    display_type_rich._rlkit_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_show_flags_without_a_type()
+
+
+# ----------------------------------------------------------------------------------------
+# Options several commands share
+# ----------------------------------------------------------------------------------------
+
+DEVICES = "auto, cpu, cuda, cuda:N"
+
+
+def check_device(value: str) -> str:
+    """Refuse a bad ``--device`` before any work; :func:`rlkit.training.factory.resolve_device` decides."""
+    from rlkit.training.factory import resolve_device
+
+    try:
+        resolve_device(value)
+    except RlkitError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        metavar="DEVICE",
+        help=f"Torch device: {DEVICES} (auto: CUDA when present).",
+        callback=check_device,
+    ),
+]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import err, one_line_errors, out, seed_value
+from rlkit.cli.common import DeviceOpt, err, one_line_errors, out, seed_value
 from rlkit.cli.progress import episode_progress
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def evaluate(
             help="Seed of the evaluation episodes, 0 to 2**32-1 (default 100000, the same for every run).",
         ),
     ] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+    device: DeviceOpt = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (nothing else on stdout).")] = False,
 ) -> None:
     """Evaluate a trained model: mean, std, median, min, max return, mean length, solved fraction."""

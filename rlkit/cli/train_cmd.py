@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import ImportOption, err, explain_resolved, fail, one_line_errors, out, seed_value
+from rlkit.cli.common import DeviceOpt, ImportOption, err, explain_resolved, fail, one_line_errors, out, seed_value
 
 
 @one_line_errors
@@ -38,7 +38,7 @@ def train(
         ),
     ] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML file of overrides laid over the preset.")] = None,
-    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    device: DeviceOpt = "auto",
     run_dir: Annotated[
         Optional[Path], typer.Option(help="Run directory (default runs/<alias>/<time>-s<seed>).")
     ] = None,
@@ -117,13 +117,28 @@ def train(
     final = result.final_eval
     final_text = "-" if final is None else f"{final['mean_reward']:.1f} ± {final['std_reward']:.1f}"
     best_text = "-" if result.best_mean_reward is None else f"{result.best_mean_reward:.1f}"
+    solved = ""
+    if result.solved:
+        score = _solved_score(result.run_dir)
+        solved = "; solved" if score is None else f"; solved (evaluation mean >= {score:g})"
     out.print(
         f"done: {result.num_timesteps} steps in {result.wall_s:.0f}s ({result.steps_per_s:.0f} steps/s); "
-        f"final eval {final_text}; best eval {best_text}{'; solved' if result.solved else ''}"
+        f"final eval {final_text}; best eval {best_text}{solved}"
     )
     from rlkit.training.display import short_path
 
     out.print(f"run directory: {short_path(result.run_dir)}", soft_wrap=True)
+
+
+def _solved_score(run_dir: Path) -> float | None:
+    """The run's ``solved_score``, from its saved config."""
+    import yaml
+
+    try:
+        score = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())["preset"].get("solved_score")
+    except (OSError, AttributeError, KeyError, TypeError, yaml.YAMLError):
+        return None
+    return None if score is None else float(score)
 
 
 def _command_line(

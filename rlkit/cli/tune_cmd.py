@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import shlex
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 from typer.core import TyperGroup
 
-from rlkit.cli.common import ImportOption, err, note, one_line_errors, out, seed_value, warn
+from rlkit.cli.common import DeviceOpt, ImportOption, err, fail, note, one_line_errors, out, seed_value, warn
 
 
 class DefaultRunGroup(TyperGroup):
@@ -39,6 +40,25 @@ app = typer.Typer(
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+class Sampler(str, Enum):
+    """Optuna samplers (``rlkit.tuning.study.SAMPLERS``)."""
+
+    tpe = "tpe"
+    random = "random"
+    cmaes = "cmaes"
+    gp = "gp"
+
+
+class Pruner(str, Enum):
+    """Optuna pruners (``rlkit.tuning.study.PRUNERS``)."""
+
+    median = "median"
+    halving = "halving"
+    hyperband = "hyperband"
+    none = "none"
+
 
 StorageOpt = Annotated[
     Optional[str],
@@ -67,8 +87,10 @@ def run(
     evals_per_trial: Annotated[
         Optional[int], typer.Option(help="Evaluations per seed, reported to the pruner (default 5).")
     ] = None,
-    sampler: Annotated[str, typer.Option(help="tpe, random, cmaes or gp (seeded with --seed).")] = "tpe",
-    pruner: Annotated[str, typer.Option(help="median, halving, hyperband or none.")] = "median",
+    sampler: Annotated[Sampler, typer.Option(help="Optuna sampler, seeded with --seed.")] = Sampler.tpe,
+    pruner: Annotated[
+        Pruner, typer.Option(help="Stops unpromising trials early, from their evaluations.")
+    ] = Pruner.median,
     jobs: Annotated[int, typer.Option(help="Local worker processes sharing the study.")] = 1,
     study: Annotated[Optional[str], typer.Option(help="Study name (default: the env's alias).")] = None,
     storage: StorageOpt = None,
@@ -88,7 +110,7 @@ def run(
         typer.Option("--set", help="Override a key of the base preset: key=value (dotted keys). Repeatable."),
     ] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML file of overrides laid over the base preset.")] = None,
-    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    device: DeviceOpt = "auto",
     heartbeat: Annotated[
         int,
         typer.Option(
@@ -112,8 +134,8 @@ def run(
         steps=steps,
         seeds_per_trial=seeds_per_trial,
         evals_per_trial=evals_per_trial,
-        sampler=sampler,
-        pruner=pruner,
+        sampler=sampler.value,
+        pruner=pruner.value,
         jobs=jobs,
         study=study,
         storage=storage,
@@ -134,7 +156,7 @@ def run(
         f"{verb} study '{prepared.study_name}' ({prepared.env_id}) in {prepared.url.shown}: "
         f"{record['steps']:,} steps x {record['seeds_per_trial']} seed(s) per trial, "
         f"{record['evals_per_trial']} evaluations each, space {prepared.space.name}, "
-        f"sampler {sampler}, pruner {pruner}, {jobs} worker(s)"
+        f"sampler {sampler.value}, pruner {pruner.value}, {jobs} worker(s)"
     )
     display = _display(prepared, quiet)
     problems: list[str] = []
@@ -170,6 +192,7 @@ def _explain(prepared: Any) -> None:
 def _display(prepared: Any, quiet: bool) -> Any:
     from rlkit.tuning.display import TuneDisplay
     from rlkit.tuning.storage import worker_name
+    from rlkit.tuning.study import objective_label
 
     return TuneDisplay(
         study_name=prepared.study_name,
@@ -181,6 +204,7 @@ def _display(prepared: Any, quiet: bool) -> Any:
         quiet=quiet,
         only_worker=worker_name() if prepared.request.jobs == 1 else None,
         console=out,
+        objective=objective_label(prepared.record),
     )
 
 
@@ -192,11 +216,15 @@ def _continue_command(prepared: Any) -> str:
 
 
 def _summary(prepared: Any, outcome: str) -> None:
-    from rlkit.tuning.study import best_summary, count
+    from rlkit.tuning.study import best_summary, count, objective_label
 
     counts = count(prepared.study)
     best = best_summary(prepared.study, prepared.space)
-    best_text = "no completed trial yet" if best is None else f"best {best[0]:.2f} (trial {best[1]})"
+    best_text = (
+        "no completed trial yet"
+        if best is None
+        else f"best {best[0]:.2f} (trial {best[1]}; {objective_label(prepared.record)})"
+    )
     out.print(
         f"{outcome}: {counts.finished}/{prepared.request.trials} trials finished "
         f"({counts.complete} complete, {counts.pruned} pruned, {counts.failed} failed); {best_text}"
@@ -206,29 +234,34 @@ def _summary(prepared: Any, outcome: str) -> None:
         out.print(f"continue with: {_continue_command(prepared)}")
     out.print(
         f"results: rlkit tune show {prepared.study_name}{storage_opt}; "
-        f"export: rlkit tune export {prepared.study_name}{storage_opt} --out {prepared.study_name}-best.yaml"
+        f"export: rlkit tune export {prepared.study_name}{storage_opt}"
     )
 
 
 @app.command("show")
 @one_line_errors
 def show(
-    study: Annotated[str, typer.Argument(help="Study name.")],
+    study: Annotated[Optional[str], typer.Argument(help="Study name (none: list the studies).")] = None,
     storage: StorageOpt = None,
     top: Annotated[int, typer.Option(help="How many of the best trials to list.")] = 5,
     csv: Annotated[
         Path | None,
         typer.Option(help="Also write every trial (state, objective, seed scores, parameters) to this .csv file."),
     ] = None,
-    force: Annotated[bool, typer.Option(help="Overwrite --csv if it exists.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --csv if it exists.")] = False,
 ) -> None:
-    """The best trials, their parameters, and parameter importances."""
+    """The best trials, their parameters, and parameter importances; with no STUDY, the list of studies."""
     from rich.table import Table
 
     from rlkit.tuning.display import format_value
-    from rlkit.tuning.results import completed, importances, open_study, write_trials_csv
-    from rlkit.tuning.study import count
+    from rlkit.tuning.results import MIN_TRIALS_FOR_IMPORTANCE, completed, importances, open_study, write_trials_csv
+    from rlkit.tuning.study import count, objective_label
 
+    if study is None:
+        if csv is not None:
+            raise fail("--csv needs a study name: rlkit tune show STUDY --csv FILE.csv")
+        _list_studies(storage)
+        return
     opened = open_study(study, storage)
     if csv is not None:
         rows = write_trials_csv(opened, csv, force=force)
@@ -240,6 +273,8 @@ def show(
         f"{record['seeds_per_trial']} seed(s) per trial; {counts.complete} complete, {counts.pruned} pruned, "
         f"{counts.failed} failed, {counts.running} running, {counts.waiting} waiting"
     )
+    label = objective_label(record)
+    out.print(f"objective: {label} (higher is better)")
     best = completed(opened.study)[: max(1, top)]
     if not best:
         out.print("no completed trial yet")
@@ -248,21 +283,46 @@ def show(
     table.add_column("parameter")
     for trial in best:
         table.add_column(f"trial {trial.number}", justify="right")
-    table.add_row("[bold]value[/]", *[f"[bold]{trial.value:.2f}[/]" for trial in best])
+    table.add_row("[bold]objective[/]", *[f"[bold]{trial.value:.2f}[/]" for trial in best])
     decoded = [opened.space.decode(trial.params) for trial in best]
     for key in opened.space.params:
         table.add_row(key, *[format_value(params.get(key, "-")) for params in decoded])
     out.print(table)
     weights = importances(opened.study)
+    n_complete = len(completed(opened.study))
     if weights:
-        imp = Table(title="parameter importances (fANOVA)")
+        imp = Table(title=f"parameter importances (fANOVA over {n_complete} completed trials)")
         imp.add_column("parameter")
         imp.add_column("importance", justify="right")
         for key, weight in weights.items():
             imp.add_row(key, f"{weight:.3f}")
         out.print(imp)
     else:
-        out.print("parameter importances: need at least 2 completed trials")
+        out.print(
+            f"parameter importances: not shown, the study has {n_complete} completed trial(s); "
+            f"fANOVA needs at least {MIN_TRIALS_FOR_IMPORTANCE} to say more than noise"
+        )
+
+
+def _list_studies(storage: str | None) -> None:
+    from rich.table import Table
+
+    from rlkit.tuning import storage as storages
+    from rlkit.tuning.results import list_studies
+
+    rows = list_studies(storage)
+    where = storage if storage is not None else str(storages.tune_root())
+    if not rows:
+        out.print(f"no studies in {where} yet; start one with: rlkit tune ENV")
+        return
+    table = Table(title=f"studies in {rows[0].storage if storage is not None else where}")
+    for column in ("study", "env", "complete", "pruned", "failed", "running", "best"):
+        table.add_column(column, justify="right" if column not in ("study", "env") else "left")
+    for row in rows:
+        best = "-" if row.best is None else f"{row.best:.2f}"
+        table.add_row(row.name, row.env_id, str(row.complete), str(row.pruned), str(row.failed), str(row.running), best)
+    out.print(table)
+    out.print("details: rlkit tune show STUDY")
 
 
 @app.command("plot")
@@ -273,7 +333,7 @@ def plot(
     out_dir: Annotated[
         Optional[Path], typer.Option(help="Folder for the PNG files (default runs/tune/<study>-plots).")
     ] = None,
-    force: Annotated[bool, typer.Option(help="Overwrite existing plots.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing plots.")] = False,
 ) -> None:
     """Optimization history, parameter importances, intermediate values and parallel coordinates as PNG."""
     from rlkit.tuning import storage as storages
@@ -293,16 +353,32 @@ def plot(
 @one_line_errors
 def export(
     study: Annotated[str, typer.Argument(help="Study name.")],
-    out_file: Annotated[Path, typer.Option("--out", help="Preset file to write (.yaml).")],
+    out_file: Annotated[
+        Optional[str],
+        typer.Option(
+            "--out",
+            help="Preset file to write (.yaml), or - for stdout. Default: runs/tune/STUDY-best.yaml "
+            "(STUDY-trialN.yaml with --trial).",
+        ),
+    ] = None,
     trial: Annotated[Optional[int], typer.Option(help="Trial number (default: the best completed trial).")] = None,
     storage: StorageOpt = None,
-    force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
 ) -> None:
-    """Write a trial's configuration as a preset file that `rlkit train FILE.yaml` accepts."""
+    """Write a trial's configuration as a preset file that `rlkit train FILE.yaml` accepts.
+
+    The tuned keys are the trial's; the budget keys (n_timesteps, eval_freq, eval_episodes,
+    checkpoints) are the preset's own, not the shorter tuning budget's.
+    """
+    from rlkit.tuning.results import default_export_path, export_text, open_study, pick_trial
     from rlkit.tuning.results import export as write_preset
-    from rlkit.tuning.results import open_study
 
     opened = open_study(study, storage)
-    chosen = write_preset(opened, trial, out_file, force=force)
+    if out_file == "-":
+        chosen = pick_trial(opened, trial)
+        sys.stdout.write(export_text(opened, chosen, "FILE.yaml"))
+        return
+    path = Path(out_file) if out_file is not None else default_export_path(opened, trial)
+    chosen = write_preset(opened, trial, path, force=force)
     value = "-" if chosen.value is None else f"{chosen.value:.2f}"
-    out.print(f"wrote {out_file}: trial {chosen.number} (objective {value}); train it with: rlkit train {out_file}")
+    out.print(f"wrote {path}: trial {chosen.number} (objective {value}); train it with: rlkit train {path}")

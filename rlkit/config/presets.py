@@ -113,13 +113,17 @@ def load_preset_file(path: Path) -> Preset:
 def alias_table() -> dict[str, str]:
     """Lower-cased name (stem, declared alias or env id) -> preset stem."""
     table: dict[str, str] = {}
+    env_ids: list[tuple[str, str]] = []
     for stem, path in catalogue().items():
         data = read_yaml(path)
         table[stem] = stem
         for alias in data.get("aliases", []) or []:
             table.setdefault(str(alias).lower(), stem)
         if "env_id" in data:
-            table.setdefault(str(data["env_id"]).lower(), stem)
+            env_ids.append((stem, str(data["env_id"]).lower()))
+    # An env id names its main preset: of several for one env (cartpole, cartpole-demo) the shortest name.
+    for stem, env_id in sorted(env_ids, key=lambda pair: (len(pair[0]), pair[0])):
+        table.setdefault(env_id, stem)
     return table
 
 

@@ -51,6 +51,7 @@ class TuneDisplay:
         quiet: bool = False,
         only_worker: str | None = None,
         console: Console | None = None,
+        objective: str = "objective",
     ) -> None:
         self.study_name = study_name
         self.env_id = env_id
@@ -61,6 +62,7 @@ class TuneDisplay:
         self.quiet = quiet
         self.only_worker = only_worker
         self.console = console or Console()
+        self.objective = objective
         self.counts: dict[str, int] = {}
         self.best: tuple[float, int, dict[str, Any]] | None = None
         self.mean_trial_s: float | None = None
@@ -68,6 +70,8 @@ class TuneDisplay:
         self.started = time.monotonic()
         self._seen: set[int] = set()
         self._live: Live | None = None
+        self._study: optuna.Study | None = None
+        self._read_at = -math.inf
 
     def __enter__(self) -> TuneDisplay:
         if not self.quiet:
@@ -82,14 +86,26 @@ class TuneDisplay:
             if not self.console.is_terminal:
                 self.console.line()
 
+    REREAD_S = 2.0
+    """While a trial trains, the storage is re-read at most this often (other workers' trials, states)."""
+
     def on_progress(self, trial: int, done: int, total: int) -> None:
-        """Steps done in the trial running in this process."""
+        """Steps done in the trial running in this process; re-reads the study now and then.
+
+        ``refresh`` is otherwise called between trials only, so the counts shown during a trial
+        would be those from before it started: ``0 running`` while it runs.
+        """
+        new_trial = self.progress is None or self.progress[0] != trial
         self.progress = (trial, done, total)
+        if self._study is not None and (new_trial or time.monotonic() - self._read_at >= self.REREAD_S):
+            self.refresh(self._study)
 
     def refresh(self, study: optuna.Study) -> None:
         """Re-read the study's trials."""
         from rlkit.tuning.study import best_summary
 
+        self._study = study
+        self._read_at = time.monotonic()
         counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "RUNNING": 0, "WAITING": 0}
         durations = []
         for trial in study.get_trials(deepcopy=False):
@@ -106,7 +122,7 @@ class TuneDisplay:
 
     def _print_trial(self, trial: optuna.trial.FrozenTrial) -> None:
         state = trial.state.name.lower()
-        value = "" if trial.value is None else f" value {trial.value:.2f}"
+        value = "" if trial.value is None else f" objective {trial.value:.2f}"
         reason = trial.user_attrs.get("pruned_reason")
         extra = f" ({reason})" if reason and state == "pruned" else ""
         self.console.print(f"trial {trial.number} {state}{value}{extra}", highlight=False)
@@ -136,6 +152,7 @@ class TuneDisplay:
             trial, done, total = self.progress
             table.add_row("this worker", f"trial {trial}: {done:,}/{total:,} steps")
         table.add_row("elapsed / ETA", f"{_duration(time.monotonic() - self.started)} / {_duration(self.eta_s())}")
+        table.add_row("objective", self.objective)
         if self.best is None:
             table.add_row("best", "-")
         else:

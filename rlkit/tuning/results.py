@@ -15,6 +15,7 @@ from rlkit.core.errors import RlkitError
 from rlkit.core.paths import make_folder
 from rlkit.tuning import storage as storages
 from rlkit.tuning.space import SearchSpace, SpaceFile
+from rlkit.tuning.study import OBJECTIVE_COLUMN, objective_label
 
 if TYPE_CHECKING:
     import optuna
@@ -58,19 +59,77 @@ def open_study(name: str, storage: str | None, runs_root: Path | None = None) ->
     return Opened(name, study, record, space, url)
 
 
+@dataclass
+class StudyRow:
+    """One line of ``rlkit tune show`` without a name."""
+
+    name: str
+    env_id: str
+    complete: int
+    pruned: int
+    failed: int
+    running: int
+    best: float | None
+    storage: str
+
+
+def list_studies(storage: str | None, runs_root: Path | None = None) -> list[StudyRow]:
+    """Every rlkit study in ``storage``, or in every embedded file under ``runs/tune`` when None."""
+    import optuna
+
+    from rlkit.tuning.study import ATTR, count
+
+    if storage is None:
+        sources = [(name, storages.default_url(name, runs_root)) for name in storages.local_studies(runs_root)]
+    else:
+        url = storages.parse(storage)
+        names = storages.study_names(storages.open_storage(url, create=False))
+        sources = [(name, storage) for name in names]
+    rows = []
+    opened: dict[str, Any] = {}
+    for name, address in sources:
+        url = storages.parse(address)
+        if url.url not in opened:
+            opened[url.url] = storages.open_storage(url, create=False)
+        rdb = opened[url.url]
+        if name not in storages.study_names(rdb):
+            continue  # an embedded file named after a study that lives elsewhere
+        study = optuna.load_study(study_name=name, storage=rdb)
+        record = study.user_attrs.get(ATTR) or {}
+        counts = count(study)
+        done = completed(study)
+        rows.append(
+            StudyRow(
+                name=name,
+                env_id=str(record.get("env_id", "? (not made by rlkit tune)")),
+                complete=counts.complete,
+                pruned=counts.pruned,
+                failed=counts.failed,
+                running=counts.running,
+                best=done[0].value if done else None,
+                storage=url.shown,
+            )
+        )
+    return rows
+
+
 def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """Completed trials, best first."""
     done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.value is not None]
     return sorted(done, key=lambda t: -(t.value if t.value is not None and math.isfinite(t.value) else -math.inf))
 
 
+MIN_TRIALS_FOR_IMPORTANCE = 10
+"""fANOVA fits a random forest to the completed trials; with fewer than this its importances are noise."""
+
+
 def importances(study: optuna.Study) -> dict[str, float] | None:
-    """Optuna's fANOVA parameter importances, or None with too few completed trials."""
+    """Optuna's fANOVA parameter importances, or None below :data:`MIN_TRIALS_FOR_IMPORTANCE` completed trials."""
     import warnings
 
     import optuna
 
-    if len(completed(study)) < 2:
+    if len(completed(study)) < MIN_TRIALS_FOR_IMPORTANCE:
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -106,11 +165,12 @@ def plot(opened: Opened, out_dir: Path, *, force: bool = False) -> tuple[list[Pa
 
     study = opened.study
     n_done = len(completed(study))
+    label = objective_label(opened.record)
     makers: dict[str, tuple[Callable[..., Any], int]] = {
-        "history": (ovm.plot_optimization_history, 1),
-        "importances": (ovm.plot_param_importances, 2),
+        "history": (functools.partial(ovm.plot_optimization_history, target_name=label), 1),
+        "importances": (functools.partial(ovm.plot_param_importances, target_name=label), MIN_TRIALS_FOR_IMPORTANCE),
         "intermediate": (ovm.plot_intermediate_values, 1),
-        "parallel": (ovm.plot_parallel_coordinate, 2),
+        "parallel": (functools.partial(parallel_coordinates, opened), 2),
     }
     make_folder(out_dir, "--out-dir")
     written: list[Path] = []
@@ -128,8 +188,16 @@ def plot(opened: Opened, out_dir: Path, *, force: bool = False) -> tuple[list[Pa
                 skipped.append(f"{name}: {exc}")
                 continue
         figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
-        figure.set_size_inches(10, 6)
-        figure.tight_layout()
+        if name == "history":  # optuna puts the legend beside the plot, squeezing it
+            for ax in figure.axes:
+                ax.legend(loc="best", fontsize=8)
+        if name == "intermediate":
+            for ax in figure.axes:
+                ax.set_xlabel("training step (seed k: k x budget + step)")
+                ax.set_ylabel("evaluation return (mean over episodes)")
+        if name != "parallel":
+            figure.set_size_inches(10, 6)
+            figure.tight_layout()
         path = out_dir / f"{opened.name}-{name}.png"
         atomic.write_with(path, functools.partial(_save_png, figure))
         plt.close(figure)
@@ -139,6 +207,72 @@ def plot(opened: Opened, out_dir: Path, *, force: bool = False) -> tuple[list[Pa
 
 def _save_png(figure: Any, path: Path) -> None:
     figure.savefig(path, format="png", dpi=100)
+
+
+def parallel_coordinates(opened: Opened, study: optuna.Study) -> Any:
+    """One line per completed trial across the tuned parameters, coloured by the objective.
+
+    Matplotlib directly (Optuna's version overlaps its labels): one vertical axis per tuned
+    parameter, scaled to [0, 1] (log scale for log-sampled numbers, categories evenly spaced and
+    named), labels rotated, the best trial drawn last and thickest, a colour bar of the objective.
+    """
+    import math
+
+    import matplotlib.pyplot as plt
+    from matplotlib import cm, colors
+
+    trials = completed(study)
+    if len(trials) < 2:
+        raise ValueError("needs 2 completed trials")
+    keys = [k for k in opened.space.params if any(k in t.params for t in trials)]
+    if not keys:
+        raise ValueError("no tuned parameter in the completed trials")
+    columns: list[list[float]] = []
+    ticks: list[tuple[list[float], list[str]]] = []
+    for key in keys:
+        raw = [t.params.get(key) for t in trials]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw if v is not None)
+        if numeric:
+            values = [float(v) for v in raw if v is not None]
+            low, high = min(values), max(values)
+            log = low > 0 and high / low > 20
+            scale = (lambda v: math.log10(v)) if log else (lambda v: v)
+            lo, hi = scale(low), scale(high)
+            span = (hi - lo) or 1.0
+            columns.append([math.nan if v is None else (scale(float(v)) - lo) / span for v in raw])
+            ticks.append(([0.0, 1.0], [f"{low:.3g}", f"{high:.3g}"]))
+        else:
+            names = sorted({str(v) for v in raw if v is not None})
+            where = {n: (i / (len(names) - 1) if len(names) > 1 else 0.5) for i, n in enumerate(names)}
+            columns.append([math.nan if v is None else where[str(v)] for v in raw])
+            ticks.append((list(where.values()), [n if len(n) <= 14 else n[:13] + "~" for n in names]))
+    objective = [float(t.value) for t in trials if t.value is not None]
+    norm = colors.Normalize(vmin=min(objective), vmax=max(objective))
+    cmap = cm.get_cmap("viridis") if hasattr(cm, "get_cmap") else plt.get_cmap("viridis")
+    width = max(6.0, 1.6 * len(keys) + 2.5)
+    figure, ax = plt.subplots(figsize=(width, 5.5))
+    xs = list(range(len(keys)))
+    order = sorted(range(len(trials)), key=lambda i: objective[i])  # best drawn last, on top
+    for i in order:
+        ys = [columns[c][i] for c in range(len(keys))]
+        best = i == order[-1]
+        ax.plot(xs, ys, color=cmap(norm(objective[i])), linewidth=2.8 if best else 1.2, alpha=1.0 if best else 0.7)
+    for x, (positions, labels) in zip(xs, ticks, strict=True):
+        ax.axvline(x, color="0.6", linewidth=0.8, zorder=0)
+        for y, text in zip(positions, labels, strict=True):
+            ax.annotate(text, (x, y), xytext=(4, 0), textcoords="offset points", fontsize=8, va="center")
+    ax.set_xticks(xs)
+    ax.set_xticklabels(keys, rotation=30, ha="right", fontsize=9)
+    ax.set_yticks([])
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlim(-0.2, len(keys) - 0.4)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(f"{opened.name}: {len(trials)} completed trials (best thickest)", fontsize=11)
+    bar = figure.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02)
+    bar.set_label(objective_label(opened.record), fontsize=9)
+    figure.tight_layout()
+    return ax
 
 
 # ----------------------------------------------------------------------------------------
@@ -162,35 +296,97 @@ def pick_trial(opened: Opened, number: int | None) -> optuna.trial.FrozenTrial:
     return trial
 
 
-def export(opened: Opened, number: int | None, out: Path, *, force: bool = False) -> optuna.trial.FrozenTrial:
-    """Write the trial's full preset (the exact config it trained with) as YAML."""
+BUDGET_KEYS = (
+    "n_timesteps",
+    "eval_freq",
+    "eval_episodes",
+    "checkpoint_freq",
+    "keep_checkpoints",
+    "checkpoint_replay_buffer",
+    "stop_on_solved",
+)
+"""How long and how a run trains, evaluates and saves: the preset's own, not the tuning budget's."""
+
+
+def default_export_path(opened: Opened, number: int | None, runs_root: Path | None = None) -> Path:
+    """``runs/tune/<study>-best.yaml``, or ``<study>-trial<N>.yaml`` for ``--trial N``."""
+    suffix = "best" if number is None else f"trial{number}"
+    return storages.tune_root(runs_root) / f"{opened.name}-{suffix}.yaml"
+
+
+def preset_budget(record: dict[str, Any]) -> dict[str, Any]:
+    """The budget keys of the preset the study started from (its file, before tuning's --set/--steps).
+
+    Falls back to the study's base configuration when that file is gone.
+    """
+    from rlkit.config.presets import read_yaml
+    from rlkit.config.schema import to_plain, validate
+
+    base = dict(record.get("base", {}))
+    source = str(record.get("source", ""))
+    try:
+        data = read_yaml(Path(source)) if source and Path(source).is_file() else {"env_id": record.get("env_id")}
+        plain = to_plain(validate(data, source or "preset"))
+    except (RlkitError, OSError, ValueError):
+        plain = base
+    return {key: plain.get(key, base.get(key)) for key in BUDGET_KEYS if key in plain or key in base}
+
+
+def retrain_overrides(trial: optuna.trial.FrozenTrial, budget: dict[str, Any]) -> list[str]:
+    """``--steps``/``--set`` pairs that make ``rlkit train`` of an export (with ``budget``) repeat the trial's."""
+    config = trial.user_attrs["config"]
+    argv = ["--steps", str(config["n_timesteps"])]
+    for key in BUDGET_KEYS[1:]:
+        if key in config and config[key] is not None and config[key] != budget.get(key):
+            argv += ["--set", f"{key}={str(config[key]).lower() if isinstance(config[key], bool) else config[key]}"]
+    return argv
+
+
+def export_text(opened: Opened, trial: optuna.trial.FrozenTrial, shown_as: str) -> str:
+    """The trial's preset as YAML, with the preset's own budget and a header saying where it came from."""
+    import shlex
+
     import yaml
 
     from rlkit.config.schema import validate
-    from rlkit.core import atomic
 
-    if out.suffix not in (".yaml", ".yml"):
-        raise RlkitError(f"--out must be a .yaml file (got {out})")
-    if out.exists() and not force:
-        raise RlkitError(f"{out} already exists; use --force to overwrite it")
-    trial = pick_trial(opened, number)
     config = _without_nulls(dict(trial.user_attrs["config"]))
     config.pop("aliases", None)  # an exported file is addressed by its path, not by the catalogue's names
+    budget = preset_budget(opened.record)
+    tuned_budget = {key: config.get(key) for key in budget}
+    config.update({key: value for key, value in budget.items() if value is not None})
     config["description"] = f"{opened.record.get('env_id')} tuned by rlkit: study {opened.name}, trial {trial.number}"
     validate(config, f"trial {trial.number}")
     value = "-" if trial.value is None else f"{trial.value:.2f}"
     seeds = trial.user_attrs.get("seeds", [])
     tuned = ", ".join(sorted(opened.space.decode(trial.params)))
+    differs = ", ".join(f"{k}={tuned_budget[k]}" for k in budget if tuned_budget[k] != budget[k])
+    again = shlex.join(
+        ["rlkit", "train", shown_as, "--seed", str(seeds[0] if seeds else 0), *retrain_overrides(trial, budget)]
+    )
     header = (
         f"# Exported by `rlkit tune export` from study '{opened.name}' ({opened.record.get('env_id')}), "
-        f"trial {trial.number} ({trial.state.name.lower()}, objective {value} over seeds {seeds}).\n"
+        f"trial {trial.number} ({trial.state.name.lower()}).\n"
+        f"# Objective {value}: {objective_label(opened.record)}, seeds {seeds}.\n"
         f"# Tuned keys: {tuned}.\n"
-        f"# n_timesteps is the per-trial budget it was tuned with; `rlkit train {out.name} --steps N` trains longer.\n"
-        f"# Re-train exactly: rlkit train {out} --seed {seeds[0] if seeds else 0}\n"
+        f"# Budget keys ({', '.join(budget)}) are the preset's own; the trial trained with {differs or 'the same'}.\n"
+        f"# Re-train exactly as the trial did: {again}\n"
     )
-    body = yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
+    return header + yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
+
+
+def export(opened: Opened, number: int | None, out: Path, *, force: bool = False) -> optuna.trial.FrozenTrial:
+    """Write the trial's preset (its tuned config with the preset's own budget) as a YAML file."""
+    from rlkit.core import atomic
+
+    if out.suffix not in (".yaml", ".yml"):
+        raise RlkitError(f"--out must be a .yaml file or - for stdout (got {out})")
+    if out.exists() and not force:
+        raise RlkitError(f"{out} already exists; use --force to overwrite it (or --out another.yaml, or --out -)")
+    trial = pick_trial(opened, number)
+    text = export_text(opened, trial, str(out))
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_text(out, header + body)
+    atomic.write_text(out, text)
     return trial
 
 
@@ -204,7 +400,7 @@ def trial_rows(opened: Opened) -> list[dict[str, Any]]:
             "number": trial.number,
             "state": trial.state.name.lower(),
             "baseline": bool(trial.user_attrs.get("baseline", False)),
-            "value": trial.value,
+            OBJECTIVE_COLUMN: trial.value,
             "seed_scores": json.dumps(trial.user_attrs.get("seed_scores")),
             "last_reported_step": last,
             "last_reported_value": trial.intermediate_values[last] if last is not None else None,
@@ -230,7 +426,7 @@ def write_trials_csv(opened: Opened, out: Path, *, force: bool = False) -> int:
     atomic.check_new_output(out, force, (".csv",), "trials table", flag="--csv")
     rows = trial_rows(opened)
     buffer = io.StringIO()
-    fields = list(rows[0]) if rows else ["number", "state", "value"]
+    fields = list(rows[0]) if rows else ["number", "state", OBJECTIVE_COLUMN]
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)

@@ -36,6 +36,17 @@ ATTR = "rlkit"
 
 FINISHED = ("COMPLETE", "PRUNED")
 
+OBJECTIVE_COLUMN = "mean_final_eval_return"
+"""The objective's name in tables and files (CSV header), where ``value`` would say nothing."""
+
+
+def objective_label(record: dict[str, Any]) -> str:
+    """What a trial's value is, in words: ``mean final evaluation return over 2 seeds (10 episodes each)``."""
+    seeds = int(record.get("seeds_per_trial", 1))
+    episodes = record.get("base", {}).get("eval_episodes")
+    each = f" ({episodes} episodes each)" if episodes else ""
+    return f"mean final evaluation return over {seeds} seed{'s' if seeds != 1 else ''}{each}"
+
 
 @dataclass
 class TuneRequest:

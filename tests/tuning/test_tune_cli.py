@@ -49,14 +49,20 @@ def test_study_runs_continues_and_its_best_trial_retrains_exactly(runs_dir: Path
 
     code, output = tune("show", "cartpole")
     assert code == 0, output
-    assert "policy_kwargs.net_arch" in output and "parameter importances" in output
+    assert "policy_kwargs.net_arch" in output
+    assert "objective: mean final evaluation return over 2 seeds (2 episodes each)" in output
+    assert "parameter importances: not shown, the study has 3 completed trial(s)" in output and "at least 10" in output
+
+    code, output = tune("show")  # no name: the studies in runs/tune
+    assert code == 0, output
+    assert "│ cartpole │ CartPole-v1 │        3 │" in output, output
 
     code, output = tune("show", "cartpole", "--csv", "trials.csv")  # the study's record, every trial
     assert code == 0 and "wrote 3 trial(s) to trials.csv" in output, output
     with open("trials.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["number"]) for r in rows] == [0, 1, 2] and {r["state"] for r in rows} == {"complete"}
-    assert [float(r["value"]) for r in rows] == pytest.approx([t.value for t in study.trials])
+    assert [float(r["mean_final_eval_return"]) for r in rows] == pytest.approx([t.value for t in study.trials])
     assert [float(r["learning_rate"]) for r in rows] == pytest.approx([t.params["learning_rate"] for t in study.trials])
     assert len(json.loads(rows[0]["seed_scores"])) == 2
     code, output = tune("show", "cartpole", "--csv", "trials.csv")
@@ -66,25 +72,41 @@ def test_study_runs_continues_and_its_best_trial_retrains_exactly(runs_dir: Path
     assert code == 0, output
     assert sorted(p.name for p in Path("plots").glob("*.png")) == [
         "cartpole-history.png",
-        "cartpole-importances.png",
         "cartpole-intermediate.png",
         "cartpole-parallel.png",
     ]
+    assert "skipped importances: needs 10 completed trial(s), the study has 3" in output
     code, output = tune("plot", "cartpole", "--out-dir", "plots")
     assert code == 2 and "already exists; use --force" in output
     assert tune("plot", "cartpole", "--out-dir", "plots", "--force")[0] == 0
 
     code, output = tune("export", "cartpole", "--out", "best.yaml")
     assert code == 0, output
-    exported = yaml.safe_load(Path("best.yaml").read_text())
+    text = Path("best.yaml").read_text()
+    exported = yaml.safe_load(text)
     best = study.best_trial
     assert exported["policy_kwargs"]["net_arch"] == yaml.safe_load(best.params["policy_kwargs.net_arch"])
     assert exported["learning_rate"] == best.params["learning_rate"]
+    # the preset's own budget, not the tuning budget (400 steps, an evaluation every 200, 2 episodes)
+    assert (exported["n_timesteps"], exported["eval_freq"], exported["eval_episodes"]) == (50000, 5000, 10)
+    assert exported["checkpoint_freq"] == 10000
     code, output = tune("export", "cartpole", "--out", "best.yaml")
     assert code != 0 and "already exists" in output  # never clobbered without --force
 
-    # `rlkit train` accepts the file and reproduces the trial's evaluations for its first seed.
-    result = runner.invoke(app, ["train", "best.yaml", "--seed", "0", "--run-dir", "retrain", "-q", "--device", "cpu"])
+    code, output = tune("export", "cartpole")  # default path, announced
+    assert code == 0 and (runs_dir / "tune" / "cartpole-best.yaml").read_text() == text.replace(
+        "best.yaml", str(runs_dir / "tune" / "cartpole-best.yaml")
+    ), output
+    assert f"wrote {runs_dir / 'tune' / 'cartpole-best.yaml'}" in " ".join(output.split())
+    assert tune("export", "cartpole")[0] == 2
+    code, output = tune("export", "cartpole", "--out", "-")  # stdout: the YAML and nothing else
+    assert code == 0 and yaml.safe_load(output) == exported
+
+    # `rlkit train` accepts the file and, with the header's budget flags, reproduces the trial's evaluations.
+    again = next(line for line in text.splitlines() if line.startswith("# Re-train exactly as the trial did: "))
+    argv = again.split(": ", 1)[1].split()[1:]
+    assert argv[:4] == ["train", "best.yaml", "--seed", "0"] and "--steps" in argv
+    result = runner.invoke(app, [*argv, "--run-dir", "retrain", "-q", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     with open("retrain/evaluations.csv") as handle:
         rows = {int(float(r["timesteps"])): float(r["mean_reward"]) for r in csv.DictReader(handle)}
@@ -124,8 +146,14 @@ def test_nan_weights_are_detected() -> None:
     ("args", "message"),
     [
         (["cartpol"], "unknown environment 'cartpol' (did you mean 'cartpole'?)"),
-        (["cartpole", "--sampler", "tpee"], "unknown sampler 'tpee' (did you mean 'tpe'?)"),
-        (["cartpole", "--pruner", "medain"], "unknown pruner 'medain' (did you mean 'median'?)"),
+        (
+            ["cartpole", "--sampler", "tpee"],
+            "'tpee' is not one of 'tpe', 'random', 'cmaes', 'gp' (did you mean 'tpe'?)",
+        ),
+        (
+            ["cartpole", "--pruner", "medain"],
+            "'medain' is not one of 'median', 'halving', 'hyperband', 'none' (did you mean 'median'?)",
+        ),
         (["cartpole", "--storage", "not a url"], "malformed storage URL"),
         (["cartpole", "--storage", "redis://localhost/0"], "unsupported storage 'redis'"),
         (["cartpole", "--storage", "postgresql://u:secret@127.0.0.1:1/db"], "cannot open storage"),
@@ -177,3 +205,48 @@ def test_tune_help_lists_the_subcommands_and_env_is_the_default_run() -> None:
         assert word in output
     code, output = tune("cartpole", "--help")  # routed to `run`
     assert code == 0 and "--seeds-per-trial" in output
+
+
+def test_the_live_view_counts_the_trial_running_in_this_worker(runs_dir: Path) -> None:
+    """The display re-reads the study while a trial trains, so it shows `1 running`, not the 0 from before it."""
+    import io
+
+    from rich.console import Console
+
+    from rlkit.tuning.display import TuneDisplay
+    from rlkit.tuning.study import TuneRequest, prepare, work
+    from tests.tuning.conftest import TINY_SPACE
+
+    seen: list[str] = []
+
+    class Recording(TuneDisplay):
+        def on_progress(self, trial: int, done: int, total: int) -> None:
+            super().on_progress(trial, done, total)
+            text = io.StringIO()
+            Console(file=text, width=200).print(self)
+            seen.append(text.getvalue())
+
+    request = TuneRequest(
+        env="cartpole",
+        trials=1,
+        steps=512,
+        evals_per_trial=1,
+        space=str(TINY_SPACE),
+        overrides=["eval_episodes=2", "learning_starts=50", "gradient_steps=1"],
+    )
+    prepared = prepare(request)
+    display = Recording(
+        study_name=prepared.study_name,
+        env_id=prepared.env_id,
+        target=1,
+        workers=1,
+        space=prepared.space,
+        storage_shown=prepared.url.shown,
+        quiet=True,
+        console=Console(file=io.StringIO()),
+        objective="mean final evaluation return over 1 seed",
+    )
+    assert work(prepared, display=display) == "done"
+    assert seen, "the trial reported its progress"
+    assert all("0 complete, 0 pruned, 0 failed, 1 running" in text for text in seen), seen[0]
+    assert "mean final evaluation return over 1 seed" in seen[0]
