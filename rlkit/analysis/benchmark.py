@@ -31,7 +31,6 @@ from rlkit.config.schema import Preset, to_plain, validate
 from rlkit.core import atomic
 from rlkit.core.errors import Interrupted, RlkitError
 from rlkit.core.paths import check_folder, make_folder
-from rlkit.core.seeds import SEED_LIMIT
 from rlkit.training.rundir import RunDir, default_root, now_iso
 
 BOOTSTRAP_SAMPLES = 10_000
@@ -487,6 +486,18 @@ def write_outputs(folder: Path, doc: dict[str, Any], command: str) -> list[Path]
     return [json_path, md_path, png_path]
 
 
+MAX_SEEDS = 1000
+"""``--seeds`` at most this many (seeds 0..N-1, all well inside the seed range [0, 2**32 - 1])."""
+
+
+def check_request(seeds: int, episodes: int) -> None:
+    """Reject impossible seed and episode counts before anything is resolved or shown."""
+    if not 1 <= seeds <= MAX_SEEDS:
+        raise RlkitError(f"--seeds must be from 1 to {MAX_SEEDS} (seeds 0..N-1; got {seeds})")
+    if episodes < 1:
+        raise RlkitError(f"--episodes must be at least 1 (got {episodes})")
+
+
 def benchmark(
     resolved: Resolved,
     *,
@@ -501,10 +512,7 @@ def benchmark(
     """Train and evaluate ``seeds`` seeds (0..seeds-1) and write the summary; returns folder and document."""
     from rlkit.training.factory import resolve_device
 
-    if not 1 <= seeds <= SEED_LIMIT:
-        raise RlkitError(f"--seeds must be from 1 to {SEED_LIMIT} (seeds 0..N-1; got {seeds})")
-    if episodes < 1:
-        raise RlkitError(f"--episodes must be at least 1 (got {episodes})")
+    check_request(seeds, episodes)
     resolve_device(device)
     jobs = max(1, min(jobs, seeds))
     folder = results_dir(resolved, out)

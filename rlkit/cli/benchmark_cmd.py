@@ -50,8 +50,10 @@ def benchmark(
     Seeds that already finished in the results folder are reused; interrupted ones are resumed.
     """
     from rlkit.analysis.benchmark import benchmark as run_benchmark
+    from rlkit.analysis.benchmark import check_request
     from rlkit.environments.resolve import resolve
 
+    check_request(seeds, episodes)
     overrides = list(set_ or [])
     if steps is not None:
         overrides.append(f"n_timesteps={steps}")
