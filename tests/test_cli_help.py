@@ -16,6 +16,8 @@ COMMANDS = [
     ["benchmark"],
     ["evaluate"],
     ["record"],
+    ["watch"],
+    ["export"],
     ["plot"],
     ["report"],
     ["envs"],

@@ -134,3 +134,63 @@ def test_bad_numbers(run_copy: Path) -> None:
     assert_one_line_error(invoke("evaluate", run_copy, "--epsilon", "0.1"), "--stochastic")
     assert_one_line_error(invoke("evaluate", run_copy, "--stochastic", "--epsilon", "2"), "[0, 1]")
     assert not list(run_copy.glob("evaluation-*.json"))
+
+
+def test_bare_model_file_plus_env_name(run_copy: Path, tmp_path: Path) -> None:
+    model = tmp_path / "agent.zip"
+    shutil.copy(run_copy / "model.zip", model)
+    from_run = _json(invoke("evaluate", run_copy, "--episodes", "3", "--model", "final", "--json"))
+    for env in ("CartPole-v1", "cartpole"):  # a gymnasium id or a preset alias
+        bare = _json(invoke("evaluate", model, env, "--episodes", "3", "--json"))
+        assert bare["returns"] == from_run["returns"] and bare["env_id"] == "CartPole-v1"
+        assert bare["model"] == "agent" and bare["run_dir"] == "" and bare["model_path"] == str(model)
+    saved = tmp_path / "agent.evaluation-cartpole-3ep-s100000.json"
+    assert Path(bare["saved_to"]) == saved and json.loads(saved.read_text())["returns"] == from_run["returns"]
+
+    from stable_baselines3 import DQN
+
+    DQN.load(model, device="cpu").save(tmp_path / "plain.zip")  # a file saved by plain SB3, not rlkit
+    plain = _json(invoke("evaluate", tmp_path / "plain.zip", "CartPole-v1", "--episodes", "3", "--json"))
+    assert plain["returns"] == from_run["returns"]
+
+
+def test_bare_model_file_bad_input(run_copy: Path, tmp_path: Path) -> None:
+    model = run_copy / "model.zip"
+    assert_one_line_error(invoke("evaluate", model), "bare model file", "rlkit evaluate")
+    assert_one_line_error(invoke("evaluate", model, "LunarLander-v3"), "does not fit LunarLander-v3", "8 inputs")
+    assert_one_line_error(invoke("evaluate", model, "CartPol-v1"), "did you mean")
+    assert_one_line_error(invoke("evaluate", model, "cartpole", "--model", "best"), "drop --model")
+    assert_one_line_error(invoke("evaluate", tmp_path / "missing.zip", "cartpole"), "model file not found")
+    assert_one_line_error(invoke("evaluate", run_copy, "cartpole"), "drop the env argument")
+    (tmp_path / "junk.zip").write_bytes(b"not a zip")
+    assert_one_line_error(invoke("evaluate", tmp_path / "junk.zip", "cartpole"), "cannot load model")
+    assert not list(tmp_path.glob("*.json"))
+
+
+@pytest.mark.parametrize("algo", ["dqn", "qrdqn"])
+def test_plain_sb3_file_with_its_own_network(tmp_path: Path, algo: str) -> None:
+    """A file saved by plain SB3 / sb3-contrib with a network unlike the preset's plays exactly as SB3 plays it."""
+    import torch
+    from sb3_contrib import QRDQN
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    from rlkit.environments.factory import make_env
+    from rlkit.environments.resolve import resolve
+
+    cls: Any = QRDQN if algo == "qrdqn" else DQN
+    extra = {"n_quantiles": 7} if algo == "qrdqn" else {}
+    kwargs = {"net_arch": [32, 16], "activation_fn": torch.nn.Tanh, **extra}
+    cls("MlpPolicy", "CartPole-v1", policy_kwargs=kwargs, seed=0, device="cpu").save(tmp_path / "plain.zip")
+    ours = _json(invoke("evaluate", tmp_path / "plain.zip", "cartpole", "--episodes", "3", "--json"))
+    from rlkit.analysis.model_file import fit_preset
+
+    fitted = fit_preset(resolve("cartpole").preset, tmp_path / "plain.zip")  # rlkit's cartpole preset: 256x256 ReLU
+    assert fitted.algo == algo and fitted.policy_kwargs.net_arch == [32, 16]
+    assert fitted.policy_kwargs.activation_fn == "tanh" and not fitted.dueling and not fitted.noisy
+    assert algo == "dqn" or fitted.n_quantiles == 7
+
+    env = make_env(resolve("cartpole").preset, n_envs=1, seed=100_000, train=False)
+    sb3 = cls.load(tmp_path / "plain.zip", device="cpu")
+    rewards, _ = evaluate_policy(sb3, env, n_eval_episodes=3, deterministic=True, return_episode_rewards=True)
+    assert ours["returns"] == pytest.approx([float(r) for r in rewards])

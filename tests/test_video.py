@@ -103,3 +103,20 @@ def test_atari_records_the_full_colour_screen(tmp_path: Path) -> None:
     assert frames[0].shape == (420, 320, 3)  # 210x160 colour screen, pixel-doubled; not 84x84
     assert len({tuple(px) for px in frames[10].reshape(-1, 3)[::97]}) > 2  # colours, not grayscale
     assert "emulator frames" in result.stdout
+
+
+def test_bare_model_file_plus_env_name(run_copy: Path, tmp_path: Path) -> None:
+    import shutil
+
+    model = tmp_path / "agent.zip"
+    shutil.copy(run_copy / "model.zip", model)
+    result = invoke("record", model, "CartPole-v1")
+    assert result.exit_code == 0, result.output
+    video = tmp_path / "videos" / "agent-1ep.mp4"
+    _, lengths = _episodes(result.stdout)
+    assert len(_decode(video)) == lengths[0] + 1
+    from_run = invoke("record", run_copy, "--model", "final", "--out", tmp_path / "run.mp4")
+    assert _episodes(from_run.stdout) == _episodes(result.stdout)  # the same model on the same episodes
+    assert_one_line_error(invoke("record", model), "bare model file", "rlkit record")
+    assert_one_line_error(invoke("record", model, "Acrobot-v1", "--out", tmp_path / "x.mp4"), "does not fit")
+    assert not (tmp_path / "x.mp4").exists()

@@ -115,10 +115,18 @@ def write_preset(folder: Path, resolved: Resolved) -> Path:
 
 
 def seed_job(
-    preset_file: str, alias: str, seed: int, run_dir: str, episodes: int, device: str, imports: tuple[str, ...] = ()
+    preset_file: str,
+    alias: str,
+    seed: int,
+    run_dir: str,
+    episodes: int,
+    device: str,
+    track: str | None = None,
+    imports: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Train (or reuse, or resume) one seed, then evaluate its final and best models.
 
+    With ``track`` the seed's training is a tracked run (a reused, already finished seed is not logged again).
     ``imports``: the modules the user asked for (the preset file records them as ``env_imports``).
     """
     from rlkit.analysis.evaluation import evaluate_run, save_result, saved_results
@@ -130,7 +138,7 @@ def seed_job(
     state = run.read_state() if run.state_file.exists() else {}
     if state.get("status") != "finished":
         if run.checkpoint_dirs():
-            train.resume(run_path, device=device, quiet=True)
+            train.resume(run_path, device=device, quiet=True, track=track)
         else:
             if run_path.exists():  # started, but died before its first checkpoint: start over
                 shutil.rmtree(run_path)
@@ -143,6 +151,7 @@ def seed_job(
                 run_dir=run_path,
                 quiet=True,
                 argv=_argv(preset_file, seed, run_dir, imports),
+                track=track,
             )
     figures: dict[str, float] = {}
     for label in ("final", "best"):
@@ -219,6 +228,7 @@ def run_seeds(
     episodes: int,
     device: str,
     on_status: Callable[[list[SeedStatus]], None] | None = None,
+    track: str | None = None,
 ) -> dict[int, dict[str, Any]]:
     """Every seed in worker processes, ``jobs`` at a time; returns the evaluation figures by seed.
 
@@ -246,6 +256,7 @@ def run_seeds(
                 str(folder / f"seed-{s}"),
                 episodes,
                 devices[i],
+                track,
                 tuple(resolved.preset.env_imports),
             ): s
             for i, s in enumerate(seeds)
@@ -508,20 +519,72 @@ def benchmark(
     out: Path | None,
     command: str,
     on_status: Callable[[list[SeedStatus]], None] | None = None,
+    track: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Train and evaluate ``seeds`` seeds (0..seeds-1) and write the summary; returns folder and document."""
+    """Train and evaluate ``seeds`` seeds (0..seeds-1) and write the summary; returns folder and document.
+
+    With ``track``, each seed trained is a tracked run and the summary is one more (:func:`track_summary`).
+    """
     from rlkit.training.factory import resolve_device
+    from rlkit.training.tracking import prepare_store
 
     check_request(seeds, episodes)
     resolve_device(device)
+    prepare_store(track, f"rlkit-{resolved.alias}")  # once, before the seeds' processes share it
     jobs = max(1, min(jobs, seeds))
     folder = results_dir(resolved, out)
     started = time.perf_counter()
     figures = run_seeds(
-        folder, resolved, list(range(seeds)), jobs=jobs, episodes=episodes, device=device, on_status=on_status
+        folder,
+        resolved,
+        list(range(seeds)),
+        jobs=jobs,
+        episodes=episodes,
+        device=device,
+        on_status=on_status,
+        track=track,
     )
     results = [seed_result(folder / f"seed-{s}", s, figures[s], resolved.preset.solved_score) for s in sorted(figures)]
     doc = summarize(resolved, results, episodes)
     doc["benchmark_wall_s"] = time.perf_counter() - started
-    write_outputs(folder, doc, command)
+    written = write_outputs(folder, doc, command)
+    if track is not None:
+        track_summary(track, folder, resolved, doc, written)
     return folder, doc
+
+
+def track_summary(track: str, folder: Path, resolved: Resolved, doc: dict[str, Any], files: list[Path]) -> str:
+    """The benchmark's summary as one tracked run, grouped with its seeds' runs; its id."""
+    from rlkit.config.schema import flatten
+    from rlkit.training.tracking import log_finished
+
+    summary: dict[str, Any] = {}
+    for label in ("final", "best"):
+        for stat, entry in doc[label].items():
+            if not isinstance(entry, dict):  # range: [min, max]
+                summary[f"{label}_min"], summary[f"{label}_max"] = entry
+                continue
+            summary[f"{label}_{stat}"] = entry["value"]
+            if entry.get("ci95") is not None:  # 95% intervals from 5 seeds on
+                summary[f"{label}_{stat}_ci95_low"], summary[f"{label}_{stat}_ci95_high"] = entry["ci95"]
+        summary[f"seeds_solved_{label}"] = doc[f"seeds_solved_{label}"]
+    summary["median_steps_to_solve"] = doc["median_steps_to_solve"]
+    summary["steps_per_s_mean"] = doc["steps_per_s"]["mean"]
+    per_seed = {
+        int(r["seed"]): {"seed_final_mean": r["final_mean"], "seed_best_mean": r["best_mean"]} for r in doc["per_seed"]
+    }
+    return log_finished(
+        track,
+        project=f"rlkit-{resolved.alias}",
+        name=f"{resolved.alias}-{folder.name}-summary",
+        group=folder.name,
+        params={
+            **flatten(to_plain(resolved.preset)),
+            "seeds": len(doc["seeds"]),
+            "eval_episodes": doc["eval_episodes"],
+        },
+        steps=per_seed,
+        summary=summary,
+        files=files,
+        tags={"rlkit.benchmark": str(folder.resolve())},
+    )

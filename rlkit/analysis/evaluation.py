@@ -1,9 +1,10 @@
 """Evaluating a trained run: which model, how many episodes, the statistics users report.
 
 Read top to bottom: :func:`resolve_model` maps ``--model best|final|<checkpoint>`` to a file,
-:func:`load_run_model` rebuilds the evaluation env from the run's saved config and loads the
-model, :func:`evaluate_run` plays the episodes with SB3's ``evaluate_policy`` and
-:func:`summarize` turns returns and lengths into the figures of the result file.
+:func:`open_source` takes a run directory or a bare SB3 model file plus an env name,
+:func:`load_source_model` loads the model (and checks it fits the env), :func:`evaluate_run`
+plays the episodes with SB3's ``evaluate_policy`` and :func:`summarize` turns returns and
+lengths into the figures of the result file.
 """
 
 from __future__ import annotations
@@ -41,6 +42,21 @@ class ModelChoice:
     """``best``, ``final`` or ``step-<N>``."""
 
     path: Path
+
+
+@dataclass(frozen=True)
+class Source:
+    """What to play: one model (of a run, or a bare SB3 model file) and the env preset it plays on."""
+
+    alias: str
+    preset: Preset
+    choice: ModelChoice
+    run: RunDir | None
+    """The run directory; ``None`` for a bare model file."""
+
+    @property
+    def label(self) -> str:
+        return self.choice.label
 
 
 @dataclass
@@ -133,14 +149,86 @@ def resolve_model(run: RunDir, name: str = "auto") -> ModelChoice:
 
 def load_run_model(run: RunDir, choice: ModelChoice, device: str = "cpu") -> OffPolicyAlgorithm:
     """Load the chosen model on ``device`` with torch threads set as in training."""
+    _, _, preset = run.read_config()
+    return _load(preset, choice.path, device)
+
+
+def _load(preset: Preset, path: Path, device: str) -> OffPolicyAlgorithm:
     from rlkit.environments.factory import policy_name
     from rlkit.training.factory import configure_threads, load_model, resolve_device
 
     torch_device = resolve_device(device)
-    _, _, preset = run.read_config()
-    model = load_model(choice.path, env=None, device=torch_device, preset=preset)
+    model = load_model(path, env=None, device=torch_device, preset=preset)
     configure_threads(preset, policy_name(preset, model.observation_space), torch_device)
     return model
+
+
+MODEL_SUFFIX = ".zip"
+
+
+def open_source(path: Path, env: str | None = None, model_name: str = "auto", command: str = "evaluate") -> Source:
+    """A run directory (its env comes from its config) or a bare SB3 DQN/QR-DQN ``.zip`` plus an env name.
+
+    The env name is a preset alias, preset file or gymnasium id, resolved (and checked) exactly
+    as ``rlkit train`` resolves it; the bare model plays on that preset's evaluation env.
+    """
+    if path.suffix.lower() != MODEL_SUFFIX or path.is_dir():
+        if env is not None:
+            if not path.exists():
+                raise RlkitError(f"not a run directory or model file: {path} does not exist")
+            raise RlkitError(
+                f"{path} is a run directory, which plays on the env of its own config; drop the env argument '{env}'"
+            )
+        run = RunDir.open(path)
+        alias, _, preset = run.read_config()
+        return Source(alias, preset, resolve_model(run, model_name), run)
+    if not path.is_file():
+        raise RlkitError(f"model file not found: {path}")
+    if env is None:
+        raise RlkitError(
+            f"{path.name} is a bare model file: name the env it plays, e.g. `rlkit {command} {path} CartPole-v1` "
+            "(a preset alias, preset file or gymnasium id)"
+        )
+    if model_name != "auto":
+        raise RlkitError(f"--model picks a model of a run directory; {path} is one model file (drop --model)")
+    from rlkit.analysis.model_file import fit_preset
+    from rlkit.environments.resolve import resolve
+
+    resolved = resolve(env)
+    # The env's preset with the file's own network (read from its weights), so the loader rebuilds it exactly.
+    return Source(resolved.alias, fit_preset(resolved.preset, path), ModelChoice(path.stem, path), None)
+
+
+def load_source_model(source: Source, device: str = "cpu") -> OffPolicyAlgorithm:
+    """Load the source's model on ``device`` with torch threads set as in training."""
+    return _load(source.preset, source.choice.path, device)
+
+
+def check_fits(model: OffPolicyAlgorithm, env: VecEnv, source: Source) -> None:
+    """``env`` gives the observations the model was trained on and has its actions (a bare model on the wrong env)."""
+    import gymnasium as gym
+    from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
+    from stable_baselines3.common.vec_env import VecTransposeImage
+
+    obs_space, act_space = env.observation_space, env.action_space
+    if (
+        isinstance(obs_space, gym.spaces.Box)
+        and is_image_space(obs_space)
+        and not is_image_space_channels_first(obs_space)
+    ):
+        obs_space = VecTransposeImage.transpose_space(obs_space)  # SB3 feeds images channel-first
+    want, have = model.observation_space, obs_space
+    n_model = getattr(model.action_space, "n", None)
+    n_env = getattr(act_space, "n", None)
+    if type(want) is not type(have) or want.shape != have.shape or n_model != n_env:
+        raise RlkitError(
+            f"{source.choice.path.name} does not fit {source.preset.env_id}: the model takes observations "
+            f"{_space(want)} and {n_model} actions, the env gives {_space(have)} and {n_env} actions"
+        )
+
+
+def _space(space: Any) -> str:
+    return f"{type(space).__name__}{tuple(space.shape)}" if getattr(space, "shape", None) is not None else str(space)
 
 
 def length_unit(preset: Preset) -> str:
@@ -226,6 +314,7 @@ def check_request(episodes: int, epsilon: float | None, seed: int = DEFAULT_EVAL
 def evaluate_run(
     run_path: Path,
     *,
+    env_name: str | None = None,
     model_name: str = "auto",
     episodes: int = 50,
     seed: int = DEFAULT_EVAL_SEED,
@@ -233,28 +322,28 @@ def evaluate_run(
     device: str = "cpu",
     on_episode: Callable[[float, int], None] | None = None,
 ) -> EvalResult:
-    """Evaluate one model of a run on a fresh evaluation env built from the run's config."""
+    """Evaluate one model of a run (or a bare model file on ``env_name``) on a fresh evaluation env."""
     from rlkit.environments.factory import make_env
 
     check_request(episodes, epsilon, seed)
-    run = RunDir.open(run_path)
-    alias, _, preset = run.read_config()
-    choice = resolve_model(run, model_name)
-    model = load_run_model(run, choice, device)
+    source = open_source(run_path, env_name, model_name)
+    alias, preset, choice = source.alias, source.preset, source.choice
+    model = load_source_model(source, device)
     if epsilon is not None:
         model.set_random_seed(seed)  # seeds the random actions of epsilon-greedy
     env = make_env(preset, n_envs=1, seed=seed, train=False)
     try:
+        check_fits(model, env, source)
         returns, lengths = play(model, env, episodes, epsilon=epsilon, on_episode=on_episode)
     finally:
         env.close()
     stats = summarize(returns, lengths, preset.solved_score)
     return EvalResult(
-        run_dir=str(run.path),
+        run_dir=str(source.run.path) if source.run is not None else "",
         alias=alias,
         env_id=preset.env_id,
         model=choice.label,
-        model_path=str(choice.path.relative_to(run.path)),
+        model_path=str(choice.path.relative_to(source.run.path) if source.run is not None else choice.path),
         episodes=episodes,
         seed=seed,
         policy="deterministic" if epsilon is None else "epsilon-greedy",
@@ -274,16 +363,21 @@ def evaluate_run(
 # ----------------------------------------------------------------------------------------
 
 
-def result_path(run: RunDir, result: EvalResult) -> Path:
-    """``evaluation-<model>-<N>ep[-eps<E>]-s<seed>.json`` in the run directory."""
+def result_path(run: RunDir | None, result: EvalResult) -> Path:
+    """``evaluation-<model>-<N>ep[-eps<E>]-s<seed>.json`` in the run directory.
+
+    A bare model file's result goes beside it: ``<stem>.evaluation-<alias>-<N>ep[-eps<E>]-s<seed>.json``.
+    """
     policy = "" if result.epsilon is None else f"-eps{result.epsilon:g}"
+    if run is None:
+        model = Path(result.model_path)
+        return model.parent / f"{model.stem}.evaluation-{result.alias}-{result.episodes}ep{policy}-s{result.seed}.json"
     return run.path / f"evaluation-{result.model}-{result.episodes}ep{policy}-s{result.seed}.json"
 
 
 def save_result(result: EvalResult) -> Path:
-    """Write the result atomically into its run directory; the same request replaces its own file."""
-    run = RunDir(Path(result.run_dir))
-    path = result_path(run, result)
+    """Write the result atomically into its run directory (or beside a bare model); the same request replaces its own file."""
+    path = result_path(RunDir(Path(result.run_dir)) if result.run_dir else None, result)
     atomic.write_json(path, result.to_dict())
     return path
 

@@ -185,6 +185,7 @@ def record_run(
     run_path: Path,
     out: Path,
     *,
+    env_name: str | None = None,
     model_name: str = "auto",
     episodes: int = 1,
     fps: float | None = None,
@@ -193,18 +194,24 @@ def record_run(
     on_episode: Callable[[float, int], None] | None = None,
     create_folder: bool = False,
 ) -> Recording:
-    """Play ``episodes`` greedy evaluation episodes of a run's model and write them to ``out``.
+    """Play ``episodes`` greedy evaluation episodes of a run's model (or a bare model on ``env_name``) into ``out``.
 
     ``create_folder`` makes ``out``'s folder (the run's ``videos/``) once the request is known to be good.
     """
-    from rlkit.analysis.evaluation import DEFAULT_EVAL_SEED, length_unit, load_run_model, play, resolve_model
+    from rlkit.analysis.evaluation import (
+        DEFAULT_EVAL_SEED,
+        check_fits,
+        length_unit,
+        load_source_model,
+        open_source,
+        play,
+    )
     from rlkit.environments.factory import accepts_render_mode, make_env
     from rlkit.environments.imports import ensure_imported
-    from rlkit.training.rundir import RunDir
 
     check_request(episodes, fps, seed)
-    run = RunDir.open(run_path)
-    _, _, preset = run.read_config()
+    source = open_source(run_path, env_name, model_name, command="record")
+    preset = source.preset
     ensure_imported(preset)
     if not accepts_render_mode(preset.env_id):
         raise RlkitError(
@@ -215,10 +222,14 @@ def record_run(
         out.parent.mkdir(exist_ok=True)
     check_output(out, force)
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen: no display, no X server
-    choice = resolve_model(run, model_name)
-    model = load_run_model(run, choice)
+    model = load_source_model(source)
     seed = DEFAULT_EVAL_SEED if seed is None else seed
     env = make_env(preset, n_envs=1, seed=seed, train=False, render_mode="rgb_array")
+    try:
+        check_fits(model, env, source)
+    except RlkitError:
+        env.close()
+        raise
     rate = fps if fps is not None else default_fps(preset, env)
     result: dict[str, Any] = {}
 
@@ -235,9 +246,10 @@ def record_run(
     atomic.write_with(out, encode)
     returns, lengths = result["episodes"]
     writer = result["writer"]
-    return Recording(out, choice.label, returns, lengths, writer.count, writer.fps, writer.size, length_unit(preset))
+    return Recording(out, source.label, returns, lengths, writer.count, writer.fps, writer.size, length_unit(preset))
 
 
 def default_video_path(run_path: Path, model: str, episodes: int, gif: bool) -> Path:
-    """``<run>/videos/<model>-<N>ep.mp4`` (or ``.gif``)."""
-    return run_path / "videos" / f"{model}-{episodes}ep{'.gif' if gif else '.mp4'}"
+    """``<run>/videos/<model>-<N>ep.mp4`` (or ``.gif``); for a bare ``model.zip``, ``videos/`` beside it."""
+    folder = run_path.parent if run_path.is_file() else run_path
+    return folder / "videos" / f"{model}-{episodes}ep{'.gif' if gif else '.mp4'}"

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from rlkit.analysis.evaluation import EvalResult
     from rlkit.analysis.video import Recording
     from rlkit.training.train import TrainResult
+    from rlkit.tuning.study import Prepared
 
 Overrides = Mapping[str, Any] | Sequence[str] | None
 
@@ -76,6 +77,7 @@ def train(
     init_from: str | Path | None = None,
     quiet: bool = True,
     callbacks: list[Any] | None = None,
+    track: str | None = None,
     imports: list[str] | None = None,
 ) -> TrainResult:
     """Train a new run, as ``rlkit train ENV``; returns its :class:`~rlkit.training.train.TrainResult`.
@@ -90,6 +92,7 @@ def train(
     :param init_from: start from the weights of a run directory's final model or of a model ``.zip``.
     :param quiet: no live display (the default in Python); ``False`` shows the same display as the CLI.
     :param callbacks: extra SB3 callbacks, called at every step of the learn loop.
+    :param track: ``mlflow`` or ``wandb``: mirror the run to that tracker, as ``--track`` (docs/tracking.md).
     :param imports: Python modules to import first (they register custom envs), as ``--import``;
         ``env`` may also be ``pkg.module:EnvId-v0`` (docs/custom-envs.md).
     """
@@ -117,6 +120,7 @@ def train(
         argv=argv,
         callbacks=callbacks,
         init_from=Path(init_from) if init_from is not None else None,
+        track=track,
     )
 
 
@@ -127,6 +131,7 @@ def resume(
     device: str = "auto",
     quiet: bool = True,
     callbacks: list[Any] | None = None,
+    track: str | None = None,
 ) -> TrainResult:
     """Continue an interrupted run, as ``rlkit train --resume RUN``; with ``steps``, train it on to that total.
 
@@ -138,13 +143,14 @@ def resume(
     path = Path(run_dir)
     argv = _call("resume", str(path), steps=steps)
     if steps is not None:
-        return training.extend(path, steps, device=device, quiet=quiet, argv=argv, callbacks=callbacks)
-    result = training.resume(path, device=device, quiet=quiet, argv=argv, callbacks=callbacks)
+        return training.extend(path, steps, device=device, quiet=quiet, argv=argv, callbacks=callbacks, track=track)
+    result = training.resume(path, device=device, quiet=quiet, argv=argv, callbacks=callbacks, track=track)
     return result if result is not None else training.finished_result(path)
 
 
 def evaluate(
     run_dir: str | Path,
+    env: str | None = None,
     *,
     model: str = "auto",
     episodes: int = 50,
@@ -155,6 +161,8 @@ def evaluate(
 ) -> EvalResult:
     """Evaluate a run's model, as ``rlkit evaluate``: greedy unless ``epsilon`` is given.
 
+    :param env: with a bare model ``.zip`` instead of a run directory: the env it plays (preset alias,
+        preset file or gymnasium id); the result is saved beside the file.
     :param model: ``auto`` (best if present, else final), ``best``, ``final`` or a checkpoint ``step-<N>``.
     :param save: also write the result as JSON into the run directory (as the CLI does).
     """
@@ -163,6 +171,7 @@ def evaluate(
     _check_seed(seed, "evaluation seed")
     result = evaluate_run(
         Path(run_dir),
+        env_name=env,
         model_name=model,
         episodes=episodes,
         seed=DEFAULT_EVAL_SEED if seed is None else seed,
@@ -176,6 +185,7 @@ def evaluate(
 
 def record(
     run_dir: str | Path,
+    env: str | None = None,
     *,
     model: str = "auto",
     episodes: int = 1,
@@ -189,17 +199,16 @@ def record(
     """Record greedy episodes of a run's model to MP4 (or GIF), as ``rlkit record``.
 
     The default file is ``RUN/videos/<model>-<N>ep.mp4`` (``.gif`` with ``gif``); an existing
-    file is kept unless ``force``.
+    file is kept unless ``force``. A bare model ``.zip`` plays on ``env`` (videos/ beside it).
     """
-    from rlkit.analysis.evaluation import resolve_model
+    from rlkit.analysis.evaluation import open_source
     from rlkit.analysis.video import check_request, default_video_path, record_run
-    from rlkit.training.rundir import RunDir
 
     check_request(episodes, fps, seed)
     path = Path(run_dir)
     made_folder = None
     if out is None:
-        target = default_video_path(path, resolve_model(RunDir.open(path), model).label, episodes, gif)
+        target = default_video_path(path, open_source(path, env, model, command="record").label, episodes, gif)
         if episodes >= 1 and not target.parent.exists():
             target.parent.mkdir()
             made_folder = target.parent
@@ -209,7 +218,15 @@ def record(
             raise RlkitError(f"--gif writes a GIF but --out is {target.name}; give a .gif path or drop --gif")
     try:
         return record_run(
-            path, target, model_name=model, episodes=episodes, fps=fps, seed=seed, force=force, on_episode=on_episode
+            path,
+            target,
+            env_name=env,
+            model_name=model,
+            episodes=episodes,
+            fps=fps,
+            seed=seed,
+            force=force,
+            on_episode=on_episode,
         )
     except BaseException:
         if made_folder is not None and not any(made_folder.iterdir()):
@@ -217,15 +234,21 @@ def record(
         raise
 
 
-def load(source: str | Path, model: str = "auto", device: str = "cpu") -> OffPolicyAlgorithm:
-    """A trained model, ready for ``predict``: a run directory's ``model`` (as in :func:`evaluate`) or a ``.zip``."""
-    from rlkit.analysis.evaluation import load_run_model, resolve_model
+def load(source: str | Path, model: str = "auto", device: str = "cpu", env: str | None = None) -> OffPolicyAlgorithm:
+    """A trained model, ready for ``predict``: a run directory's ``model`` (as in :func:`evaluate`) or a ``.zip``.
+
+    A ``.zip`` outside a run directory needs ``env``, the env it plays (preset alias, preset file or
+    gymnasium id): its objects are rebuilt from that preset, never unpickled.
+    """
+    from rlkit.analysis.evaluation import load_run_model, load_source_model, open_source, resolve_model
     from rlkit.training.factory import load_model, resolve_device
     from rlkit.training.rundir import RunDir
 
     path = Path(source)
     torch_device = resolve_device(device)
     if path.is_file():
+        if env is not None:
+            return load_source_model(open_source(path, env, model, command="evaluate"), torch_device)
         return load_model(path, None, torch_device)
     run = RunDir.open(path)
     return load_run_model(run, resolve_model(run, model), torch_device)
@@ -248,6 +271,62 @@ class TuneSummary:
     best_params: dict[str, Any] = field(default_factory=dict)
 
 
+def prepare_tune(
+    env: str | Path,
+    *,
+    trials: int = 20,
+    steps: int | None = None,
+    seeds_per_trial: int | None = None,
+    evals_per_trial: int | None = None,
+    sampler: str = "tpe",
+    pruner: str = "median",
+    study: str | None = None,
+    storage: str | None = None,
+    seed: int = 0,
+    space: str | None = None,
+    overrides: Overrides = None,
+    config: str | Path | None = None,
+    device: str = "cpu",
+    jobs: int = 1,
+    timeout: float | None = None,
+    runs_root: str | Path | None = None,
+    heartbeat: int | None = None,
+    worker_index: int = 0,
+    track: str | None = None,
+    imports: list[str] | None = None,
+) -> Prepared:
+    """Check a tuning request and open (or create) its study: what :func:`tune` and ``rlkit tune`` run."""
+    from rlkit.training.factory import resolve_device
+    from rlkit.tuning.storage import HEARTBEAT_S
+    from rlkit.tuning.study import TuneRequest, prepare
+
+    _check_seed(seed)
+    request = TuneRequest(
+        env=str(env),
+        trials=trials,
+        timeout=timeout,
+        steps=steps,
+        seeds_per_trial=seeds_per_trial,
+        evals_per_trial=evals_per_trial,
+        sampler=sampler,
+        pruner=pruner,
+        jobs=jobs,
+        study=study,
+        storage=storage,
+        seed=seed,
+        space=space,
+        overrides=_assignments(overrides),
+        config=Path(config) if config is not None else None,
+        device=resolve_device(device),
+        heartbeat=HEARTBEAT_S if heartbeat is None else heartbeat,
+        runs_root=Path(runs_root) if runs_root is not None else None,
+        worker_index=worker_index,
+        track=track,
+        imports=list(imports or []),
+    )
+    return prepare(request)
+
+
 def tune(
     env: str | Path,
     *,
@@ -266,33 +345,32 @@ def tune(
     jobs: int = 1,
     timeout: float | None = None,
     runs_root: str | Path | None = None,
+    track: str | None = None,
     imports: list[str] | None = None,
 ) -> TuneSummary:
     """Run (or continue) an Optuna study, as ``rlkit tune ENV``; returns where it stands (``imports``: ``--import``)."""
-    from rlkit.training.factory import resolve_device
-    from rlkit.tuning.study import TuneRequest, best_summary, count, prepare, spawn_workers, work
+    from rlkit.tuning.study import best_summary, count, spawn_workers, work
 
-    _check_seed(seed)
-    request = TuneRequest(
-        env=str(env),
+    prepared = prepare_tune(
+        env,
         trials=trials,
-        timeout=timeout,
         steps=steps,
         seeds_per_trial=seeds_per_trial,
         evals_per_trial=evals_per_trial,
         sampler=sampler,
         pruner=pruner,
-        jobs=jobs,
         study=study,
         storage=storage,
         seed=seed,
         space=space,
-        overrides=_assignments(overrides),
-        device=resolve_device(device),
-        runs_root=Path(runs_root) if runs_root is not None else None,
+        overrides=overrides,
+        device=device,
+        jobs=jobs,
+        timeout=timeout,
+        runs_root=runs_root,
+        track=track,
         imports=list(imports or []),
     )
-    prepared = prepare(request)
     outcome = spawn_workers(prepared)[0] if jobs > 1 else work(prepared)
     counts = count(prepared.study)
     best = best_summary(prepared.study, prepared.space)

@@ -10,7 +10,19 @@ from typing import Annotated
 
 import typer
 
-from rlkit.cli import benchmark_cmd, envs_cmd, evaluate_cmd, plot_cmd, record_cmd, report_cmd, train_cmd, tune_cmd
+from rlkit.cli import (
+    benchmark_cmd,
+    envs_cmd,
+    evaluate_cmd,
+    export_cmd,
+    plot_cmd,
+    presets_cmd,
+    record_cmd,
+    report_cmd,
+    train_cmd,
+    tune_cmd,
+    watch_cmd,
+)
 from rlkit.cli.common import OneLineGroup, out
 
 app = typer.Typer(
@@ -61,9 +73,12 @@ app.command("envs")(envs_cmd.envs)
 app.add_typer(tune_cmd.app, name="tune")
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("record")(record_cmd.record)
+app.command("watch")(watch_cmd.watch)
+app.command("export")(export_cmd.export)
 app.command("plot")(plot_cmd.plot)
 app.command("report")(report_cmd.report)
 app.command("benchmark")(benchmark_cmd.benchmark)
+app.add_typer(presets_cmd.app, name="presets")
 
 
 def main() -> None:

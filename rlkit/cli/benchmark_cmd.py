@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from rlkit.cli.common import DeviceOpt, ImportOption, err, explain_resolved, one_line_errors, out
+from rlkit.cli.common import DeviceOpt, ImportOption, TrackOpt, err, explain_resolved, one_line_errors, out, track_name
 
 
 @one_line_errors
@@ -43,6 +43,7 @@ def benchmark(
             help="Results folder (default: one per configuration in runs/benchmarks/, named alias-steps-hash).",
         ),
     ] = None,
+    track: TrackOpt = None,
     import_: ImportOption = None,
 ) -> None:
     """Train every seed, evaluate final and best models, report mean/median/IQM with 95% CIs and solve times.
@@ -85,6 +86,7 @@ def benchmark(
             out=out_dir,
             command=command,
             on_status=view.update,
+            track=track_name(track),
         )
     _print_tables(doc)
     if doc.get("warning"):

@@ -22,7 +22,19 @@ ModelOption = Annotated[
 
 @one_line_errors
 def evaluate(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `rlkit train`.")],
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RUN", help="A run directory made by `rlkit train`, or a bare SB3 DQN/QR-DQN model .zip."
+        ),
+    ],
+    env: Annotated[
+        Optional[str],
+        typer.Argument(
+            metavar="ENV",
+            help="With a bare model .zip: the env it plays (preset alias, preset file or gymnasium id).",
+        ),
+    ] = None,
     episodes: Annotated[int, typer.Option(help="Number of full evaluation episodes.")] = 50,
     model: ModelOption = "auto",
     stochastic: Annotated[
@@ -40,7 +52,10 @@ def evaluate(
     device: DeviceOpt = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (nothing else on stdout).")] = False,
 ) -> None:
-    """Evaluate a trained model: mean, std, median, min, max return, mean length, solved fraction."""
+    """Evaluate a trained model: mean, std, median, min, max return, mean length, solved fraction.
+
+    RUN_DIR is a run directory, or a bare SB3 model file with the env it plays: `rlkit evaluate model.zip CartPole-v1`.
+    """
     from rlkit.analysis.evaluation import DEFAULT_EPSILON, DEFAULT_EVAL_SEED, evaluate_run, save_result
     from rlkit.core.errors import RlkitError
 
@@ -51,7 +66,14 @@ def evaluate(
     _note_status(run_dir)
     with episode_progress(episodes, "evaluate", enabled=not as_json) as on_episode:
         result = evaluate_run(
-            run_dir, model_name=model, episodes=episodes, seed=seed, epsilon=eps, device=device, on_episode=on_episode
+            run_dir,
+            env_name=env,
+            model_name=model,
+            episodes=episodes,
+            seed=seed,
+            epsilon=eps,
+            device=device,
+            on_episode=on_episode,
         )
     path = save_result(result)
     if as_json:

@@ -13,7 +13,18 @@ from rlkit.cli.progress import episode_progress
 
 @one_line_errors
 def record(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `rlkit train`.")],
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RUN", help="A run directory made by `rlkit train`, or a bare SB3 DQN/QR-DQN model .zip."
+        ),
+    ],
+    env: Annotated[
+        Optional[str],
+        typer.Argument(
+            metavar="ENV", help="With a bare model .zip: the env it plays (preset alias, preset file or gymnasium id)."
+        ),
+    ] = None,
     out_path: Annotated[
         Optional[Path],
         typer.Option("--out", "-o", help="Output .mp4 or .gif (default RUN_DIR/videos/<model>-<N>ep.mp4)."),
@@ -37,7 +48,7 @@ def record(
 
     with episode_progress(episodes, "record") as on_episode:
         result = api.record(
-            run_dir, model=model, episodes=episodes, out=out_path, fps=fps, gif=gif, seed=seed, force=force,
+            run_dir, env=env, model=model, episodes=episodes, out=out_path, fps=fps, gif=gif, seed=seed, force=force,
             on_episode=on_episode,
         )  # fmt: skip
     out.print(

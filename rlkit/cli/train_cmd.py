@@ -8,7 +8,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import DeviceOpt, ImportOption, err, explain_resolved, fail, one_line_errors, out, seed_value
+from rlkit.cli.common import (
+    DeviceOpt,
+    ImportOption,
+    TrackOpt,
+    err,
+    explain_resolved,
+    fail,
+    one_line_errors,
+    out,
+    seed_value,
+    track_name,
+)
 
 
 @one_line_errors
@@ -59,6 +70,7 @@ def train(
         ),
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display; only the summary.")] = False,
+    track: TrackOpt = None,
     import_: ImportOption = None,
 ) -> None:
     """Train DQN on an environment, with evaluation, checkpoints and a live display."""
@@ -73,17 +85,31 @@ def train(
         if import_:
             raise fail("--resume imports the modules the run recorded (env_imports in its config.yaml); drop --import")
         argv = ["rlkit", "train", "--resume", str(resume), "--device", device, *(["--quiet"] if quiet else [])]
+        argv += ["--track", track.value] if track is not None else []
         if without_buffer:
             argv.append("--without-buffer")
         notify = lambda m: err.print(f"[yellow]warning:[/] {m}", markup=True, soft_wrap=True, highlight=False)  # noqa: E731
         if steps is not None:
             argv[4:4] = ["--steps", str(steps)]
             result = training.extend(
-                resume, steps, device=device, quiet=quiet, argv=argv, without_buffer=without_buffer, notify=notify
+                resume,
+                steps,
+                device=device,
+                quiet=quiet,
+                argv=argv,
+                without_buffer=without_buffer,
+                notify=notify,
+                track=track_name(track),
             )
         else:
             maybe = training.resume(
-                resume, device=device, quiet=quiet, argv=argv, without_buffer=without_buffer, notify=notify
+                resume,
+                device=device,
+                quiet=quiet,
+                argv=argv,
+                without_buffer=without_buffer,
+                notify=notify,
+                track=track_name(track),
             )
             if maybe is None:
                 out.print(
@@ -111,8 +137,16 @@ def train(
         argv = _command_line(env, chosen_seed, steps, set_ or [], config, device, run_dir, quiet, import_ or [])
         if init_from is not None:
             argv += ["--init-from", str(init_from)]
+        argv += ["--track", track.value] if track is not None else []
         result = training.start(
-            resolved, seed=chosen_seed, device=device, run_dir=run_dir, quiet=quiet, argv=argv, init_from=init_from
+            resolved,
+            seed=chosen_seed,
+            device=device,
+            run_dir=run_dir,
+            quiet=quiet,
+            argv=argv,
+            init_from=init_from,
+            track=track_name(track),
         )
     final = result.final_eval
     final_text = "-" if final is None else f"{final['mean_reward']:.1f} ± {final['std_reward']:.1f}"

@@ -15,7 +15,19 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from rlkit.cli.common import DeviceOpt, ImportOption, err, fail, note, one_line_errors, out, seed_value, warn
+from rlkit.cli.common import (
+    DeviceOpt,
+    ImportOption,
+    TrackOpt,
+    err,
+    fail,
+    note,
+    one_line_errors,
+    out,
+    seed_value,
+    track_name,
+    warn,
+)
 
 
 class DefaultRunGroup(TyperGroup):
@@ -121,14 +133,15 @@ def run(
         int, typer.Option(help="Index of a --jobs worker (varies its sampler's seed).", hidden=True)
     ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display; one line per finished trial.")] = False,
+    track: TrackOpt = None,
     import_: ImportOption = None,
 ) -> None:
     """Run an Optuna study on ENV, or continue it (the same command again continues it)."""
-    from rlkit.training.factory import resolve_device
-    from rlkit.tuning.study import TuneRequest, prepare, spawn_workers, work
+    from rlkit import api
+    from rlkit.tuning.study import spawn_workers, work
 
-    request = TuneRequest(
-        env=env,
+    prepared = api.prepare_tune(
+        env,
         trials=trials,
         timeout=timeout,
         steps=steps,
@@ -143,12 +156,12 @@ def run(
         space=space,
         overrides=list(set_ or []),
         config=config,
-        device=resolve_device(device),
+        device=device,
         heartbeat=heartbeat,
         worker_index=worker_index,
+        track=track_name(track),
         imports=list(import_ or []),
     )
-    prepared = prepare(request)
     record = prepared.record
     _explain(prepared)
     verb = "created" if prepared.created else "continuing"

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from stable_baselines3.common.vec_env import VecEnv
 
     from rlkit.training.factory import Trainee
+    from rlkit.training.tracking import Tracker
 
 
 @dataclass
@@ -62,8 +63,12 @@ def start(
     argv: list[str] | None = None,
     callbacks: list[BaseCallback] | None = None,
     init_from: Path | None = None,
+    track: str | None = None,
 ) -> TrainResult:
     """Train a new run from a resolved preset; ``callbacks`` are extra SB3 callbacks.
+
+    ``track`` (``mlflow`` or ``wandb``) mirrors the run to an experiment tracker
+    (:mod:`rlkit.training.tracking`).
 
     ``init_from`` (a run directory or a model ``.zip``) starts from trained weights: the Q-network
     and target network of that model, with a fresh optimizer, replay buffer and schedules.
@@ -73,19 +78,23 @@ def start(
     """
     from rlkit.core.threads import available_cores
     from rlkit.environments.factory import make_env
+    from rlkit.training import tracking
     from rlkit.training.factory import build, resolve_device
 
     check_seed(seed)
     torch_device = resolve_device(device)  # fails before anything is written
     available_cores()  # so does a malformed RLKIT_CORES
+    tracking.require(track)  # and a tracker that is not installed
     preset = resolved.preset
     weights = read_weights(init_from) if init_from is not None else None  # so does an unreadable source
     existed = run_dir is not None and run_dir.exists()
     run = RunDir.create(resolved.alias, seed, root=runs_root, path=run_dir)
     lock: RunLock | None = None
+    tracker: Tracker | None = None
     try:
         lock = run.lock()
         run.write_config(preset, resolved.alias, resolved.source, seed)
+        tracker = tracking.open_for_run(track, run) if track else None
         run.append_command(argv)
         trainee = build(
             preset, seed=seed, device=torch_device, monitor_dir=run.monitor, tensorboard_log=run.tensorboard
@@ -106,13 +115,16 @@ def start(
     except BaseException as exc:
         if lock is not None:
             lock.release()
+        if tracker is not None:
+            with contextlib.suppress(Exception):
+                tracker.finish("failed")
         _discard_new_run(run.path, keep_folder=existed)
         if atomic.is_disk_full(exc):
             where = Path(getattr(exc, "filename", None) or run.path)
             raise RlkitError(atomic.disk_full_message(where) + "; nothing was kept") from None
         raise
     with lock:
-        return _learn(run, preset, trainee, eval_env, resumed_from=None, quiet=quiet, extra=callbacks)
+        return _learn(run, preset, trainee, eval_env, resumed_from=None, quiet=quiet, extra=callbacks, tracker=tracker)
 
 
 def resume(
@@ -125,6 +137,7 @@ def resume(
     without_buffer: bool = False,
     notify: Callable[[str], None] | None = None,
     total_steps: int | None = None,
+    track: str | None = None,
 ) -> TrainResult | None:
     """Continue a run from its newest intact checkpoint; ``None`` when it had already finished.
 
@@ -135,14 +148,20 @@ def resume(
     unless ``without_buffer``: the run then continues with an empty buffer and its state records
     that the resume was not exact. Nothing is written (command.txt included) until the resume is
     known to proceed; the run is locked against a second writer throughout.
+
+    A run started with a tracker (``--track``) logs to the same tracked run again, unless
+    ``track`` names another tracker.
     """
     from rlkit.environments.factory import make_env
+    from rlkit.training import tracking
     from rlkit.training.buffer_store import load_buffer
     from rlkit.training.factory import build, resolve_device
 
     say = notify or _stderr
     run = RunDir.open(run_path)
     torch_device = resolve_device(device)
+    track = track or tracking.recorded(run).get("tracker")
+    tracking.require(track)
     _alias, seed, preset = run.read_config()
     with run.lock() as lock:
         extending = _extended(run, preset, total_steps) if total_steps is not None else None
@@ -185,6 +204,7 @@ def resume(
         model._last_obs = None  # the fresh env must be reset
         history = run.read_evaluations()  # a damaged history fails here, before anything is written
         # The resume proceeds: from here on the run directory changes.
+        tracker = tracking.open_for_run(track, run) if track else None  # the same tracked run again
         if extending is not None:
             extending.write(run)
         run.append_command(argv)
@@ -207,6 +227,7 @@ def resume(
             resumed_from=(steps, wall, -math.inf if best is None else float(best)),
             quiet=quiet,
             extra=callbacks,
+            tracker=tracker,
         )
 
 
@@ -269,8 +290,9 @@ def _learn(
     resumed_from: tuple[int, float, float] | None,
     quiet: bool,
     extra: list[BaseCallback] | None = None,
+    tracker: Tracker | None = None,
 ) -> TrainResult:
-    from rlkit.training import loop
+    from rlkit.training import loop, tracking
     from rlkit.training.callbacks import (
         Checkpointer,
         Clock,
@@ -284,6 +306,7 @@ def _learn(
 
     model = trainee.model
     start_steps, wall_before, best = resumed_from or (0, 0.0, -math.inf)
+    tracked: list[BaseCallback] = [tracking.TrackingCallback(tracker)] if tracker is not None else []
     clock = Clock(wall_before)
     display = TrainingDisplay(preset.n_timesteps, start_steps, quiet=quiet)
     recorder = RunRecorder(run, display)
@@ -322,7 +345,7 @@ def _learn(
                     evaluator,
                     total_steps=preset.n_timesteps,
                     stopper=stopper,
-                    callbacks=[checkpointer, DisplayUpdater(display), *(extra or [])],
+                    callbacks=[checkpointer, DisplayUpdater(display), *tracked, *(extra or [])],
                     continue_counter=resumed_from is not None,
                 )
             steps = learned.steps
@@ -336,6 +359,8 @@ def _learn(
                     status="interrupted", num_timesteps=steps, last_checkpoint=steps, wall_s=clock.seconds()
                 )
                 run.remove_staging()
+                if tracker is not None:
+                    tracking.finish_run(tracker, run, "killed")
                 raise Interrupted(
                     f"interrupted at step {steps}/{preset.n_timesteps}; checkpoint saved. Resume with: {resume_cmd}",
                     learned.signal,
@@ -359,6 +384,9 @@ def _learn(
                 note=f"second Ctrl-C: {what}",
                 wall_s=clock.seconds(),
             )
+            if tracker is not None:  # no uploads now: the user wants out
+                with contextlib.suppress(Exception):
+                    tracker.finish("killed")
             then = (
                 f"the run resumes from step {good}. Resume with: {resume_cmd}"
                 if good is not None
@@ -381,6 +409,9 @@ def _learn(
                 reached=int(model.num_timesteps),
                 wall_s=clock.seconds(),
             )
+            if tracker is not None:
+                with contextlib.suppress(Exception):  # never hide the error itself
+                    tracking.finish_run(tracker, run, "failed")
             if full:
                 kept = f"the last good checkpoint (step {good}) is intact" if good is not None else "no checkpoint yet"
                 raise RlkitError(f"{message}; {kept}; free some space, then: {resume_cmd}") from None
@@ -404,6 +435,11 @@ def _learn(
         finished=now_iso(),
     )
     run.remove_staging()
+    if tracker is not None:
+        summary = {"steps_per_s": sps, "wall_s": wall, "best_mean_reward": best_value, "solved": float(solved.solved)}
+        if final_eval is not None:
+            summary.update({f"final_{key}": value for key, value in final_eval.items()})
+        tracking.finish_run(tracker, run, "finished", summary)
     return TrainResult(run.path, steps, wall, sps, best_value, final_eval, solved.solved)
 
 
@@ -434,6 +470,7 @@ def extend(
     callbacks: list[BaseCallback] | None = None,
     without_buffer: bool = False,
     notify: Callable[[str], None] | None = None,
+    track: str | None = None,
 ) -> TrainResult:
     """Train a run (finished or interrupted) on to a new total budget of ``total_steps``.
 
@@ -454,6 +491,7 @@ def extend(
         without_buffer=without_buffer,
         notify=notify,
         total_steps=total_steps,
+        track=track,
     )
     assert result is not None
     return result

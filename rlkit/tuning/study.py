@@ -71,6 +71,8 @@ class TuneRequest:
     heartbeat: int = storages.HEARTBEAT_S
     runs_root: Path | None = None
     worker_index: int = 0
+    track: str | None = None
+    """``mlflow`` or ``wandb``: one tracked run per finished trial (:class:`TrialTracking`)."""
     imports: list[str] = field(default_factory=list)
     """``--import`` modules (they register custom envs); passed on to ``--jobs`` workers."""
 
@@ -175,6 +177,9 @@ def prepare(request: TuneRequest) -> Prepared:
     study_name = request.study or resolved.alias
     url = storages.parse(request.storage or storages.default_url(study_name, request.runs_root))
     make_sampler(request.sampler, request.seed)  # a missing optional package fails here, before any write
+    from rlkit.training.tracking import prepare_store
+
+    prepare_store(request.track, f"rlkit-{resolved.alias}")  # so does a missing tracker; --jobs workers share the store
 
     storage = storages.open_storage(
         url, heartbeat_s=request.heartbeat, grace_s=max(3 * request.heartbeat, 3), runs_root=request.runs_root
@@ -407,6 +412,7 @@ def work(prepared: Prepared, *, display: Any = None) -> Outcome:
     deadline = None if request.timeout is None else time.monotonic() + request.timeout
     with StopOnSignal() as stopper:  # the first Ctrl-C, SIGTERM or SIGHUP ends the running trial (re-queued)
         objective = Objective(prepared.space, settings, stopper)
+        tracked = [TrialTracking(prepared)] if request.track else []
 
         def enough(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             if display is not None:
@@ -433,10 +439,44 @@ def work(prepared: Prepared, *, display: Any = None) -> Outcome:
                 time.sleep(min(2.0, remaining if remaining is not None else 2.0))
                 continue
             try:
-                study.optimize(objective, timeout=remaining, callbacks=[enough], gc_after_trial=True, catch=(Surplus,))
+                study.optimize(
+                    objective, timeout=remaining, callbacks=[*tracked, enough], gc_after_trial=True, catch=(Surplus,)
+                )
             except Interrupted:
                 requeue(study, _last_interrupted(study))
                 return "interrupted"
+
+
+class TrialTracking:
+    """Optuna callback: each finished trial becomes one tracked run (MLflow or W&B).
+
+    Params are the sampled values (preset keys), metrics the evaluations reported to the pruner
+    (at the pruner's steps) and the objective; the run is grouped by study, tagged with its state.
+    """
+
+    def __init__(self, prepared: Prepared) -> None:
+        self.prepared = prepared
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        from rlkit.training.tracking import log_finished
+
+        state = trial.state.name
+        if state not in ("COMPLETE", "PRUNED", "FAIL") or trial.user_attrs.get("surplus"):
+            return  # surplus: a trial two workers started beyond the target, ended at once, never counted
+        prepared = self.prepared
+        assert prepared.request.track is not None
+        params = {**prepared.space.decode(trial.params), "trial": trial.number, "study": prepared.study_name}
+        log_finished(
+            prepared.request.track,
+            project=f"rlkit-{prepared.alias}",
+            name=f"{prepared.study_name}-trial-{trial.number}",
+            group=prepared.study_name,
+            params=params,
+            steps={int(step): {"eval/mean_reward": value} for step, value in trial.intermediate_values.items()},
+            summary={"objective": trial.value} if trial.value is not None else None,
+            tags={"optuna.state": state, "optuna.study": prepared.study_name, "rlkit.env_id": prepared.env_id},
+            status="failed" if state == "FAIL" else "finished",
+        )
 
 
 def _last_interrupted(study: optuna.Study) -> int:
@@ -492,6 +532,8 @@ def worker_command(prepared: Prepared, index: int) -> list[str]:
         cmd += ["--config", str(request.config)]
     for item in request.overrides:
         cmd += ["--set", item]
+    if request.track is not None:
+        cmd += ["--track", request.track]
     for module in request.imports:
         cmd += ["--import", module]
     return cmd

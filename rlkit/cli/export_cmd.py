@@ -1,0 +1,84 @@
+"""``rlkit export``: a trained Q-network as an ONNX or TorchScript file for deployment, with a JSON beside it."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from rlkit.cli.common import one_line_errors, out
+
+
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+    torchscript = "torchscript"
+
+
+@one_line_errors
+def export(
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RUN", help="A run directory made by `rlkit train`, or a bare SB3 DQN/QR-DQN model .zip."
+        ),
+    ],
+    env: Annotated[
+        Optional[str],
+        typer.Argument(
+            metavar="ENV",
+            help="With a bare model .zip: the env it plays (preset alias, preset file or gymnasium id).",
+        ),
+    ] = None,
+    model: Annotated[
+        str, typer.Option(help="auto (best if present, else final), best, final, or a checkpoint: step-<N> or <N>.")
+    ] = "auto",
+    fmt: Annotated[
+        Optional[ExportFormat],
+        typer.Option(
+            "--format",
+            "-f",
+            help="onnx (onnxruntime, any language) or torchscript (torch.jit.load). "
+            "Default: from --out's suffix, else onnx.",
+        ),
+    ] = None,
+    out_path: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out", "-o", help="Output .onnx, or .pt/.ts for TorchScript (default RUN_DIR/export/<model>.onnx|.pt)."
+        ),
+    ] = None,
+    check: Annotated[
+        int, typer.Option(help="Observations recorded from the env on which the export must agree with the model.")
+    ] = 1000,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing export and its JSON.")] = False,
+) -> None:
+    """Export the greedy policy: a file mapping a batch of observations to Q-values and greedy actions.
+
+    Runs without rlkit or SB3 (onnxruntime + numpy, or torch for TorchScript); a JSON beside it tells the input shape and dtype, the preprocessing, the action meanings and where it came from. Checked against the model before it is written. See docs/deploy.md.
+    """
+    from rlkit.analysis.export import export_model
+
+    result = export_model(
+        run_dir,
+        env_name=env,
+        model_name=model,
+        fmt=None if fmt is None else fmt.value,
+        out=out_path,
+        force=force,
+        check_observations=check,
+    )
+    meta = result.meta
+    shape = "x".join("N" if d is None else str(d) for d in meta["input"]["shape"])
+    agreement = result.agreement
+    out.print(f"wrote {result.path} ({result.fmt}, {result.size / 1024:.1f} KiB) and {result.meta_path.name}")
+    out.print(
+        f"  model {meta['source']['model']} at step {meta['source']['step']} ({meta['source']['algo']}); "
+        f"input '{meta['input']['name']}' {shape} {meta['input']['dtype']}; outputs {', '.join(meta['output_names'])}"
+    )
+    out.print(
+        f"  checked on {agreement.observations} observations from {meta['env']['id']}: "
+        f"greedy actions equal {agreement.actions_equal:.2%}, max |dQ| {agreement.max_abs_dq:.2g}"
+        + (f" ({agreement.near_ties} near-ties)" if agreement.near_ties else "")
+    )
