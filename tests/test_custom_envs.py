@@ -157,7 +157,7 @@ def test_tune_workers_get_the_imports() -> None:
     request = SimpleNamespace(
         env="LineWorld-v0", trials=4, sampler="tpe", pruner="median", seed=0, device="cpu", heartbeat=60,
         timeout=None, config=None, overrides=[], steps=300, seeds_per_trial=None, evals_per_trial=None,
-        runs_root=None, imports=["lineworld", "pkg.more"],
+        runs_root=None, imports=["lineworld", "pkg.more"], track=None,
     )  # fmt: skip
     prepared = SimpleNamespace(request=request, study_name="s", url=SimpleNamespace(url="sqlite:///x.db"),
                                space=SimpleNamespace(source="classic"))  # fmt: skip

@@ -138,8 +138,10 @@ def run(
 ) -> None:
     """Run an Optuna study on ENV, or continue it (the same command again continues it)."""
     from rlkit import api
+    from rlkit.core.seeds import check_seed
     from rlkit.tuning.study import spawn_workers, work
 
+    check_seed(seed)
     prepared = api.prepare_tune(
         env,
         trials=trials,
