@@ -52,7 +52,7 @@ def test_tune_and_benchmark_workers_get_their_gpu(gpus: None, tmp_path: object) 
     request = SimpleNamespace(
         env="cartpole", trials=4, sampler="tpe", pruner="median", seed=0, device="auto", heartbeat=60,
         timeout=None, config=None, overrides=[], steps=None, seeds_per_trial=None, evals_per_trial=None,
-        runs_root=None, imports=[],
+        runs_root=None, imports=[], track=None,
     )  # fmt: skip
     prepared = SimpleNamespace(request=request, study_name="s", url=SimpleNamespace(url="sqlite:///x.db"),
                                space=SimpleNamespace(source="classic"))  # fmt: skip
