@@ -107,7 +107,10 @@ def _checkpoints(run: Path) -> list[Path]:
 
 
 def _snapshot(run: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    """Every file's bytes, except ``run.lock`` (whoever takes the lock writes its pid there)."""
+    return {
+        str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file() and p.name != "run.lock"
+    }
 
 
 # --- the malicious corpus ---------------------------------------------------------------
@@ -184,16 +187,24 @@ def test_pickle_replay_buffer_of_an_old_checkpoint_is_never_opened(stopped: Path
     assert "--without-buffer" in (stopped / "command.txt").read_text().splitlines()[-1]
 
 
-@pytest.mark.parametrize("content", ["raw-pickle", "object-array"])
+@pytest.mark.parametrize("content", ["raw-pickle", "object-array", "array.rewards", "array.observations"])
 def test_npz_that_carries_a_pickle_is_refused(stopped: Path, tmp_path: Path, content: str) -> None:
     marker = tmp_path / "pwned"
     for folder in _checkpoints(stopped):
         target = folder / "replay_buffer.npz"
         if content == "raw-pickle":
             target.write_bytes(pickle.dumps(Payload(marker)))
-        else:
+        elif content == "object-array":
             with open(target, "wb") as handle:
                 np.savez(handle, observations=np.array([Payload(marker)], dtype=object))
+        else:  # a real buffer file with one array swapped for an object array of the same shape
+            with np.load(target) as npz:
+                entries = {name: npz[name] for name in npz.files}
+            swapped = np.empty(entries[content].shape, dtype=object)
+            swapped.fill(Payload(marker))
+            entries[content] = swapped
+            with open(target, "wb") as handle:
+                np.savez(handle, **entries)  # type: ignore[arg-type]
         write_manifest(folder)
     before = _snapshot(stopped)
     assert_one_line_error(invoke("train", "--resume", stopped, "-q"), "replay buffer", "--without-buffer")
@@ -232,8 +243,21 @@ def test_crafted_config_yaml_runs_nothing(stopped: Path, tmp_path: Path) -> None
 
 
 def test_damaged_run_state_is_one_line(stopped: Path) -> None:
+    (stopped / "state.json").write_text('{"status": "interrupted", "num_timesteps": "lots"}')
+    assert_one_line_error(invoke("train", "--resume", stopped, "-q", "--steps", "900"), "damaged run state")
     (stopped / "state.json").write_text('{"status": ')
     assert_one_line_error(invoke("train", "--resume", stopped, "-q"), "damaged run state")
+    assert_one_line_error(invoke("train", "--resume", stopped, "-q", "--steps", "900"), "damaged run state")
+
+
+def test_crafted_checkpoint_state_when_extending_the_budget(stopped: Path) -> None:
+    newest = _checkpoints(stopped)[-1]
+    (newest / "state.json").write_text('{"num_timesteps": {"__reduce__": "os.system"}}')
+    write_manifest(newest)
+    result = invoke("train", "--resume", stopped, "-q", "--steps", "900")
+    assert result.exit_code == 0, result.output
+    assert f"skipped checkpoint step-{BUDGET}" in result.stderr
+    assert json.loads((stopped / "state.json").read_text())["num_timesteps"] >= 900
 
 
 # --- damaged checkpoints ------------------------------------------------------------------
@@ -446,6 +470,8 @@ def test_full_disk_during_a_checkpoint(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(callbacks, "save_buffer", real_save)  # space freed
     result = train.resume(run, quiet=True)
     assert result is not None and result.num_timesteps >= BUDGET
+    state = json.loads((run / "state.json").read_text())
+    assert state["status"] == "finished" and "error" not in state and "reached" not in state
 
 
 def test_new_run_on_a_full_disk_leaves_no_run_directory(_isolated_runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -477,3 +503,107 @@ def test_leftover_staging_folders_are_removed_at_resume(stopped: Path) -> None:
     result = invoke("train", "--resume", stopped, "-q")
     assert result.exit_code == 0, result.output
     assert not leftover.exists()
+
+
+def test_new_run_stopped_by_a_full_disk_before_its_first_checkpoint_is_removed(
+    _isolated_runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(buffer: Any, path: Path) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(callbacks, "save_buffer", full)
+    resolved = resolve("cartpole", overrides=tiny_overrides(BUDGET, eval_freq=0))
+    with pytest.raises(RlkitError, match="no checkpoint yet and was removed"):
+        train.start(resolved, seed=0, quiet=True)
+    assert not any(p.is_file() for p in _isolated_runs.rglob("*")), "nothing of the run is left"
+
+
+def test_a_model_outside_a_run_directory_needs_its_config(finished_run: Path, tmp_path: Path) -> None:
+    from rlkit.training.factory import load_model
+
+    loose = tmp_path / "model.zip"
+    shutil.copy(finished_run / "model.zip", loose)
+    with pytest.raises(RlkitError, match="no run config"):
+        load_model(loose, None, "cpu")
+    preset = RunDir(finished_run).read_config()[2]
+    assert load_model(loose, None, "cpu", preset=preset).num_timesteps >= BUDGET
+    with pytest.raises(RlkitError, match="it is a dqn model but the run's config says qrdqn"):
+        load_model(loose, None, "cpu", preset=preset.model_copy(update={"algo": "qrdqn"}))
+
+
+def test_sigterm_while_setting_up_removes_the_new_run(_isolated_runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlkit.training import factory
+
+    real_build = factory.build
+
+    def build_then_sigterm(*args: Any, **kwargs: Any) -> Any:
+        trainee = real_build(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # e.g. a cluster scheduler, while the envs were being made
+        return trainee
+
+    monkeypatch.setattr(factory, "build", build_then_sigterm)
+    resolved = resolve("cartpole", overrides=tiny_overrides(BUDGET))
+    with pytest.raises(Interrupted, match="stopped before training began") as info:
+        train.start(resolved, seed=0, quiet=True)
+    assert info.value.exit_code == 128 + signal.SIGTERM
+    assert not any(p.is_file() for p in _isolated_runs.rglob("*"))
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_sighup_while_resuming_leaves_the_run_unchanged(stopped: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlkit.training import factory
+
+    real_build = factory.build
+
+    def build_then_sighup(*args: Any, **kwargs: Any) -> Any:
+        trainee = real_build(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGHUP)
+        return trainee
+
+    monkeypatch.setattr(factory, "build", build_then_sighup)
+    before = _snapshot(stopped)
+    with pytest.raises(Interrupted, match="stopped before the resume began") as info:
+        train.resume(stopped, quiet=True)
+    assert info.value.exit_code == 128 + signal.SIGHUP
+    assert _snapshot(stopped) == before
+
+
+def test_full_disk_names_the_file_not_its_temporary_copy(tmp_path: Path) -> None:
+    def half(tmp: Path) -> None:
+        tmp.write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+
+    with pytest.raises(OSError) as info:
+        atomic.write_with(tmp_path / "best_model.zip", half)
+    assert info.value.filename == str(tmp_path / "best_model.zip") and info.value.errno == errno.ENOSPC
+    assert not list(tmp_path.iterdir()), "no temporary file left"
+
+
+def test_init_from_a_model_whose_weights_are_a_pickle_runs_nothing(finished_run: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    crafted = tmp_path / "crafted.zip"
+    with zipfile.ZipFile(finished_run / "model.zip") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["policy.pth"] = pickle.dumps(Payload(marker))  # torch.load would unpickle it without weights_only
+    with zipfile.ZipFile(crafted, "w") as archive:
+        for name, blob in members.items():
+            archive.writestr(name, blob)
+    result = invoke("train", "cartpole", "--init-from", crafted, "-q", "--seed", "0")
+    _refused(result, "--init-from", "not a readable SB3 model")
+    assert not marker.exists()
+    result = invoke("evaluate", finished_run, "--episodes", "1")  # the run itself stays fine
+    assert result.exit_code == 0
+
+
+def test_model_whose_weights_are_a_pickle_runs_nothing(stopped: Path, tmp_path: Path) -> None:
+    """SB3 reads ``*.pth`` with ``torch.load(weights_only=True)``: a pickle naming code is refused."""
+    marker = tmp_path / "pwned"
+    target = stopped / "best_model.zip"
+    with zipfile.ZipFile(target) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["policy.pth"] = pickle.dumps(Payload(marker))
+    with zipfile.ZipFile(target, "w") as archive:
+        for name, blob in members.items():
+            archive.writestr(name, blob)
+    _refused(invoke("evaluate", stopped, "--episodes", "1"), "cannot load model", "UnpicklingError")
+    assert not marker.exists()

@@ -422,8 +422,9 @@ def load_model(path: Path, env: VecEnv | None, device: str, preset: Preset | Non
     except RlkitError:
         raise
     except Exception as exc:  # a crafted file can fail anywhere in SB3's load; it is still one line
+        first = (str(exc).strip().splitlines() or [""])[0]
         raise RlkitError(
-            f"cannot load model {path}: corrupted or not this run's model ({type(exc).__name__}: {exc})"
+            f"cannot load model {path}: corrupted or not this run's model ({type(exc).__name__}: {first})"
         ) from None
 
 

@@ -203,9 +203,10 @@ class RunDir:
             return {}
         return read_json_object(self.state_file, "run state")
 
-    def update_state(self, **changes: Any) -> dict[str, Any]:
-        """Merge ``changes`` into ``state.json`` (atomically; in place when the disk is full)."""
-        state = {**self.read_state(), **changes, "updated": now_iso()}
+    def update_state(self, *, forget: tuple[str, ...] = (), **changes: Any) -> dict[str, Any]:
+        """Merge ``changes`` into ``state.json``, dropping the keys in ``forget`` (atomically; in place when the disk is full)."""
+        state = {k: v for k, v in self.read_state().items() if k not in forget}
+        state = {**state, **changes, "updated": now_iso()}
         text = json.dumps(state, indent=2, default=str) + "\n"
         try:
             atomic.write_text(self.state_file, text)
@@ -318,7 +319,10 @@ class RunLock:
 
     @classmethod
     def take(cls, run: RunDir) -> RunLock:
-        fd = os.open(run.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(run.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise RlkitError(f"cannot lock {run.path} for training: {exc.strerror} ({run.lock_file})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -17,10 +17,13 @@ import contextlib
 import math
 import shlex
 import shutil
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from rlkit.config.presets import Resolved
@@ -77,9 +80,8 @@ def start(
     begins (a full disk, an env that cannot be built) removes the run directory it created.
     """
     from rlkit.core.threads import available_cores
-    from rlkit.environments.factory import make_env
     from rlkit.training import tracking
-    from rlkit.training.factory import build, resolve_device
+    from rlkit.training.factory import resolve_device
 
     check_seed(seed)
     torch_device = resolve_device(device)  # fails before anything is written
@@ -92,9 +94,54 @@ def start(
     lock: RunLock | None = None
     tracker: Tracker | None = None
     try:
-        lock = run.lock()
+        with _signals_raise():  # SIGTERM/SIGHUP before training begins: clean up, do not just die
+            lock, trainee, eval_env = _set_up(run, resolved, seed, torch_device, argv, weights, init_from)
+            tracker = tracking.open_for_run(track, run) if track else None
+    except BaseException as exc:
+        if lock is not None:
+            lock.release()
+        if tracker is not None:
+            with contextlib.suppress(Exception):
+                tracker.finish("failed")
+        _discard_new_run(run.path, keep_folder=existed)
+        if atomic.is_disk_full(exc):
+            where = Path(getattr(exc, "filename", None) or run.path)
+            raise RlkitError(atomic.disk_full_message(where) + "; nothing was kept") from None
+        if isinstance(exc, (KeyboardInterrupt, _Stopped)):
+            signum = exc.signum if isinstance(exc, _Stopped) else signal.SIGINT
+            raise Interrupted("stopped before training began; the new run directory was removed", signum) from None
+        raise
+    with lock:
+        return _learn(
+            run,
+            preset,
+            trainee,
+            eval_env,
+            resumed_from=None,
+            quiet=quiet,
+            extra=callbacks,
+            discard=lambda: _discard_new_run(run.path, keep_folder=existed),
+            tracker=tracker,
+        )
+
+
+def _set_up(
+    run: RunDir,
+    resolved: Resolved,
+    seed: int,
+    torch_device: str,
+    argv: list[str] | None,
+    weights: Weights | None,
+    init_from: Path | None,
+) -> tuple[RunLock, Trainee, VecEnv]:
+    """A new run's lock, recorded config, command, meta and state; its model and evaluation env."""
+    from rlkit.environments.factory import make_env
+    from rlkit.training.factory import build
+
+    preset = resolved.preset
+    lock = run.lock()
+    try:
         run.write_config(preset, resolved.alias, resolved.source, seed)
-        tracker = tracking.open_for_run(track, run) if track else None
         run.append_command(argv)
         trainee = build(
             preset, seed=seed, device=torch_device, monitor_dir=run.monitor, tensorboard_log=run.tensorboard
@@ -112,19 +159,10 @@ def start(
         )
         run.update_state(status="running", num_timesteps=0, n_timesteps=preset.n_timesteps, wall_s=0.0)
         eval_env = make_env(preset, n_envs=1, seed=derive_seed(seed, EVAL_SEED_OFFSET), train=False)
-    except BaseException as exc:
-        if lock is not None:
-            lock.release()
-        if tracker is not None:
-            with contextlib.suppress(Exception):
-                tracker.finish("failed")
-        _discard_new_run(run.path, keep_folder=existed)
-        if atomic.is_disk_full(exc):
-            where = Path(getattr(exc, "filename", None) or run.path)
-            raise RlkitError(atomic.disk_full_message(where) + "; nothing was kept") from None
+    except BaseException:
+        lock.release()
         raise
-    with lock:
-        return _learn(run, preset, trainee, eval_env, resumed_from=None, quiet=quiet, extra=callbacks, tracker=tracker)
+    return lock, trainee, eval_env
 
 
 def resume(
@@ -154,8 +192,7 @@ def resume(
     """
     from rlkit.environments.factory import make_env
     from rlkit.training import tracking
-    from rlkit.training.buffer_store import load_buffer
-    from rlkit.training.factory import build, resolve_device
+    from rlkit.training.factory import resolve_device
 
     say = notify or _stderr
     run = RunDir.open(run_path)
@@ -163,45 +200,28 @@ def resume(
     track = track or tracking.recorded(run).get("tracker")
     tracking.require(track)
     _alias, seed, preset = run.read_config()
-    with run.lock() as lock:
-        extending = _extended(run, preset, total_steps) if total_steps is not None else None
-        if extending is not None:
-            preset = extending.preset
-        state = run.read_state()
-        if state.get("status") == "finished" and extending is None:
+    with run.lock():
+        try:
+            with _signals_raise():  # SIGTERM/SIGHUP before the resume proceeds: the run stays as it was
+                extending = _extended(run, preset, total_steps) if total_steps is not None else None
+                if extending is not None:
+                    preset = extending.preset
+                restored = _restore(
+                    run,
+                    preset,
+                    seed,
+                    torch_device,
+                    without_buffer=without_buffer,
+                    extending=extending is not None,
+                    say=say,
+                )
+        except (KeyboardInterrupt, _Stopped) as exc:
+            signum = exc.signum if isinstance(exc, _Stopped) else signal.SIGINT
+            raise Interrupted(f"stopped before the resume began; {run_path} is unchanged", signum) from None
+        if restored is None:
             return None
-        if state.get("status") == "running":  # we hold the lock: its process is gone (kill -9, power cut)
-            say(f"{run_path}: its last session stopped without recording it (killed?); resuming from its checkpoints")
-        run.remove_staging()
-        ckpt = _choose_checkpoint(run, without_buffer=without_buffer, notify=say)
+        state, ckpt, trainee, exact = restored
         steps = ckpt.step
-        trainee = build(
-            preset,
-            seed=seed,
-            device=torch_device,
-            env_seed=derive_seed(seed, steps),
-            monitor_dir=run.monitor,
-            checkpoint=ckpt.path,
-        )
-        model = trainee.model
-        apply_schedules(model, preset)  # a budget extended by `extend` re-anchors them
-        exact = True
-        if ckpt.state.get("replay_buffer") and model.replay_buffer is not None:
-            problem = ckpt.buffer_problem
-            if problem is None:
-                try:
-                    load_buffer(model.replay_buffer, ckpt.path / BUFFER)
-                except RlkitError as exc:
-                    problem = str(exc)
-            if problem is not None:
-                if not without_buffer:
-                    raise RlkitError(f"{ckpt.label}: {problem}; {_WITHOUT_BUFFER_HINT}")
-                model.replay_buffer.reset()
-                say(f"{ckpt.label}: {problem}; continuing with an empty replay buffer (--without-buffer)")
-                exact = False
-        model.set_random_seed(derive_seed(seed, steps))
-        model.tensorboard_log = str(run.tensorboard)
-        model._last_obs = None  # the fresh env must be reset
         history = run.read_evaluations()  # a damaged history fails here, before anything is written
         # The resume proceeds: from here on the run directory changes.
         tracker = tracking.open_for_run(track, run) if track else None  # the same tracked run again
@@ -215,10 +235,9 @@ def resume(
         if not exact:
             changes["inexact_resumes"] = [*state.get("inexact_resumes", []), steps]
             changes["resume_exact"] = False
-        run.update_state(**changes)
+        run.update_state(forget=_SESSION_KEYS, **changes)
         eval_env = make_env(preset, n_envs=1, seed=derive_seed(seed, EVAL_SEED_OFFSET, steps), train=False)
         best = ckpt.state.get("best_mean_reward")
-        assert lock is not None
         return _learn(
             run,
             preset,
@@ -230,6 +249,66 @@ def resume(
             tracker=tracker,
         )
 
+
+def _restore(
+    run: RunDir,
+    preset: Preset,
+    seed: int,
+    device: str,
+    *,
+    without_buffer: bool,
+    extending: bool,
+    say: Callable[[str], None],
+) -> tuple[dict[str, Any], CheckpointInfo, Trainee, bool] | None:
+    """Everything a resume needs, read and checked without writing: ``None`` for a finished run
+    (unless ``extending`` it to a larger budget).
+
+    Returns the run's state, the checkpoint chosen, the rebuilt model (replay buffer restored)
+    and whether the resume is exact.
+    """
+    from rlkit.training.buffer_store import load_buffer
+    from rlkit.training.factory import build
+
+    state = run.read_state()
+    if state.get("status") == "finished" and not extending:
+        return None
+    if state.get("status") == "running":  # we hold the lock: its process is gone (kill -9, power cut)
+        say(f"{run.path}: its last session stopped without recording it (killed?); resuming from its checkpoints")
+    run.remove_staging()
+    ckpt = _choose_checkpoint(run, without_buffer=without_buffer, notify=say)
+    steps = ckpt.step
+    trainee = build(
+        preset,
+        seed=seed,
+        device=device,
+        env_seed=derive_seed(seed, steps),
+        monitor_dir=run.monitor,
+        checkpoint=ckpt.path,
+    )
+    model = trainee.model
+    apply_schedules(model, preset)  # a budget extended by `extend` re-anchors them
+    exact = True
+    if ckpt.state.get("replay_buffer") and model.replay_buffer is not None:
+        problem = ckpt.buffer_problem
+        if problem is None:
+            try:
+                load_buffer(model.replay_buffer, ckpt.path / BUFFER)
+            except RlkitError as exc:
+                problem = str(exc)
+        if problem is not None:
+            if not without_buffer:
+                raise RlkitError(f"{run.path} checkpoint {ckpt.label}: {problem}; {_WITHOUT_BUFFER_HINT}")
+            model.replay_buffer.reset()
+            say(f"{ckpt.label}: {problem}; continuing with an empty replay buffer (--without-buffer)")
+            exact = False
+    model.set_random_seed(derive_seed(seed, steps))
+    model.tensorboard_log = str(run.tensorboard)
+    model._last_obs = None  # the fresh env must be reset
+    return state, ckpt, trainee, exact
+
+
+_SESSION_KEYS = ("error", "note", "reached")
+"""State keys that describe how the previous session ended; a resumed session drops them."""
 
 _WITHOUT_BUFFER_HINT = (
     "resume with --without-buffer to continue from this checkpoint with an empty replay buffer "
@@ -257,8 +336,34 @@ def _choose_checkpoint(run: RunDir, *, without_buffer: bool, notify: Callable[[s
             notify(f"skipped checkpoint {line}; resuming from {info.label}")
         return info
     if no_buffer is not None:
-        raise RlkitError(f"{no_buffer.label}: {no_buffer.buffer_problem}; {_WITHOUT_BUFFER_HINT}")
+        raise RlkitError(f"{run.path} checkpoint {no_buffer.label}: {no_buffer.buffer_problem}; {_WITHOUT_BUFFER_HINT}")
     raise RlkitError(f"{run.path}: no intact checkpoint to resume from: {'; '.join(skipped)}")
+
+
+class _Stopped(BaseException):
+    """SIGTERM or SIGHUP while a run is being set up (before the learn loop's own handler)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`_Stopped` (Ctrl-C is KeyboardInterrupt already), so cleanup runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise _Stopped(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _discard_new_run(path: Path, *, keep_folder: bool) -> None:
@@ -290,8 +395,13 @@ def _learn(
     resumed_from: tuple[int, float, float] | None,
     quiet: bool,
     extra: list[BaseCallback] | None = None,
+    discard: Callable[[], None] | None = None,
     tracker: Tracker | None = None,
 ) -> TrainResult:
+    """Train, then record how it ended; ``discard`` removes a new run that a full disk stops before its first checkpoint.
+
+    ``tracker`` mirrors the logger's scalars while training and gets the run's artefacts at the end.
+    """
     from rlkit.training import loop, tracking
     from rlkit.training.callbacks import (
         Checkpointer,
@@ -306,7 +416,6 @@ def _learn(
 
     model = trainee.model
     start_steps, wall_before, best = resumed_from or (0, 0.0, -math.inf)
-    tracked: list[BaseCallback] = [tracking.TrackingCallback(tracker)] if tracker is not None else []
     clock = Clock(wall_before)
     display = TrainingDisplay(preset.n_timesteps, start_steps, quiet=quiet)
     recorder = RunRecorder(run, display)
@@ -337,6 +446,8 @@ def _learn(
     display.message(f"run directory: {short_path(run.path)}")
     resume_cmd = f"rlkit train --resume {shlex.quote(short_path(run.path))}"
     saving = False
+    tracked: list[BaseCallback] = [tracking.TrackingCallback(tracker)] if tracker is not None else []
+    _install_thread_hook()
     with StopOnSignal() as stopper:
         try:
             with display:
@@ -376,14 +487,15 @@ def _learn(
             good = _last_good(run)
             run.remove_staging()
             what = "the checkpoint being saved was abandoned" if saving else "stopped without saving"
-            run.update_state(
-                status="interrupted",
-                num_timesteps=good or 0,
-                last_checkpoint=good,
-                reached=int(model.num_timesteps),
-                note=f"second Ctrl-C: {what}",
-                wall_s=clock.seconds(),
-            )
+            with contextlib.suppress(OSError):  # a state that cannot be written must not hide what happened
+                run.update_state(
+                    status="interrupted",
+                    num_timesteps=good or 0,
+                    last_checkpoint=good,
+                    reached=int(model.num_timesteps),
+                    note=f"second Ctrl-C: {what}",
+                    wall_s=clock.seconds(),
+                )
             if tracker is not None:  # no uploads now: the user wants out
                 with contextlib.suppress(Exception):
                     tracker.finish("killed")
@@ -401,17 +513,21 @@ def _learn(
                 message = atomic.disk_full_message(Path(getattr(exc, "filename", None) or run.path))
             else:
                 message = str(exc) if isinstance(exc, RlkitError) else f"{type(exc).__name__}: {exc}"
-            run.update_state(
-                status="crashed",
-                error=message,
-                num_timesteps=good or 0,
-                last_checkpoint=good,
-                reached=int(model.num_timesteps),
-                wall_s=clock.seconds(),
-            )
+            with contextlib.suppress(OSError):
+                run.update_state(
+                    status="crashed",
+                    error=message,
+                    num_timesteps=good or 0,
+                    last_checkpoint=good,
+                    reached=int(model.num_timesteps),
+                    wall_s=clock.seconds(),
+                )
             if tracker is not None:
                 with contextlib.suppress(Exception):  # never hide the error itself
                     tracking.finish_run(tracker, run, "failed")
+            if full and good is None and discard is not None:
+                discard()  # nothing to resume: keep no half-made run (and free what it took)
+                raise RlkitError(f"{message}; the new run had no checkpoint yet and was removed") from None
             if full:
                 kept = f"the last good checkpoint (step {good}) is intact" if good is not None else "no checkpoint yet"
                 raise RlkitError(f"{message}; {kept}; free some space, then: {resume_cmd}") from None
@@ -441,6 +557,29 @@ def _learn(
             summary.update({f"final_{key}": value for key, value in final_eval.items()})
         tracking.finish_run(tracker, run, "finished", summary)
     return TrainResult(run.path, steps, wall, sps, best_value, final_eval, solved.solved)
+
+
+def _install_thread_hook() -> None:
+    """Make a full disk in a library's writer thread (TensorBoard's) one line on stderr, not a traceback.
+
+    Installed once per process (those threads outlive a run) and passing every other exception
+    to the hook that was there before.
+    """
+    previous = threading.excepthook
+    if getattr(previous, "rlkit_disk_full", False):
+        return
+
+    def handle(args: threading.ExceptHookArgs) -> Any:
+        if args.exc_value is None or not atomic.is_disk_full(args.exc_value):
+            return previous(args)
+        name = args.thread.name if args.thread is not None else "?"
+        filename = getattr(args.exc_value, "filename", None)
+        where = f" writing {filename}" if filename else ""
+        _stderr(f"warning: background writer thread {name}: no space left on the device{where}")
+        return None
+
+    handle.rlkit_disk_full = True  # type: ignore[attr-defined]
+    threading.excepthook = handle
 
 
 def finished_result(run_path: Path) -> TrainResult:
@@ -518,8 +657,11 @@ def _extended(run: RunDir, preset: Preset, total_steps: int) -> _Extension:
     checkpoints = run.checkpoint_dirs()
     if not checkpoints:
         raise RlkitError(f"{run.path} has no checkpoint to continue from (it stopped before the first one)")
-    at = int(_read_json(checkpoints[-1] / "state.json")["num_timesteps"])
-    trained = int(run.read_state().get("num_timesteps", at))
+    at = int(checkpoints[-1].name.split("-")[1])  # the folder names its step (its state.json is checked later)
+    try:
+        trained = int(run.read_state().get("num_timesteps", at))
+    except (TypeError, ValueError):
+        raise RlkitError(f"{run.state_file}: damaged run state (num_timesteps is not a number)") from None
     if total_steps <= max(at, trained):
         raise RlkitError(
             f"--steps {total_steps}: the run has already trained {max(at, trained)} steps; "
@@ -580,6 +722,7 @@ def read_weights(source: Path) -> Weights:
     Only ``policy.pth`` is read, with ``torch.load(weights_only=True)``: tensors, never code.
     """
     import io
+    import pickle
     import zipfile
 
     import torch
@@ -597,8 +740,10 @@ def read_weights(source: Path) -> Weights:
         with zipfile.ZipFile(path) as archive:
             raw = archive.read("policy.pth")
         state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, RuntimeError, EOFError) as exc:
-        raise RlkitError(f"--init-from {path}: not a readable SB3 model ({exc})") from None
+    except (zipfile.BadZipFile, KeyError, OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        # weights_only refuses any pickle that names code (UnpicklingError); say so in one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RlkitError(f"--init-from {path}: not a readable SB3 model ({first})") from None
     if not isinstance(state, dict):
         raise RlkitError(f"--init-from {path}: policy.pth holds no state dict")
     return Weights(path, state)
@@ -645,9 +790,3 @@ def _device_name(device: str) -> str:
 
         return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
     return "cpu"
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    from rlkit.training.rundir import read_json_object
-
-    return read_json_object(path, "checkpoint state")
