@@ -26,10 +26,11 @@ from typing import Any
 
 import yaml
 
-from rlkit.config.presets import Resolved
+from rlkit.config.presets import Resolved, read_yaml
 from rlkit.config.schema import Preset, to_plain, validate
 from rlkit.core import atomic
 from rlkit.core.errors import Interrupted, RlkitError
+from rlkit.core.paths import check_folder, make_folder
 from rlkit.training.rundir import RunDir, default_root, now_iso
 
 BOOTSTRAP_SAMPLES = 10_000
@@ -87,9 +88,10 @@ def results_dir(resolved: Resolved, out: Path | None) -> Path:
         / "benchmarks"
         / f"{resolved.alias}-{resolved.preset.n_timesteps}-{config_digest(resolved.preset)}"
     )
+    check_folder(folder, "--out" if out is not None else "results folder")
     preset_file = folder / "preset.yaml"
     if preset_file.exists():
-        saved = validate(yaml.safe_load(preset_file.read_text()), str(preset_file))
+        saved = validate(read_yaml(preset_file), str(preset_file))
         if to_plain(saved) != to_plain(resolved.preset):
             raise RlkitError(f"{folder} holds a benchmark of a different configuration; choose another --out")
     elif folder.exists() and any(folder.iterdir()):
@@ -99,7 +101,7 @@ def results_dir(resolved: Resolved, out: Path | None) -> Path:
 
 def write_preset(folder: Path, resolved: Resolved) -> Path:
     """The resolved preset as a file every seed trains from."""
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder, "results folder")
     path = folder / "preset.yaml"
     if not path.exists():
         header = f"# rlkit benchmark: resolved from '{resolved.alias}' ({resolved.source})\n"
@@ -113,11 +115,19 @@ def write_preset(folder: Path, resolved: Resolved) -> Path:
 
 
 def seed_job(
-    preset_file: str, alias: str, seed: int, run_dir: str, episodes: int, device: str, track: str | None = None
+    preset_file: str,
+    alias: str,
+    seed: int,
+    run_dir: str,
+    episodes: int,
+    device: str,
+    track: str | None = None,
+    imports: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Train (or reuse, or resume) one seed, then evaluate its final and best models.
 
     With ``track`` the seed's training is a tracked run (a reused, already finished seed is not logged again).
+    ``imports``: the modules the user asked for (the preset file records them as ``env_imports``).
     """
     from rlkit.analysis.evaluation import evaluate_run, save_result, saved_results
     from rlkit.environments.resolve import resolve
@@ -132,7 +142,7 @@ def seed_job(
         else:
             if run_path.exists():  # started, but died before its first checkpoint: start over
                 shutil.rmtree(run_path)
-            resolved = resolve(preset_file)
+            resolved = resolve(preset_file, imports=imports)
             resolved = Resolved(alias=alias, preset=resolved.preset, source=resolved.source)
             train.start(
                 resolved,
@@ -140,7 +150,7 @@ def seed_job(
                 device=device,
                 run_dir=run_path,
                 quiet=True,
-                argv=_argv(preset_file, seed, run_dir),
+                argv=_argv(preset_file, seed, run_dir, imports),
                 track=track,
             )
     figures: dict[str, float] = {}
@@ -153,8 +163,9 @@ def seed_job(
     return {"seed": seed, "final": figures["final"], "best": figures["best"]}
 
 
-def _argv(preset_file: str, seed: int, run_dir: str) -> list[str]:
-    return ["rlkit", "train", preset_file, "--seed", str(seed), "--run-dir", run_dir, "--quiet"]
+def _argv(preset_file: str, seed: int, run_dir: str, imports: tuple[str, ...] = ()) -> list[str]:
+    modules = [arg for module in imports for arg in ("--import", module)]
+    return ["rlkit", "train", preset_file, *modules, "--seed", str(seed), "--run-dir", run_dir, "--quiet"]
 
 
 # ----------------------------------------------------------------------------------------
@@ -238,7 +249,15 @@ def run_seeds(
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=use_cores, initargs=(cores,)) as pool:
         futures: dict[Future[dict[str, Any]], int] = {
             pool.submit(
-                seed_job, preset_file, resolved.alias, s, str(folder / f"seed-{s}"), episodes, devices[i], track
+                seed_job,
+                preset_file,
+                resolved.alias,
+                s,
+                str(folder / f"seed-{s}"),
+                episodes,
+                devices[i],
+                track,
+                tuple(resolved.preset.env_imports),
             ): s
             for i, s in enumerate(seeds)
         }
@@ -478,6 +497,18 @@ def write_outputs(folder: Path, doc: dict[str, Any], command: str) -> list[Path]
     return [json_path, md_path, png_path]
 
 
+MAX_SEEDS = 1000
+"""``--seeds`` at most this many (seeds 0..N-1, all well inside the seed range [0, 2**32 - 1])."""
+
+
+def check_request(seeds: int, episodes: int) -> None:
+    """Reject impossible seed and episode counts before anything is resolved or shown."""
+    if not 1 <= seeds <= MAX_SEEDS:
+        raise RlkitError(f"--seeds must be from 1 to {MAX_SEEDS} (seeds 0..N-1; got {seeds})")
+    if episodes < 1:
+        raise RlkitError(f"--episodes must be at least 1 (got {episodes})")
+
+
 def benchmark(
     resolved: Resolved,
     *,
@@ -497,10 +528,7 @@ def benchmark(
     from rlkit.training.factory import resolve_device
     from rlkit.training.tracking import prepare_store
 
-    if seeds < 1:
-        raise RlkitError(f"--seeds must be at least 1 (got {seeds})")
-    if episodes < 1:
-        raise RlkitError(f"--episodes must be at least 1 (got {episodes})")
+    check_request(seeds, episodes)
     resolve_device(device)
     prepare_store(track, f"rlkit-{resolved.alias}")  # once, before the seeds' processes share it
     jobs = max(1, min(jobs, seeds))

@@ -300,11 +300,14 @@ def summarize(returns: list[float], lengths: list[int], solved_score: float | No
     }
 
 
-def check_request(episodes: int, epsilon: float | None) -> None:
-    """Reject impossible episode counts and epsilons before anything is loaded."""
+def check_request(episodes: int, epsilon: float | None, seed: int = DEFAULT_EVAL_SEED) -> None:
+    """Reject impossible episode counts, epsilons and seeds before anything is loaded."""
+    from rlkit.core.seeds import check_seed
+
+    check_seed(seed)
     if episodes < 1:
         raise RlkitError(f"--episodes must be at least 1 (got {episodes})")
-    if epsilon is not None and not 0.0 <= epsilon <= 1.0:
+    if epsilon is not None and not 0.0 <= epsilon <= 1.0:  # also refuses nan
         raise RlkitError(f"--epsilon must lie in [0, 1] (got {epsilon})")
 
 
@@ -322,7 +325,7 @@ def evaluate_run(
     """Evaluate one model of a run (or a bare model file on ``env_name``) on a fresh evaluation env."""
     from rlkit.environments.factory import make_env
 
-    check_request(episodes, epsilon)
+    check_request(episodes, epsilon, seed)
     source = open_source(run_path, env_name, model_name)
     alias, preset, choice = source.alias, source.preset, source.choice
     model = load_source_model(source, device)

@@ -145,15 +145,24 @@ def shipped_preset(alias: str) -> dict[str, Any] | None:
         return None
 
 
-def record_one_episode(run: RunDir, notify: Notify) -> Path:
-    """Record one greedy episode into ``<run>/videos`` for a run that has no video yet."""
+def record_one_episode(run: RunDir, notify: Notify) -> Path | None:
+    """Record one greedy episode into ``<run>/videos`` for a run that has no video yet.
+
+    ``None`` (and a note) for a custom env that cannot render (its constructor takes no render_mode).
+    """
     from rlkit.analysis.evaluation import resolve_model
     from rlkit.analysis.video import default_video_path, record_run
+    from rlkit.environments.factory import accepts_render_mode
+    from rlkit.environments.imports import ensure_imported
 
+    _, _, preset = run.read_config()
+    ensure_imported(preset)
+    if not accepts_render_mode(preset.env_id):
+        notify(f"{run.path}: {preset.env_id} cannot render frames (no render_mode argument); no video in the report")
+        return None
     target = default_video_path(run.path, resolve_model(run).label, 1, gif=False)
-    target.parent.mkdir(exist_ok=True)
     notify(f"{run.path}: no video; recording one episode to {target}")
-    return record_run(run.path, target).path
+    return record_run(run.path, target, create_folder=True).path
 
 
 def learning_curve_png(paths: list[Path]) -> bytes | None:

@@ -10,6 +10,7 @@ encoder (imageio-ffmpeg, H.264 yuv420p, browser-playable); the file is published
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import numpy as np
 
 from rlkit.core import atomic
 from rlkit.core.errors import RlkitError
+from rlkit.core.seeds import check_seed
 
 if TYPE_CHECKING:
     from stable_baselines3.common.vec_env import VecEnv
@@ -53,6 +55,16 @@ class Recording:
 def check_output(path: Path, force: bool) -> None:
     """A writable new video path (see :func:`rlkit.core.atomic.check_new_output`)."""
     atomic.check_new_output(path, force, VIDEO_SUFFIXES, "video", "--out")
+
+
+def check_request(episodes: int, fps: float | None, seed: int | None) -> None:
+    """Reject impossible episode counts, frame rates and seeds before anything is read or written."""
+    if episodes < 1:
+        raise RlkitError(f"--episodes must be at least 1 (got {episodes})")
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise RlkitError(f"--fps must be a positive, finite number of frames per second (got {fps:g})")
+    if seed is not None:
+        check_seed(seed)
 
 
 def default_fps(preset: Preset, env: VecEnv) -> float:
@@ -180,8 +192,12 @@ def record_run(
     seed: int | None = None,
     force: bool = False,
     on_episode: Callable[[float, int], None] | None = None,
+    create_folder: bool = False,
 ) -> Recording:
-    """Play ``episodes`` greedy evaluation episodes of a run's model (or a bare model on ``env_name``) into ``out``."""
+    """Play ``episodes`` greedy evaluation episodes of a run's model (or a bare model on ``env_name``) into ``out``.
+
+    ``create_folder`` makes ``out``'s folder (the run's ``videos/``) once the request is known to be good.
+    """
     from rlkit.analysis.evaluation import (
         DEFAULT_EVAL_SEED,
         check_fits,
@@ -190,16 +206,22 @@ def record_run(
         open_source,
         play,
     )
-    from rlkit.environments.factory import make_env
+    from rlkit.environments.factory import accepts_render_mode, make_env
+    from rlkit.environments.imports import ensure_imported
 
-    if episodes < 1:
-        raise RlkitError(f"--episodes must be at least 1 (got {episodes})")
-    if fps is not None and fps <= 0:
-        raise RlkitError(f"--fps must be positive (got {fps:g})")
+    check_request(episodes, fps, seed)
     source = open_source(run_path, env_name, model_name, command="record")
+    preset = source.preset
+    ensure_imported(preset)
+    if not accepts_render_mode(preset.env_id):
+        raise RlkitError(
+            f"{preset.env_id} cannot render frames: its constructor takes no render_mode argument "
+            "(a video needs render_mode='rgb_array', see docs/custom-envs.md)"
+        )
+    if create_folder:
+        out.parent.mkdir(exist_ok=True)
     check_output(out, force)
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen: no display, no X server
-    preset = source.preset
     model = load_source_model(source)
     seed = DEFAULT_EVAL_SEED if seed is None else seed
     env = make_env(preset, n_envs=1, seed=seed, train=False, render_mode="rgb_array")

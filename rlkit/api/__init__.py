@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlkit.core.errors import RlkitError
+from rlkit.core.seeds import SEED_MAX
 
 if TYPE_CHECKING:
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 Overrides = Mapping[str, Any] | Sequence[str] | None
 
-MAX_SEED = 2**32 - 1
+MAX_SEED = SEED_MAX
 
 
 def _assignments(overrides: Overrides) -> list[str]:
@@ -51,8 +52,10 @@ def _assignments(overrides: Overrides) -> list[str]:
 
 
 def _check_seed(seed: int | None, what: str = "seed") -> None:
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
-        raise RlkitError(f"{what} must be a whole number from 0 to {MAX_SEED} (got {seed!r})")
+    from rlkit.core.seeds import check_seed
+
+    if seed is not None:
+        check_seed(seed, what)
 
 
 def _call(name: str, *args: Any, **kwargs: Any) -> list[str]:
@@ -75,6 +78,7 @@ def train(
     quiet: bool = True,
     callbacks: list[Any] | None = None,
     track: str | None = None,
+    imports: list[str] | None = None,
 ) -> TrainResult:
     """Train a new run, as ``rlkit train ENV``; returns its :class:`~rlkit.training.train.TrainResult`.
 
@@ -89,6 +93,8 @@ def train(
     :param quiet: no live display (the default in Python); ``False`` shows the same display as the CLI.
     :param callbacks: extra SB3 callbacks, called at every step of the learn loop.
     :param track: ``mlflow`` or ``wandb``: mirror the run to that tracker, as ``--track`` (docs/tracking.md).
+    :param imports: Python modules to import first (they register custom envs), as ``--import``;
+        ``env`` may also be ``pkg.module:EnvId-v0`` (docs/custom-envs.md).
     """
     from rlkit.environments.resolve import resolve
     from rlkit.training import train as training
@@ -99,7 +105,9 @@ def train(
     assignments = _assignments(overrides)
     if steps is not None:
         assignments.append(f"n_timesteps={steps}")
-    resolved = resolve(str(env), config_file=Path(config) if config is not None else None, overrides=assignments)
+    resolved = resolve(
+        str(env), config_file=Path(config) if config is not None else None, overrides=assignments, imports=imports or []
+    )
     chosen = seed if seed is not None else random.SystemRandom().randrange(2**31)
     argv = _call("train", str(env), seed=chosen, steps=steps, overrides=assignments or None, init_from=init_from)
     return training.start(
@@ -194,9 +202,9 @@ def record(
     file is kept unless ``force``. A bare model ``.zip`` plays on ``env`` (videos/ beside it).
     """
     from rlkit.analysis.evaluation import open_source
-    from rlkit.analysis.video import default_video_path, record_run
+    from rlkit.analysis.video import check_request, default_video_path, record_run
 
-    _check_seed(seed, "seed")
+    check_request(episodes, fps, seed)
     path = Path(run_dir)
     made_folder = None
     if out is None:
@@ -285,6 +293,7 @@ def prepare_tune(
     heartbeat: int | None = None,
     worker_index: int = 0,
     track: str | None = None,
+    imports: list[str] | None = None,
 ) -> Prepared:
     """Check a tuning request and open (or create) its study: what :func:`tune` and ``rlkit tune`` run."""
     from rlkit.training.factory import resolve_device
@@ -313,6 +322,7 @@ def prepare_tune(
         runs_root=Path(runs_root) if runs_root is not None else None,
         worker_index=worker_index,
         track=track,
+        imports=list(imports or []),
     )
     return prepare(request)
 
@@ -336,8 +346,9 @@ def tune(
     timeout: float | None = None,
     runs_root: str | Path | None = None,
     track: str | None = None,
+    imports: list[str] | None = None,
 ) -> TuneSummary:
-    """Run (or continue) an Optuna study, as ``rlkit tune ENV``; returns where it stands."""
+    """Run (or continue) an Optuna study, as ``rlkit tune ENV``; returns where it stands (``imports``: ``--import``)."""
     from rlkit.tuning.study import best_summary, count, spawn_workers, work
 
     prepared = prepare_tune(
@@ -358,6 +369,7 @@ def tune(
         timeout=timeout,
         runs_root=runs_root,
         track=track,
+        imports=list(imports or []),
     )
     outcome = spawn_workers(prepared)[0] if jobs > 1 else work(prepared)
     counts = count(prepared.study)

@@ -9,12 +9,17 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from rlkit.cli.common import DeviceOpt, TrackOpt, err, one_line_errors, out, track_name
+from rlkit.cli.common import DeviceOpt, ImportOption, TrackOpt, err, explain_resolved, one_line_errors, out, track_name
 
 
 @one_line_errors
 def benchmark(
-    env: Annotated[str, typer.Argument(help="Preset alias, gymnasium id or preset .yaml file.")],
+    env: Annotated[
+        str,
+        typer.Argument(
+            help="Preset alias, gymnasium id (pkg.module:EnvId-v0 imports pkg.module) or preset .yaml file."
+        ),
+    ],
     seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..K-1).")] = 5,
     steps: Annotated[
         Optional[int], typer.Option(min=1, help="Training budget per seed (overrides the preset).")
@@ -39,19 +44,25 @@ def benchmark(
         ),
     ] = None,
     track: TrackOpt = None,
+    import_: ImportOption = None,
 ) -> None:
     """Train every seed, evaluate final and best models, report mean/median/IQM with 95% CIs and solve times.
 
     Seeds that already finished in the results folder are reused; interrupted ones are resumed.
     """
     from rlkit.analysis.benchmark import benchmark as run_benchmark
+    from rlkit.analysis.benchmark import check_request
     from rlkit.environments.resolve import resolve
 
+    check_request(seeds, episodes)
     overrides = list(set_ or [])
     if steps is not None:
         overrides.append(f"n_timesteps={steps}")
-    resolved = resolve(env, config_file=config, overrides=overrides)
+    resolved = resolve(env, config_file=config, overrides=overrides, imports=import_ or [])
+    explain_resolved(resolved)
     argv = ["rlkit", "benchmark", env, "--seeds", str(seeds), "--episodes", str(episodes)]
+    for module in import_ or []:
+        argv += ["--import", module]
     if steps is not None:
         argv += ["--steps", str(steps)]
     for pair in set_ or []:

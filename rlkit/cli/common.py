@@ -6,7 +6,7 @@ import functools
 import sys
 from collections.abc import Callable, Sequence
 from enum import Enum
-from typing import Annotated, Any, Optional, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Optional, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from rich.markup import escape
 from typer.core import TyperGroup, TyperOption
 
 from rlkit.core.errors import Interrupted, RlkitError
+
+if TYPE_CHECKING:
+    from rlkit.config.presets import Resolved
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -49,11 +52,63 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def note(message: str) -> None:
+    """One informational line on stderr (stdout stays for results and --json)."""
+    err.print(f"[bold cyan]note:[/] {message}", markup=True, soft_wrap=True, highlight=False)
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr."""
+    err.print(f"[bold yellow]warning:[/] {message}", markup=True, soft_wrap=True, highlight=False)
+
+
+def explain_resolved(resolved: Resolved) -> None:
+    """Say once what the user did not choose: defaults for an env without a preset, useless settings."""
+    from rlkit.config.schema import preset_warnings
+
+    if resolved.defaults:
+        filled = ", ".join(
+            f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+            for key, value in resolved.defaults.items()
+        )
+        note(
+            f"no preset for {resolved.preset.env_id}: defaults sized to {resolved.preset.n_timesteps:,} steps: "
+            f"{filled}; change any with --set key=value or a preset file (docs/custom-envs.md)"
+        )
+    for line in preset_warnings(resolved.preset):
+        warn(line)
+
+
+ImportOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--import",
+        metavar="MODULE",
+        help="Import this Python module first (it registers custom envs; the current folder is searched). "
+        "Repeatable. See docs/custom-envs.md.",
+    ),
+]
+
+
+def seed_value(text: str) -> int:
+    """``--seed``'s parser: a whole number (its range is checked by :func:`rlkit.core.seeds.check_seed`)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: a seed must be a whole number from 0 to 4294967295 (2**32 - 1)") from None
+
+
 def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn :class:`RlkitError` into one line on stderr and its exit code, never a traceback."""
+    """Turn :class:`RlkitError` into one line on stderr and its exit code, never a traceback.
+
+    Also says on stderr which Python module rlkit imports for a custom env, as it imports it.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from rlkit.environments import imports
+
+        imports.set_announcer(note)
         try:
             return command(*args, **kwargs)
         except Interrupted as exc:

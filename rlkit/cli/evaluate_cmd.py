@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import DeviceOpt, err, one_line_errors, out
+from rlkit.cli.common import DeviceOpt, err, one_line_errors, out, seed_value
 from rlkit.cli.progress import episode_progress
 
 if TYPE_CHECKING:
@@ -42,7 +42,12 @@ def evaluate(
     ] = False,
     epsilon: Annotated[Optional[float], typer.Option(help="Epsilon of --stochastic (default 0.05).")] = None,
     seed: Annotated[
-        Optional[int], typer.Option(help="Seed of the evaluation episodes (default 100000, the same for every run).")
+        Optional[int],
+        typer.Option(
+            parser=seed_value,
+            metavar="SEED",
+            help="Seed of the evaluation episodes, 0 to 2**32-1 (default 100000, the same for every run).",
+        ),
     ] = None,
     device: DeviceOpt = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (nothing else on stdout).")] = False,

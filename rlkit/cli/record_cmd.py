@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import one_line_errors, out
+from rlkit.cli.common import one_line_errors, out, seed_value
 from rlkit.cli.progress import episode_progress
 
 
@@ -35,7 +35,12 @@ def record(
         str, typer.Option(help="auto (best if present, else final), best, final, or a checkpoint: step-<N> or <N>.")
     ] = "auto",
     gif: Annotated[bool, typer.Option("--gif", help="Write an animated GIF (for slides) instead of MP4.")] = False,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the episodes (default: as `rlkit evaluate`).")] = None,
+    seed: Annotated[
+        Optional[int],
+        typer.Option(
+            parser=seed_value, metavar="SEED", help="Seed of the episodes, 0 to 2**32-1 (default: as `rlkit evaluate`)."
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
 ) -> None:
     """Record the agent (greedy policy) headless; prints the file, episode returns and lengths."""

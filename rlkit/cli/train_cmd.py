@@ -8,17 +8,36 @@ from typing import Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import DeviceOpt, TrackOpt, err, fail, one_line_errors, out, track_name
+from rlkit.cli.common import (
+    DeviceOpt,
+    ImportOption,
+    TrackOpt,
+    err,
+    explain_resolved,
+    fail,
+    one_line_errors,
+    out,
+    seed_value,
+    track_name,
+)
 
 
 @one_line_errors
 def train(
     env: Annotated[
         Optional[str],
-        typer.Argument(help="Preset alias (see `rlkit envs`), a gymnasium id, or a preset .yaml file."),
+        typer.Argument(
+            help="Preset alias (see `rlkit envs`), a gymnasium id (pkg.module:EnvId-v0 imports pkg.module), "
+            "or a preset .yaml file."
+        ),
     ] = None,
     seed: Annotated[
-        Optional[int], typer.Option(help="Random seed; a random one is drawn and recorded if unset.")
+        Optional[int],
+        typer.Option(
+            parser=seed_value,
+            metavar="SEED",
+            help="Random seed, 0 to 4294967295 (2**32 - 1); a random one is drawn and recorded if unset.",
+        ),
     ] = None,
     steps: Annotated[
         Optional[int], typer.Option(min=1, help="Training budget in environment steps (overrides the preset).")
@@ -52,6 +71,7 @@ def train(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display; only the summary.")] = False,
     track: TrackOpt = None,
+    import_: ImportOption = None,
 ) -> None:
     """Train DQN on an environment, with evaluation, checkpoints and a live display."""
     from rlkit.training import train as training
@@ -62,6 +82,8 @@ def train(
                 "--resume continues a run with its saved config; give no env, --seed, --set, --config, --run-dir "
                 "or --init-from (only --steps N, a new total budget)"
             )
+        if import_:
+            raise fail("--resume imports the modules the run recorded (env_imports in its config.yaml); drop --import")
         argv = ["rlkit", "train", "--resume", str(resume), "--device", device, *(["--quiet"] if quiet else [])]
         argv += ["--track", track.value] if track is not None else []
         if without_buffer:
@@ -101,14 +123,18 @@ def train(
             raise fail("--without-buffer only applies to --resume RUN_DIR")
         if env is None:
             raise fail("missing environment: rlkit train ENV (see `rlkit envs`) or rlkit train --resume RUN_DIR")
+        from rlkit.core.seeds import check_seed
         from rlkit.environments.resolve import resolve
 
+        if seed is not None:
+            check_seed(seed)
         overrides = list(set_ or [])
         if steps is not None:
             overrides.append(f"n_timesteps={steps}")
-        resolved = resolve(env, config_file=config, overrides=overrides)
+        resolved = resolve(env, config_file=config, overrides=overrides, imports=import_ or [])
+        explain_resolved(resolved)
         chosen_seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
-        argv = _command_line(env, chosen_seed, steps, set_ or [], config, device, run_dir, quiet)
+        argv = _command_line(env, chosen_seed, steps, set_ or [], config, device, run_dir, quiet, import_ or [])
         if init_from is not None:
             argv += ["--init-from", str(init_from)]
         argv += ["--track", track.value] if track is not None else []
@@ -158,9 +184,12 @@ def _command_line(
     device: str,
     run_dir: Path | None,
     quiet: bool,
+    imports: list[str],
 ) -> list[str]:
     """The command that reproduces this run, with the seed actually used."""
     argv = ["rlkit", "train", env, "--seed", str(seed)]
+    for module in imports:
+        argv += ["--import", module]
     if steps is not None:
         argv += ["--steps", str(steps)]
     for pair in sets:

@@ -15,7 +15,19 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from rlkit.cli.common import DeviceOpt, TrackOpt, err, fail, one_line_errors, out, track_name
+from rlkit.cli.common import (
+    DeviceOpt,
+    ImportOption,
+    TrackOpt,
+    err,
+    fail,
+    note,
+    one_line_errors,
+    out,
+    seed_value,
+    track_name,
+    warn,
+)
 
 
 class DefaultRunGroup(TyperGroup):
@@ -70,7 +82,11 @@ StorageOpt = Annotated[
 @one_line_errors
 def run(
     env: Annotated[
-        str, typer.Argument(help="Preset alias (see `rlkit envs`), a gymnasium id, or a preset .yaml file.")
+        str,
+        typer.Argument(
+            help="Preset alias (see `rlkit envs`), a gymnasium id (pkg.module:EnvId-v0 imports pkg.module), "
+            "or a preset .yaml file."
+        ),
     ],
     trials: Annotated[int, typer.Option(help="Finished (complete or pruned) trials the study should hold.")] = 20,
     timeout: Annotated[Optional[float], typer.Option(help="Stop starting trials after this many seconds.")] = None,
@@ -91,7 +107,12 @@ def run(
     study: Annotated[Optional[str], typer.Option(help="Study name (default: the env's alias).")] = None,
     storage: StorageOpt = None,
     seed: Annotated[
-        int, typer.Option(help="Seeds the sampler (and, for a new study, the trials' training seeds).")
+        int,
+        typer.Option(
+            parser=seed_value,
+            metavar="SEED",
+            help="Seeds the sampler (and, for a new study, the trials' training seeds); 0 to 2**32-1.",
+        ),
     ] = 0,
     space: Annotated[
         Optional[str], typer.Option(help="Search space: a name in tuning/ (classic, box2d, atari) or a .yaml file.")
@@ -113,11 +134,14 @@ def run(
     ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display; one line per finished trial.")] = False,
     track: TrackOpt = None,
+    import_: ImportOption = None,
 ) -> None:
     """Run an Optuna study on ENV, or continue it (the same command again continues it)."""
     from rlkit import api
+    from rlkit.core.seeds import check_seed
     from rlkit.tuning.study import spawn_workers, work
 
+    check_seed(seed)
     prepared = api.prepare_tune(
         env,
         trials=trials,
@@ -138,8 +162,10 @@ def run(
         heartbeat=heartbeat,
         worker_index=worker_index,
         track=track_name(track),
+        imports=list(import_ or []),
     )
     record = prepared.record
+    _explain(prepared)
     verb = "created" if prepared.created else "continuing"
     out.print(
         f"{verb} study '{prepared.study_name}' ({prepared.env_id}) in {prepared.url.shown}: "
@@ -161,6 +187,21 @@ def run(
         raise typer.Exit(130)
     if problems:
         raise typer.Exit(1)
+
+
+def _explain(prepared: Any) -> None:
+    """Say once which sized defaults an env without a preset got, and warn about useless settings."""
+    from rlkit.config.schema import preset_warnings, validate
+
+    record = prepared.record
+    if prepared.defaults:
+        filled = ", ".join(f"{key}={value}" for key, value in prepared.defaults.items())
+        note(
+            f"no preset for {record['env_id']}: base defaults sized to {record['base']['n_timesteps']:,} steps: "
+            f"{filled}; change any with --set key=value or a preset file (docs/custom-envs.md)"
+        )
+    for line in preset_warnings(validate({**record["base"], "n_timesteps": record["steps"]}, "study base")):
+        warn(line)
 
 
 def _display(prepared: Any, quiet: bool) -> Any:

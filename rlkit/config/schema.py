@@ -9,6 +9,7 @@ search spaces, exported presets), so one name means the same thing in every plac
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -20,7 +21,20 @@ PolicyName = Literal["auto", "MlpPolicy", "CnnPolicy"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Numbers are finite: YAML's .nan and .inf are refused everywhere unless a field says otherwise.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+"""A dotted Python module name (``pkg.module``): what ``env_imports`` and ``module:EnvId`` may name."""
+
+
+def split_env_id(env_id: str) -> tuple[str | None, str]:
+    """``("pkg.module", "EnvId-v0")`` for gymnasium's ``pkg.module:EnvId-v0`` form, else ``(None, env_id)``."""
+    if ":" not in env_id:
+        return None, env_id
+    module, _, name = env_id.partition(":")
+    return module.strip(), name.strip()
 
 
 class PolicyKwargs(_Strict):
@@ -86,7 +100,13 @@ class Preset(_Strict):
 
     # --- environment -------------------------------------------------------------------
     env_id: str
-    """Gymnasium environment id, e.g. ``LunarLander-v3`` or ``PongNoFrameskip-v4``."""
+    """Gymnasium environment id, e.g. ``LunarLander-v3`` or ``PongNoFrameskip-v4``. Gymnasium's
+    ``pkg.module:EnvId-v0`` form is read as ``env_id: EnvId-v0`` with ``pkg.module`` in ``env_imports``."""
+
+    env_imports: list[str] = Field(default_factory=list)
+    """Python modules imported before the env is made (they register custom envs with gymnasium).
+    Imported only when named on the command line (``--import``, or ``rlkit train pkg.module:EnvId-v0``);
+    a run records them and its evaluate, record, report and resume import them again (docs/custom-envs.md)."""
 
     description: str = ""
     """One line shown by ``rlkit envs``."""
@@ -213,8 +233,8 @@ class Preset(_Strict):
     diagnostics_interval: int = Field(default=100, ge=0)
     """Log TD-error, gradient and Q statistics under ``diag/`` every this many gradient steps (0 disables)."""
 
-    divergence_q_bound: float = Field(default=1e6, gt=0)
-    """Stop training with an error when any |Q| exceeds this (or the loss is not finite)."""
+    divergence_q_bound: float = Field(default=1e6, gt=0, allow_inf_nan=True)
+    """Stop training with an error when any |Q| exceeds this (or the loss is not finite); ``.inf`` checks only the loss."""
 
     # --- budget, evaluation and checkpoints ---------------------------------------------
     n_timesteps: int = Field(default=100_000, ge=1)
@@ -236,7 +256,7 @@ class Preset(_Strict):
     """Save the replay buffer with each checkpoint (needed for an exact resume)."""
 
     solved_score: float | None = None
-    """Mean evaluation return at which the task counts as solved."""
+    """Mean evaluation return at which the task counts as solved (a finite number)."""
 
     stop_on_solved: bool = False
     """Stop training at the first evaluation that reaches ``solved_score``."""
@@ -249,8 +269,34 @@ class Preset(_Strict):
     search_space: str | None = None
     """``rlkit tune``'s search space: a name in ``tuning/`` (``classic``) or a YAML file; unset picks by family."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _module_in_env_id(cls, data: Any) -> Any:
+        """``env_id: pkg.module:EnvId-v0`` becomes ``env_id: EnvId-v0`` with the module in ``env_imports``."""
+        if not isinstance(data, dict) or not isinstance(data.get("env_id"), str):
+            return data
+        module, name = split_env_id(data["env_id"])
+        if module is None:
+            return data
+        if not MODULE_NAME.fullmatch(module) or not name or ":" in name:
+            raise ValueError(
+                f"env_id '{data['env_id']}' is not of the form pkg.module:EnvId-v0 (a module name, a colon, an env id)"
+            )
+        imports = data.get("env_imports") or []
+        if not isinstance(imports, list):
+            return data  # the field's own validation says what is wrong
+        return {**data, "env_id": name, "env_imports": [*imports, *([module] if module not in imports else [])]}
+
     @model_validator(mode="after")
     def _consistent(self) -> Preset:
+        for module in self.env_imports:
+            if not MODULE_NAME.fullmatch(module):
+                raise ValueError(f"env_imports: '{module}' is not a Python module name (valid: pkg.module)")
+        if self.buffer_size < self.batch_size:
+            raise ValueError(
+                f"buffer_size {self.buffer_size} is smaller than batch_size {self.batch_size}; "
+                "the replay buffer must hold at least one batch"
+            )
         if self.exploration_final_eps > self.exploration_initial_eps:
             raise ValueError("exploration_final_eps must not exceed exploration_initial_eps")
         if self.stop_on_solved and self.solved_score is None:
@@ -272,6 +318,17 @@ class Preset(_Strict):
         if self.per_beta_final < self.per_beta0:
             raise ValueError("per_beta_final must be at least per_beta0 (beta anneals upwards)")
         return self
+
+
+def preset_warnings(preset: Preset) -> list[str]:
+    """Settings that are legal but make a run useless, one line each (shown once on the terminal)."""
+    found: list[str] = []
+    if preset.learning_starts >= preset.n_timesteps:
+        found.append(
+            f"learning_starts {preset.learning_starts} >= n_timesteps {preset.n_timesteps}: no gradient step "
+            "will be taken and the agent will not learn; lower it with --set learning_starts=N"
+        )
+    return found
 
 
 # ----------------------------------------------------------------------------------------
@@ -394,5 +451,8 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def to_plain(preset: Preset) -> dict[str, Any]:
-    """A JSON/YAML-ready dict of the resolved preset."""
-    return preset.model_dump(mode="json")
+    """A JSON/YAML-ready dict of the resolved preset (``env_imports`` only when there are some)."""
+    plain = preset.model_dump(mode="json")
+    if not plain["env_imports"]:
+        del plain["env_imports"]  # configs, digests and studies of plain gymnasium envs stay as they were
+    return plain

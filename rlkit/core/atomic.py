@@ -63,10 +63,15 @@ def _fsync_dir(path: Path) -> None:
 
 def check_new_output(path: Path, force: bool, suffixes: tuple[str, ...], kind: str, flag: str = "--out") -> None:
     """An output path that can be written: a known suffix, an existing folder, no silent overwrite."""
+    from rlkit.core.paths import check_folder
+
     if path.suffix.lower() not in suffixes:
         raise RlkitError(f"{flag} {path}: unknown {kind} type '{path.suffix}'; valid: {', '.join(suffixes)}")
     if not path.parent.is_dir():
         raise RlkitError(f"{flag} {path}: folder {path.parent} does not exist")
+    check_folder(path.parent, flag)  # not under /proc, /sys or /dev; writable
+    if path.exists() and not path.is_file():
+        raise RlkitError(f"{flag} {path}: exists and is not a file (a folder or a special file); give a file path")
     if path.exists() and not force:
         raise RlkitError(f"{path} already exists; use --force to overwrite it or {flag} for another file")
 

@@ -20,3 +20,44 @@ def data_dir(kind: DataKind) -> Path:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"rlkit's '{kind}' data folder is missing from this installation")
+
+
+SPECIAL_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
+"""Kernel and device file systems: never a place for rlkit's folders or files."""
+
+
+def check_folder(path: Path, what: str, *, writable: bool = True) -> None:
+    """A folder rlkit may create (or write in) at ``path``; anything else is a one-line error.
+
+    Checked before anything is written: not under ``/proc``, ``/sys`` or ``/dev``; the nearest
+    existing part of the path is a folder (not a file), and (``writable``) one this process may write in.
+    """
+    import os
+
+    from rlkit.core.errors import RlkitError
+
+    named = f"{what}{path}" if what.endswith("=") else f"{what} {path}"
+    absolute = Path(os.path.abspath(path))
+    for special in SPECIAL_ROOTS:
+        if absolute == special or special in absolute.parents:
+            raise RlkitError(f"{named}: {special} is a special system folder; choose a folder of your own")
+    node = absolute
+    while not node.exists() and not node.is_symlink() and node != node.parent:
+        node = node.parent
+    if not node.is_dir():
+        where = "is" if node == absolute else f"needs a folder but {node} is"
+        raise RlkitError(f"{named} {where} a file, not a folder; choose a folder")
+    if writable and not os.access(node, os.W_OK | os.X_OK):
+        raise RlkitError(f"{named}: folder {node} is not writable")
+
+
+def make_folder(path: Path, what: str) -> Path:
+    """Create the folder ``path`` (with its parents) after :func:`check_folder`; failures are one line."""
+    from rlkit.core.errors import RlkitError
+
+    check_folder(path, what)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RlkitError(f"{what} {path}: cannot create this folder ({exc.strerror or exc})") from None
+    return path

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlkit.config.schema import AtariConfig, Preset
+from rlkit.environments.imports import ensure_imported
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -20,9 +21,8 @@ def _register() -> None:
     gym.register_envs(ale_py)
 
 
-@lru_cache(maxsize=1)
 def registered_env_ids() -> tuple[str, ...]:
-    """Every gymnasium id, Atari included (registered through ale-py)."""
+    """Every gymnasium id, Atari included (registered through ale-py), and those modules imported so far registered."""
     import gymnasium as gym
 
     _register()
@@ -58,6 +58,22 @@ def complete_preset(preset: Preset) -> Preset:
     return preset.model_copy(update=update) if update else preset
 
 
+def accepts_render_mode(env_id: str) -> bool:
+    """Whether the env's constructor takes ``render_mode`` (custom envs may not; gymnasium's all do)."""
+    import inspect
+
+    import gymnasium as gym
+    from gymnasium.envs.registration import load_env_creator
+
+    try:
+        spec = gym.spec(env_id)
+        creator = spec.entry_point if callable(spec.entry_point) else load_env_creator(str(spec.entry_point))
+        parameters = inspect.signature(creator).parameters.values()
+    except (gym.error.Error, ImportError, AttributeError, TypeError, ValueError):
+        return True  # unknown: gymnasium's own make says what is wrong
+    return any(p.name == "render_mode" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
 def check_env(preset: Preset) -> None:
     """Make the env once to catch bad ids, bad ``env_kwargs`` and non-discrete action spaces early."""
     import gymnasium as gym
@@ -65,6 +81,7 @@ def check_env(preset: Preset) -> None:
     from rlkit.core.errors import RlkitError
 
     _register()
+    ensure_imported(preset)
     try:
         env = gym.make(preset.env_id, **preset.env_kwargs)
     except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
@@ -124,7 +141,10 @@ def make_env(
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 
+    from rlkit.core.errors import RlkitError
+
     _register()
+    ensure_imported(preset)
     if train and render_mode is None and preset.atari is not None and preset.atari.backend == "ale":
         from rlkit.environments.atari_vec import make_ale_env
 
@@ -132,9 +152,18 @@ def make_env(
     # SB3's make_vec_env renders to rgb_array unless told otherwise; rendering costs (LunarLander
     # then simulates its engine particles as Box2D bodies: 20x slower physics), so it is off
     # unless asked for here or by the preset's env_kwargs.
-    env_kwargs: dict[str, Any] = {"render_mode": None, **preset.env_kwargs}
+    # An env whose constructor has no render_mode argument gets none (SB3 then makes it without).
+    env_kwargs: dict[str, Any] = dict(preset.env_kwargs)
+    accepts = accepts_render_mode(preset.env_id)
     if render_mode is not None:
+        if not accepts:
+            raise RlkitError(
+                f"{preset.env_id} cannot render frames: its constructor takes no render_mode argument "
+                f"(rendering needs render_mode='{render_mode}', see docs/custom-envs.md)"
+            )
         env_kwargs["render_mode"] = render_mode
+    elif accepts:
+        env_kwargs.setdefault("render_mode", None)
     wrapper_class = None
     wrapper_kwargs = None
     if preset.atari is not None:
@@ -148,18 +177,21 @@ def make_env(
 
         # fork: each child has this process's imports (a user's env module included).
         vec_env_cls, vec_env_kwargs = SubprocVecEnv, {"start_method": "fork"}
-    venv = make_vec_env(
-        _env_maker(preset) if preset.wrappers else preset.env_id,
-        n_envs=n_envs,
-        seed=seed,
-        monitor_dir=str(monitor_dir) if monitor_dir is not None else None,
-        wrapper_class=wrapper_class,
-        wrapper_kwargs=wrapper_kwargs,
-        env_kwargs=env_kwargs,
-        vec_env_cls=vec_env_cls,
-        vec_env_kwargs=vec_env_kwargs,
-        monitor_kwargs={"override_existing": not resume},
-    )
+    with warnings.catch_warnings():
+        # Without render_mode, SB3 first tries render_mode='rgb_array' (gymnasium warns), then none.
+        warnings.filterwarnings("ignore", message=".*initialised with render_mode='rgb_array'")
+        venv = make_vec_env(
+            _env_maker(preset) if preset.wrappers else preset.env_id,
+            n_envs=n_envs,
+            seed=seed,
+            monitor_dir=str(monitor_dir) if monitor_dir is not None else None,
+            wrapper_class=wrapper_class,
+            wrapper_kwargs=wrapper_kwargs,
+            env_kwargs=env_kwargs,
+            vec_env_cls=vec_env_cls,
+            vec_env_kwargs=vec_env_kwargs,
+            monitor_kwargs={"override_existing": not resume},
+        )
     if preset.atari is not None and preset.atari.frame_stack > 1:
         venv = VecFrameStack(venv, n_stack=preset.atari.frame_stack)
     return venv

@@ -46,6 +46,7 @@ import yaml
 from rlkit.config.schema import Preset, to_plain, validate
 from rlkit.core import atomic
 from rlkit.core.errors import RlkitError
+from rlkit.core.paths import check_folder, make_folder
 
 MANIFEST = "manifest.json"
 BUFFER = "replay_buffer.npz"
@@ -58,8 +59,14 @@ EVAL_FIELDS = ["timesteps", "mean_reward", "std_reward", "min_reward", "max_rewa
 
 
 def default_root() -> Path:
-    """``$RLKIT_RUNS_DIR`` or ``./runs``."""
-    return Path(os.environ.get("RLKIT_RUNS_DIR", "runs"))
+    """``$RLKIT_RUNS_DIR`` or ``./runs``; a variable naming a file (or a system folder) is one line."""
+    value = os.environ.get("RLKIT_RUNS_DIR")
+    if value is None:
+        return Path("runs")
+    if not value.strip():
+        raise RlkitError("RLKIT_RUNS_DIR is set but empty; set it to a folder, or unset it for ./runs")
+    check_folder(Path(value), "RLKIT_RUNS_DIR=", writable=False)
+    return Path(value)
 
 
 def now_iso() -> str:
@@ -122,14 +129,15 @@ class RunDir:
     def create(cls, alias: str, seed: int, root: Path | None = None, path: Path | None = None) -> RunDir:
         """A brand-new run folder; an existing non-empty folder is never reused."""
         if path is not None:
-            if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            check_folder(path, "--run-dir")
+            if path.is_dir() and any(path.iterdir()):
                 raise RlkitError(
                     f"run directory {path} already exists and is not empty; "
                     f"continue it with --resume {path} or choose another --run-dir"
                 )
-            path.mkdir(parents=True, exist_ok=True)
-            return cls(path)
+            return cls(make_folder(path, "--run-dir"))
         base = (root or default_root()) / alias
+        check_folder(base, "runs folder")
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         for n in range(1, 1000):
             name = f"{stamp}-s{seed}" + ("" if n == 1 else f"-{n}")
@@ -138,6 +146,8 @@ class RunDir:
                 candidate.mkdir(parents=True, exist_ok=False)
             except FileExistsError:
                 continue
+            except OSError as exc:
+                raise RlkitError(f"cannot create a run directory under {base}: {exc.strerror or exc}") from None
             return cls(candidate)
         raise RlkitError(f"could not create a run directory under {base}")
 
@@ -159,12 +169,23 @@ class RunDir:
         atomic.write_text(self.config, header + body)
 
     def read_config(self) -> tuple[str, int, Preset]:
-        """Alias, seed and validated preset of this run."""
+        """Alias, seed and validated preset of this run; a damaged file is one line."""
+        damaged = f"{self.config}: damaged run config"
         try:
             data = yaml.safe_load(self.config.read_text())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RlkitError(f"{damaged} (unreadable: {one_line(exc)})") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or "invalid YAML"
+            raise RlkitError(f"{damaged} (malformed YAML{where}: {problem})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("preset"), dict):
+            raise RlkitError(f"{damaged} (expected the keys alias, seed and preset)")
+        try:
             return str(data["alias"]), int(data["seed"]), validate(data["preset"], str(self.config))
-        except (yaml.YAMLError, KeyError, TypeError) as exc:
-            raise RlkitError(f"{self.config}: damaged run config ({exc})") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RlkitError(f"{damaged} (bad or missing {one_line(exc)})") from None
 
     def append_command(self, argv: list[str] | None = None) -> None:
         line = f"{now_iso()}  {shlex.join(argv if argv is not None else sys.argv)}\n"
@@ -175,18 +196,12 @@ class RunDir:
         atomic.write_json(self.meta, {**environment_info(), **extra})
 
     def read_meta(self) -> dict[str, Any]:
-        return dict(json.loads(self.meta.read_text()))
+        return read_json_object(self.meta, "run metadata")
 
     def read_state(self) -> dict[str, Any]:
         if not self.state_file.exists():
             return {}
-        try:
-            state = json.loads(self.state_file.read_text())
-        except (OSError, ValueError) as exc:
-            raise RlkitError(f"{self.state_file}: damaged run state ({exc})") from None
-        if not isinstance(state, dict):
-            raise RlkitError(f"{self.state_file}: damaged run state (not a JSON object)")
-        return state
+        return read_json_object(self.state_file, "run state")
 
     def update_state(self, *, forget: tuple[str, ...] = (), **changes: Any) -> dict[str, Any]:
         """Merge ``changes`` into ``state.json``, dropping the keys in ``forget`` (atomically; in place when the disk is full)."""
@@ -247,8 +262,11 @@ class RunDir:
     def read_evaluations(self) -> list[dict[str, float]]:
         if not self.evaluations.exists():
             return []
-        with open(self.evaluations, newline="") as handle:
-            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+        try:
+            with open(self.evaluations, newline="") as handle:
+                return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, csv.Error) as exc:
+            raise RlkitError(f"{self.evaluations}: damaged evaluation history ({one_line(exc)})") from None
 
     def write_evaluations(self, rows: list[dict[str, float]]) -> None:
         buffer = io.StringIO()
@@ -268,6 +286,24 @@ class RunDir:
             if p.is_dir() and p.name[5:].isdigit() and (p / "state.json").exists()
         ]
         return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (YAML and JSON errors span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from ``path``; a truncated, corrupted or non-object file is one line."""
+    try:
+        data = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise RlkitError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise RlkitError(f"{path}: damaged {what} (not valid JSON: {one_line(exc)})") from None
+    if not isinstance(data, dict):
+        raise RlkitError(f"{path}: damaged {what} (expected a JSON object, got {type(data).__name__})")
+    return data
 
 
 class RunLock:

@@ -30,6 +30,7 @@ from rlkit.config.presets import Resolved
 from rlkit.config.schema import Preset
 from rlkit.core import atomic
 from rlkit.core.errors import Interrupted, RlkitError
+from rlkit.core.seeds import check_seed, derive_seed
 from rlkit.training.loop import EVAL_SEED_OFFSET
 from rlkit.training.rundir import BUFFER, CheckpointInfo, RunDir, RunLock, now_iso, verify_checkpoint
 
@@ -82,6 +83,7 @@ def start(
     from rlkit.training import tracking
     from rlkit.training.factory import resolve_device
 
+    check_seed(seed)
     torch_device = resolve_device(device)  # fails before anything is written
     available_cores()  # so does a malformed RLKIT_CORES
     tracking.require(track)  # and a tracker that is not installed
@@ -156,7 +158,7 @@ def _set_up(
             }
         )
         run.update_state(status="running", num_timesteps=0, n_timesteps=preset.n_timesteps, wall_s=0.0)
-        eval_env = make_env(preset, n_envs=1, seed=seed + EVAL_SEED_OFFSET, train=False)
+        eval_env = make_env(preset, n_envs=1, seed=derive_seed(seed, EVAL_SEED_OFFSET), train=False)
     except BaseException:
         lock.release()
         raise
@@ -220,20 +222,21 @@ def resume(
             return None
         state, ckpt, trainee, exact = restored
         steps = ckpt.step
+        history = run.read_evaluations()  # a damaged history fails here, before anything is written
         # The resume proceeds: from here on the run directory changes.
         tracker = tracking.open_for_run(track, run) if track else None  # the same tracked run again
         if extending is not None:
             extending.write(run)
         run.append_command(argv)
         # Evaluations logged after the checkpoint belong to steps that will be replayed.
-        run.write_evaluations([row for row in run.read_evaluations() if row["timesteps"] <= steps])
+        run.write_evaluations([row for row in history if row["timesteps"] <= steps])
         wall = float(ckpt.state.get("wall_s") or 0.0)
         changes: dict[str, Any] = {"status": "running", "num_timesteps": steps, "wall_s": wall}
         if not exact:
             changes["inexact_resumes"] = [*state.get("inexact_resumes", []), steps]
             changes["resume_exact"] = False
         run.update_state(forget=_SESSION_KEYS, **changes)
-        eval_env = make_env(preset, n_envs=1, seed=seed + EVAL_SEED_OFFSET + steps, train=False)
+        eval_env = make_env(preset, n_envs=1, seed=derive_seed(seed, EVAL_SEED_OFFSET, steps), train=False)
         best = ckpt.state.get("best_mean_reward")
         return _learn(
             run,
@@ -275,7 +278,12 @@ def _restore(
     ckpt = _choose_checkpoint(run, without_buffer=without_buffer, notify=say)
     steps = ckpt.step
     trainee = build(
-        preset, seed=seed, device=device, env_seed=seed + steps, monitor_dir=run.monitor, checkpoint=ckpt.path
+        preset,
+        seed=seed,
+        device=device,
+        env_seed=derive_seed(seed, steps),
+        monitor_dir=run.monitor,
+        checkpoint=ckpt.path,
     )
     model = trainee.model
     apply_schedules(model, preset)  # a budget extended by `extend` re-anchors them
@@ -293,7 +301,7 @@ def _restore(
             model.replay_buffer.reset()
             say(f"{ckpt.label}: {problem}; continuing with an empty replay buffer (--without-buffer)")
             exact = False
-    model.set_random_seed(seed + steps)
+    model.set_random_seed(derive_seed(seed, steps))
     model.tensorboard_log = str(run.tensorboard)
     model._last_obs = None  # the fresh env must be reset
     return state, ckpt, trainee, exact

@@ -151,6 +151,7 @@ class Objective:
 
     def _train_seed(self, trial: optuna.Trial, preset: Preset, k: int, seed: int) -> float:
         """Seed ``k`` of the trial through rlkit's one learn loop, evaluations reported to Optuna."""
+        from rlkit.core.seeds import derive_seed
         from rlkit.environments.factory import make_env
         from rlkit.training import loop
         from rlkit.training.callbacks import Evaluator
@@ -158,7 +159,7 @@ class Objective:
 
         budget = self.settings.steps
         trainee = build(preset, seed=seed, device=self.settings.device)
-        eval_env = make_env(preset, n_envs=1, seed=seed + loop.EVAL_SEED_OFFSET, train=False)
+        eval_env = make_env(preset, n_envs=1, seed=derive_seed(seed, loop.EVAL_SEED_OFFSET), train=False)
         try:
             if k == 0:  # fixed, or chosen by measuring (a --jobs worker gets its share of the cores)
                 trial.set_user_attr("torch_threads", trainee.threads_label)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from rlkit.config.schema import did_you_mean
 from rlkit.core.errors import RlkitError
+from rlkit.core.paths import make_folder
 from rlkit.tuning import storage as storages
 from rlkit.tuning.space import SearchSpace, SpaceFile
 from rlkit.tuning.study import OBJECTIVE_COLUMN, objective_label
@@ -171,7 +172,7 @@ def plot(opened: Opened, out_dir: Path, *, force: bool = False) -> tuple[list[Pa
         "intermediate": (ovm.plot_intermediate_values, 1),
         "parallel": (functools.partial(parallel_coordinates, opened), 2),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir, "--out-dir")
     written: list[Path] = []
     skipped: list[str] = []
     for name in PLOTS:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlkit.core.errors import RlkitError
+from rlkit.core.paths import make_folder
 
 if TYPE_CHECKING:
     import optuna
@@ -88,10 +89,13 @@ def open_storage(
     heartbeat_s: int = HEARTBEAT_S,
     grace_s: int = GRACE_S,
     create: bool = True,
+    runs_root: Path | None = None,
 ) -> optuna.storages.RDBStorage:
     """Connect to the storage (with heartbeats and retries of dead workers' trials).
 
     ``create=False`` refuses to make a new SQLite file (for commands that only read a study).
+    An SQLite file's folder must exist, except rlkit's own ``runs/tune/`` (:func:`tune_root`),
+    which is made here: a mistyped URL never makes folders elsewhere (at the filesystem root).
     """
     import warnings
 
@@ -102,10 +106,18 @@ def open_storage(
     if url.sqlite_path is not None:
         if not create and not url.sqlite_path.is_file():
             raise RlkitError(f"no study database at {url.sqlite_path}")
-        if not url.sqlite_path.parent.is_dir():
+        folder = url.sqlite_path.parent
+        if not folder.is_dir():
             if not create:
                 raise RlkitError(f"no study database at {url.sqlite_path}")
-            url.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            if folder.resolve() != tune_root(runs_root).resolve():
+                raise RlkitError(
+                    f"storage {url.shown}: folder {folder} does not exist; create it first, "
+                    f"or leave out --storage for the default {tune_root(runs_root)}/<study>.db"
+                )
+            make_folder(folder, "study folder")
+        if url.sqlite_path.exists() and not url.sqlite_path.is_file():
+            raise RlkitError(f"storage {url.shown}: {url.sqlite_path} is not a file (a folder or a special file)")
         # Concurrent local workers: wait for the write lock rather than failing at once.
         engine_kwargs["connect_args"] = {"timeout": 60}
     elif url.dialect == "postgresql":

@@ -19,11 +19,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from rlkit.config.schema import did_you_mean, to_plain
 from rlkit.core.errors import RlkitError
+from rlkit.core.seeds import check_seed, derive_seed
 from rlkit.tuning import storage as storages
 from rlkit.tuning.space import SearchSpace
 
 if TYPE_CHECKING:
     import optuna
+
+    from rlkit.config.presets import Resolved
 
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp")
@@ -70,6 +73,8 @@ class TuneRequest:
     worker_index: int = 0
     track: str | None = None
     """``mlflow`` or ``wandb``: one tracked run per finished trial (:class:`TrialTracking`)."""
+    imports: list[str] = field(default_factory=list)
+    """``--import`` modules (they register custom envs); passed on to ``--jobs`` workers."""
 
 
 @dataclass
@@ -85,6 +90,8 @@ class Prepared:
     record: dict[str, Any]
     study: optuna.Study
     created: bool
+    defaults: dict[str, Any] = field(default_factory=dict)
+    """For an env without a preset: the sized defaults the base preset got (shown once)."""
 
 
 def _check_choice(kind: str, value: str, valid: tuple[str, ...]) -> None:
@@ -145,6 +152,7 @@ def prepare(request: TuneRequest) -> Prepared:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
+    check_seed(request.seed)
     _check_choice("sampler", request.sampler, SAMPLERS)
     _check_choice("pruner", request.pruner, PRUNERS)
     for name, value in (("--trials", request.trials), ("--jobs", request.jobs)):
@@ -158,7 +166,10 @@ def prepare(request: TuneRequest) -> Prepared:
     if request.timeout is not None and request.timeout <= 0:
         raise RlkitError(f"--timeout must be positive seconds (got {request.timeout:g})")
 
-    resolved = resolve(request.env, config_file=request.config, overrides=request.overrides)
+    resolved = resolve(request.env, config_file=request.config, overrides=request.overrides, imports=request.imports)
+    if resolved.defaults and request.steps is not None:  # no preset: size the defaults to the trials' budget
+        sized = [*request.overrides, f"n_timesteps={request.steps}"]
+        resolved = resolve(request.env, config_file=request.config, overrides=sized, imports=request.imports)
     base = to_plain(resolved.preset)
     space_name = request.space or preset_space(resolved.preset.search_space, resolved.source)
     space_name = space_name or spaces.family(resolved.preset.env_id)
@@ -170,7 +181,9 @@ def prepare(request: TuneRequest) -> Prepared:
 
     prepare_store(request.track, f"rlkit-{resolved.alias}")  # so does a missing tracker; --jobs workers share the store
 
-    storage = storages.open_storage(url, heartbeat_s=request.heartbeat, grace_s=max(3 * request.heartbeat, 3))
+    storage = storages.open_storage(
+        url, heartbeat_s=request.heartbeat, grace_s=max(3 * request.heartbeat, 3), runs_root=request.runs_root
+    )
     wanted = {
         "steps": request.steps,
         "seeds_per_trial": request.seeds_per_trial,
@@ -189,6 +202,7 @@ def prepare(request: TuneRequest) -> Prepared:
             raise RlkitError(
                 f"study '{study_name}' in {url.shown} was not created by rlkit tune; choose another --study"
             )
+        resolved, base, space = _sized_as_recorded(request, resolved, record, space_name, base, space)
         _check_same(study_name, record, resolved.preset.env_id, wanted, base, space)
     else:
         steps = request.steps or resolved.preset.n_timesteps
@@ -202,7 +216,7 @@ def prepare(request: TuneRequest) -> Prepared:
             "steps": steps,
             "seeds_per_trial": seeds,
             "evals_per_trial": evals,
-            "train_seeds": [request.seed * 1000 + k for k in range(seeds)],
+            "train_seeds": [derive_seed(request.seed * 1000, k) for k in range(seeds)],
             "space_name": space.name,
             "space": space.to_plain(),
         }
@@ -213,12 +227,43 @@ def prepare(request: TuneRequest) -> Prepared:
             if baseline is not None:  # trial 0 is the starting point: what the search must beat
                 study.enqueue_trial(baseline, user_attrs={"baseline": True})
         else:  # a concurrent worker created it first
-            _check_same(study_name, study.user_attrs[ATTR], resolved.preset.env_id, wanted, base, space)
             record = study.user_attrs[ATTR]
+            resolved, base, space = _sized_as_recorded(request, resolved, record, space_name, base, space)
+            _check_same(study_name, record, resolved.preset.env_id, wanted, base, space)
     seed = sampler_seed(request.seed, len(study.get_trials(deepcopy=False)), request.worker_index)
     study.sampler = make_sampler(request.sampler, seed)
     study.pruner = make_pruner(request.pruner, record["steps"], record["seeds_per_trial"], record["evals_per_trial"])
-    return Prepared(request, study_name, url, record["alias"], record["env_id"], space, record, study, not existing)
+    return Prepared(
+        request,
+        study_name,
+        url,
+        record["alias"],
+        record["env_id"],
+        space,
+        record,
+        study,
+        not existing,
+        resolved.defaults,
+    )
+
+
+def _sized_as_recorded(
+    request: TuneRequest, resolved: Resolved, record: dict[str, Any], space_name: str, base: dict[str, Any], space: Any
+) -> tuple[Resolved, dict[str, Any], Any]:
+    """An env without a preset has defaults sized to the budget: size them as the study's base was.
+
+    (A ``--jobs`` worker, or a continuation without ``--steps``, would otherwise size them anew.)
+    """
+    from rlkit.environments.resolve import resolve
+    from rlkit.tuning import space as spaces
+
+    recorded = record.get("base", {}).get("n_timesteps")
+    if not resolved.defaults or recorded is None or recorded == base.get("n_timesteps"):
+        return resolved, base, space
+    sized = [*request.overrides, f"n_timesteps={recorded}"]
+    resolved = resolve(request.env, config_file=request.config, overrides=sized, imports=request.imports)
+    base = to_plain(resolved.preset)
+    return resolved, base, spaces.load(space_name, base)
 
 
 def preset_space(name: str | None, source: str) -> str | None:
@@ -489,6 +534,8 @@ def worker_command(prepared: Prepared, index: int) -> list[str]:
         cmd += ["--set", item]
     if request.track is not None:
         cmd += ["--track", request.track]
+    for module in request.imports:
+        cmd += ["--import", module]
     return cmd
 
 
