@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from rlkit.analysis.evaluation import EvalResult
     from rlkit.analysis.video import Recording
+    from rlkit.config.presets import Resolved
     from rlkit.training.train import TrainResult
     from rlkit.tuning.study import Prepared
 
@@ -79,6 +80,8 @@ def train(
     callbacks: list[Any] | None = None,
     track: str | None = None,
     imports: list[str] | None = None,
+    command: list[str] | None = None,
+    on_resolved: Callable[[Resolved], None] | None = None,
 ) -> TrainResult:
     """Train a new run, as ``rlkit train ENV``; returns its :class:`~rlkit.training.train.TrainResult`.
 
@@ -95,6 +98,9 @@ def train(
     :param track: ``mlflow`` or ``wandb``: mirror the run to that tracker, as ``--track`` (docs/tracking.md).
     :param imports: Python modules to import first (they register custom envs), as ``--import``;
         ``env`` may also be ``pkg.module:EnvId-v0`` (docs/custom-envs.md).
+    :param command: what the run's ``command.txt`` records (the CLI passes its command line; by
+        default the Python call).
+    :param on_resolved: called with the checked configuration before the run directory is made.
     """
     from rlkit.environments.resolve import resolve
     from rlkit.training import train as training
@@ -108,8 +114,12 @@ def train(
     resolved = resolve(
         str(env), config_file=Path(config) if config is not None else None, overrides=assignments, imports=imports or []
     )
+    if on_resolved is not None:
+        on_resolved(resolved)
     chosen = seed if seed is not None else random.SystemRandom().randrange(2**31)
-    argv = _call("train", str(env), seed=chosen, steps=steps, overrides=assignments or None, init_from=init_from)
+    argv = command or _call(
+        "train", str(env), seed=chosen, steps=steps, overrides=assignments or None, init_from=init_from
+    )
     return training.start(
         resolved,
         seed=chosen,
@@ -132,19 +142,34 @@ def resume(
     quiet: bool = True,
     callbacks: list[Any] | None = None,
     track: str | None = None,
+    without_buffer: bool = False,
+    notify: Callable[[str], None] | None = None,
+    command: list[str] | None = None,
 ) -> TrainResult:
     """Continue an interrupted run, as ``rlkit train --resume RUN``; with ``steps``, train it on to that total.
 
     A run that already finished is returned as it is (its result read from ``state.json``)
-    unless ``steps`` asks for more.
+    unless ``steps`` asks for more. ``without_buffer`` continues from a checkpoint whose replay
+    buffer cannot be restored (the run records that the resume was not exact); ``notify`` gets
+    each warning line (a skipped damaged checkpoint, say; default: stderr); ``command`` is what
+    ``command.txt`` records.
     """
     from rlkit.training import train as training
 
     path = Path(run_dir)
-    argv = _call("resume", str(path), steps=steps)
+    argv = command or _call("resume", str(path), steps=steps)
+    options: dict[str, Any] = {
+        "device": device,
+        "quiet": quiet,
+        "argv": argv,
+        "callbacks": callbacks,
+        "track": track,
+        "without_buffer": without_buffer,
+        "notify": notify,
+    }
     if steps is not None:
-        return training.extend(path, steps, device=device, quiet=quiet, argv=argv, callbacks=callbacks, track=track)
-    result = training.resume(path, device=device, quiet=quiet, argv=argv, callbacks=callbacks, track=track)
+        return training.extend(path, steps, **options)
+    result = training.resume(path, **options)
     return result if result is not None else training.finished_result(path)
 
 
@@ -158,6 +183,7 @@ def evaluate(
     epsilon: float | None = None,
     device: str = "cpu",
     save: bool = True,
+    on_episode: Callable[[float, int], None] | None = None,
 ) -> EvalResult:
     """Evaluate a run's model, as ``rlkit evaluate``: greedy unless ``epsilon`` is given.
 
@@ -165,6 +191,7 @@ def evaluate(
         preset file or gymnasium id); the result is saved beside the file.
     :param model: ``auto`` (best if present, else final), ``best``, ``final`` or a checkpoint ``step-<N>``.
     :param save: also write the result as JSON into the run directory (as the CLI does).
+    :param on_episode: called with each episode's return and length as it ends (a progress bar).
     """
     from rlkit.analysis.evaluation import DEFAULT_EVAL_SEED, evaluate_run, save_result
 
@@ -177,6 +204,7 @@ def evaluate(
         seed=DEFAULT_EVAL_SEED if seed is None else seed,
         epsilon=epsilon,
         device=device,
+        on_episode=on_episode,
     )
     if save:
         save_result(result)

@@ -56,25 +56,22 @@ def evaluate(
 
     RUN_DIR is a run directory, or a bare SB3 model file with the env it plays: `rlkit evaluate model.zip CartPole-v1`.
     """
-    from rlkit.analysis.evaluation import DEFAULT_EPSILON, DEFAULT_EVAL_SEED, evaluate_run, save_result
+    from rlkit import api
+    from rlkit.analysis.evaluation import DEFAULT_EPSILON, save_result
     from rlkit.core.errors import RlkitError
+    from rlkit.core.seeds import check_seed
 
     if epsilon is not None and not stochastic:
         raise RlkitError("--epsilon only applies to --stochastic evaluation; add --stochastic or drop --epsilon")
     eps = (DEFAULT_EPSILON if epsilon is None else epsilon) if stochastic else None
-    seed = DEFAULT_EVAL_SEED if seed is None else seed
+    if seed is not None:
+        check_seed(seed)
     _note_status(run_dir)
     with episode_progress(episodes, "evaluate", enabled=not as_json) as on_episode:
-        result = evaluate_run(
-            run_dir,
-            env_name=env,
-            model_name=model,
-            episodes=episodes,
-            seed=seed,
-            epsilon=eps,
-            device=device,
+        result = api.evaluate(
+            run_dir, env, model=model, episodes=episodes, seed=seed, epsilon=eps, device=device, save=False,
             on_episode=on_episode,
-        )
+        )  # fmt: skip
     path = save_result(result)
     if as_json:
         typer.echo(json.dumps({**result.to_dict(), "saved_to": str(path)}, indent=2))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from rlkit.cli.common import (
     DeviceOpt,
@@ -74,7 +75,7 @@ def train(
     import_: ImportOption = None,
 ) -> None:
     """Train DQN on an environment, with evaluation, checkpoints and a live display."""
-    from rlkit.training import train as training
+    from rlkit import api
 
     if resume is not None:
         if env is not None or set_ or config is not None or run_dir is not None or seed is not None or init_from:
@@ -88,65 +89,54 @@ def train(
         argv += ["--track", track.value] if track is not None else []
         if without_buffer:
             argv.append("--without-buffer")
-        notify = lambda m: err.print(f"[yellow]warning:[/] {m}", markup=True, soft_wrap=True, highlight=False)  # noqa: E731
         if steps is not None:
             argv[4:4] = ["--steps", str(steps)]
-            result = training.extend(
-                resume,
-                steps,
-                device=device,
-                quiet=quiet,
-                argv=argv,
-                without_buffer=without_buffer,
-                notify=notify,
-                track=track_name(track),
+        elif _finished(resume):
+            out.print(
+                f"{resume}: this run already finished; nothing to do "
+                f"(train it further with: rlkit train --resume {resume} --steps N)"
             )
-        else:
-            maybe = training.resume(
-                resume,
-                device=device,
-                quiet=quiet,
-                argv=argv,
-                without_buffer=without_buffer,
-                notify=notify,
-                track=track_name(track),
-            )
-            if maybe is None:
-                out.print(
-                    f"{resume}: this run already finished; nothing to do "
-                    f"(train it further with: rlkit train --resume {resume} --steps N)"
-                )
-                return
-            result = maybe
+            return
+        result = api.resume(
+            resume,
+            steps=steps,
+            device=device,
+            quiet=quiet,
+            track=track_name(track),
+            without_buffer=without_buffer,
+            notify=lambda m: err.print(
+                f"[yellow]warning:[/] {escape(m)}", markup=True, soft_wrap=True, highlight=False
+            ),
+            command=argv,
+        )
     else:
         if without_buffer:
             raise fail("--without-buffer only applies to --resume RUN_DIR")
         if env is None:
             raise fail("missing environment: rlkit train ENV (see `rlkit envs`) or rlkit train --resume RUN_DIR")
         from rlkit.core.seeds import check_seed
-        from rlkit.environments.resolve import resolve
 
         if seed is not None:
             check_seed(seed)
-        overrides = list(set_ or [])
-        if steps is not None:
-            overrides.append(f"n_timesteps={steps}")
-        resolved = resolve(env, config_file=config, overrides=overrides, imports=import_ or [])
-        explain_resolved(resolved)
         chosen_seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
         argv = _command_line(env, chosen_seed, steps, set_ or [], config, device, run_dir, quiet, import_ or [])
         if init_from is not None:
             argv += ["--init-from", str(init_from)]
         argv += ["--track", track.value] if track is not None else []
-        result = training.start(
-            resolved,
+        result = api.train(
+            env,
             seed=chosen_seed,
+            steps=steps,
+            overrides=list(set_ or []),
+            config=config,
             device=device,
             run_dir=run_dir,
-            quiet=quiet,
-            argv=argv,
             init_from=init_from,
+            quiet=quiet,
             track=track_name(track),
+            imports=import_ or [],
+            command=argv,
+            on_resolved=explain_resolved,
         )
     final = result.final_eval
     final_text = "-" if final is None else f"{final['mean_reward']:.1f} ± {final['std_reward']:.1f}"
@@ -162,6 +152,17 @@ def train(
     from rlkit.training.display import short_path
 
     out.print(f"run directory: {short_path(result.run_dir)}", soft_wrap=True)
+
+
+def _finished(run_dir: Path) -> bool:
+    """Whether a run's state says it finished (an unreadable run is left to the resume to report)."""
+    from rlkit.core.errors import RlkitError
+    from rlkit.training.rundir import RunDir
+
+    try:
+        return RunDir.open(run_dir).read_state().get("status") == "finished"
+    except RlkitError:
+        return False
 
 
 def _solved_score(run_dir: Path) -> float | None:
