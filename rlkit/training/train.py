@@ -462,7 +462,7 @@ def _learn(
             steps = learned.steps
             if learned.signal is not None:
                 saving = True
-                display.message(f"stopping at step {steps}: saving a checkpoint (Ctrl-C again abandons it)")
+                display.message(f"stopping at step {steps:,}: saving a checkpoint (Ctrl-C again abandons it)")
                 if checkpointer.last_saved != steps:  # not just written by the periodic checkpoint
                     checkpointer.save()
                 atomic.write_with(run.final_model, model.save)
@@ -473,7 +473,8 @@ def _learn(
                 if tracker is not None:
                     tracking.finish_run(tracker, run, "killed")
                 raise Interrupted(
-                    f"interrupted at step {steps}/{preset.n_timesteps}; checkpoint saved. Resume with: {resume_cmd}",
+                    # The command on a line of its own: it does not wrap at 80 columns, and copies whole.
+                    f"interrupted at step {steps:,}/{preset.n_timesteps:,}; checkpoint saved. Resume with:\n  {resume_cmd}",
                     learned.signal,
                 )
             final_eval = evaluator.last
