@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "rounds_steps_per_s": per_round,
         "steps_per_s": median,
         "ratio_rlkit_over_sb3": round(median["rlkit"] / median["sb3"], 3),
-        "threads": {c.name: c.threads_label for c in contenders},
+        "threads": {c.name: c.threads_label if c.name != "sbx" else "JAX's own (XLA CPU)" for c in contenders},
         "limit_steps_per_s": round(limit, 1),
         "limit": LIMIT_NOTE,
         "env_step_ms": round(env_ms, 4),
