@@ -38,6 +38,13 @@ def test_the_walkthrough_runs_as_written(tmp_path: Path, monkeypatch: pytest.Mon
         (lambda: rlkit.evaluate("no/such/run"), "not a run directory"),
         (lambda: rlkit.load("no/such/run"), "not a run directory"),
         (lambda: rlkit.tune("cartpole", sampler="tpee"), "unknown sampler 'tpee'"),
+        (lambda: rlkit.train("cartpole", steps="abc"), "steps must be a whole number"),
+        (lambda: rlkit.train("cartpole", device=0), "device must be a device name"),
+        (lambda: rlkit.train("cartpole", callbacks=5), "callbacks must be a list"),
+        (lambda: rlkit.train(None), "env is required"),
+        (lambda: rlkit.resume(None), "run_dir must be a run directory path"),
+        (lambda: rlkit.evaluate("run", episodes="x"), "episodes must be a whole number"),
+        (lambda: rlkit.tune("cartpole", trials="2"), "trials must be a whole number"),
     ],
 )
 def test_errors_are_one_line_rlkit_errors(

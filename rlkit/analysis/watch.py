@@ -10,6 +10,7 @@ the session when the window is closed. Episodes are played greedily through
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -137,12 +138,15 @@ def watch(
         open_source,
         play,
     )
+    from rlkit.core.seeds import check_seed
     from rlkit.environments.factory import make_env
 
     if episodes < 1:
         raise RlkitError(f"--episodes must be at least 1 (got {episodes})")
-    if fps is not None and fps <= 0:
-        raise RlkitError(f"--fps must be positive (got {fps:g})")
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise RlkitError(f"--fps must be a positive, finite number of steps per second (got {fps:g})")
+    if seed is not None:
+        check_seed(seed)
     source = open_source(path, env_name, model_name, command="watch")
     require_display()
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # no sound, and no ALSA complaints without a sound card

@@ -59,6 +59,48 @@ def _check_seed(seed: int | None, what: str = "seed") -> None:
         check_seed(seed, what)
 
 
+def _expect(required: tuple[str, ...] = (), /, **values: Any) -> None:
+    """Each keyword's value is of its kind in ``_KINDS`` (or ``None``); anything else is a one-line :class:`RlkitError`."""
+    for name, value in values.items():
+        kinds, what = _KINDS[name]
+        if value is None and name not in required:
+            continue
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+            raise RlkitError(f"{name} must be {what} (got {type(value).__name__} {value!r:.40})")
+
+
+_PATH = (str, Path)
+_KINDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "env": (_PATH, "a preset name, gymnasium id or preset file path"),
+    "run_dir": (_PATH, "a run directory path"),
+    "source": (_PATH, "a run directory or model .zip path"),
+    "runs_root": (_PATH, "a folder path"),
+    "config": (_PATH, "a YAML file path"),
+    "init_from": (_PATH, "a run directory or model .zip path"),
+    "out": (_PATH, "a file path"),
+    "steps": ((int,), "a whole number of environment steps"),
+    "episodes": ((int,), "a whole number of episodes"),
+    "trials": ((int,), "a whole number of trials"),
+    "jobs": ((int,), "a whole number of worker processes"),
+    "seeds_per_trial": ((int,), "a whole number"),
+    "evals_per_trial": ((int,), "a whole number"),
+    "device": ((str,), "a device name: auto, cpu, cuda or cuda:N"),
+    "model": ((str,), "a model name: auto, best, final or step-N"),
+    "track": ((str,), "a tracker name: mlflow or wandb"),
+    "sampler": ((str,), "a sampler name"),
+    "pruner": ((str,), "a pruner name"),
+    "study": ((str,), "a study name"),
+    "storage": ((str,), "a storage URL"),
+    "space": ((str,), "a search space name or file"),
+    "callbacks": ((list, tuple), "a list of SB3 callbacks"),
+    "imports": ((list, tuple), "a list of module names"),
+    "quiet": ((bool,), "True or False"),
+    "epsilon": ((int, float), "a number"),
+    "fps": ((int, float), "a number"),
+    "timeout": ((int, float), "a number of seconds"),
+}
+
+
 def _call(name: str, *args: Any, **kwargs: Any) -> list[str]:
     """How a run records a Python call in its command.txt."""
     shown = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items() if v is not None]
@@ -102,6 +144,21 @@ def train(
         default the Python call).
     :param on_resolved: called with the checked configuration before the run directory is made.
     """
+    if env is None:
+        raise RlkitError("env is required: a preset name (rlkit envs), a gymnasium id or a preset .yaml file")
+    _expect(
+        env=env,
+        steps=steps,
+        config=config,
+        device=device,
+        run_dir=run_dir,
+        runs_root=runs_root,
+        init_from=init_from,
+        quiet=quiet,
+        callbacks=callbacks,
+        track=track,
+        imports=imports,
+    )
     from rlkit.environments.resolve import resolve
     from rlkit.training import train as training
 
@@ -115,6 +172,14 @@ def train(
         str(env), config_file=Path(config) if config is not None else None, overrides=assignments, imports=imports or []
     )
     if on_resolved is not None:
+        from rlkit.training.rundir import RunDir
+
+        # Where the run would go is checked first: a refusal there is the only line the user sees.
+        RunDir.check_new(
+            resolved.alias,
+            Path(runs_root) if runs_root is not None else None,
+            Path(run_dir) if run_dir is not None else None,
+        )
         on_resolved(resolved)
     chosen = seed if seed is not None else random.SystemRandom().randrange(2**31)
     argv = command or _call(
@@ -154,6 +219,7 @@ def resume(
     each warning line (a skipped damaged checkpoint, say; default: stderr); ``command`` is what
     ``command.txt`` records.
     """
+    _expect(("run_dir",), run_dir=run_dir, steps=steps, device=device, quiet=quiet, callbacks=callbacks, track=track)
     from rlkit.training import train as training
 
     path = Path(run_dir)
@@ -193,6 +259,7 @@ def evaluate(
     :param save: also write the result as JSON into the run directory (as the CLI does).
     :param on_episode: called with each episode's return and length as it ends (a progress bar).
     """
+    _expect(("run_dir",), run_dir=run_dir, env=env, model=model, episodes=episodes, epsilon=epsilon, device=device)
     from rlkit.analysis.evaluation import DEFAULT_EVAL_SEED, evaluate_run, save_result
 
     _check_seed(seed, "evaluation seed")
@@ -229,6 +296,7 @@ def record(
     The default file is ``RUN/videos/<model>-<N>ep.mp4`` (``.gif`` with ``gif``); an existing
     file is kept unless ``force``. A bare model ``.zip`` plays on ``env`` (videos/ beside it).
     """
+    _expect(("run_dir",), run_dir=run_dir, env=env, model=model, episodes=episodes, out=out, fps=fps)
     from rlkit.analysis.evaluation import open_source
     from rlkit.analysis.video import check_request, default_video_path, record_run
 
@@ -268,6 +336,7 @@ def load(source: str | Path, model: str = "auto", device: str = "cpu", env: str 
     A ``.zip`` outside a run directory needs ``env``, the env it plays (preset alias, preset file or
     gymnasium id): its objects are rebuilt from that preset, never unpickled.
     """
+    _expect(("source",), source=source, model=model, device=device, env=env)
     from rlkit.analysis.evaluation import load_run_model, load_source_model, open_source, resolve_model
     from rlkit.training.factory import load_model, resolve_device
     from rlkit.training.rundir import RunDir
@@ -324,6 +393,25 @@ def prepare_tune(
     imports: list[str] | None = None,
 ) -> Prepared:
     """Check a tuning request and open (or create) its study: what :func:`tune` and ``rlkit tune`` run."""
+    _expect(
+        env=env,
+        trials=trials,
+        steps=steps,
+        seeds_per_trial=seeds_per_trial,
+        evals_per_trial=evals_per_trial,
+        sampler=sampler,
+        pruner=pruner,
+        study=study,
+        storage=storage,
+        space=space,
+        config=config,
+        device=device,
+        jobs=jobs,
+        timeout=timeout,
+        runs_root=runs_root,
+        track=track,
+        imports=imports,
+    )
     from rlkit.training.factory import resolve_device
     from rlkit.tuning.storage import HEARTBEAT_S
     from rlkit.tuning.study import TuneRequest, prepare

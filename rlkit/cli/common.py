@@ -9,10 +9,10 @@ from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, Optional, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup, TyperOption
 
+from rlkit.core.console import PipeSafeConsole
 from rlkit.core.errors import Interrupted, RlkitError
 
 if TYPE_CHECKING:
@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+out = PipeSafeConsole(highlight=False, soft_wrap=True)
+err = PipeSafeConsole(stderr=True, highlight=False)
 
 
 class Track(str, Enum):
@@ -213,7 +213,7 @@ def check_device(value: str) -> str:
     try:
         resolve_device(value)
     except RlkitError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise typer.BadParameter(str(exc).removeprefix(f"--device {value}: ")) from None
     return value
 
 

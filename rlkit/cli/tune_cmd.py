@@ -202,6 +202,14 @@ def _explain(prepared: Any) -> None:
         )
     for line in preset_warnings(validate({**record["base"], "n_timesteps": record["steps"]}, "study base")):
         warn(line)
+    tuned = prepared.space.params
+    for item in prepared.request.overrides:
+        key = item.split("=", 1)[0].strip()
+        if key in tuned:
+            warn(
+                f"--set {item}: {key} is tuned by the search space '{prepared.space.name}', "
+                "so each trial's sampled value replaces it (drop it, or use a --space without it)"
+            )
 
 
 def _display(prepared: Any, quiet: bool) -> Any:

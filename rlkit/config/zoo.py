@@ -162,9 +162,11 @@ EnvIds = Callable[[], Iterable[str]]
 def read_zoo_file(path: Path) -> dict[str, Any]:
     """A Zoo hyperparameter file: a mapping of entry -> mapping of hyperparameters."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RlkitError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise RlkitError(f"{path} is not a text file (not UTF-8); give the Zoo's hyperparameter .yml file") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -96,7 +96,8 @@ def check_env(preset: Preset) -> None:
                 f"{preset.env_id} has a {type(env.action_space).__name__} action space; "
                 "DQN needs discrete actions (e.g. CartPole-v1, LunarLander-v3, Atari)"
             )
-        wrap(env, preset)  # names and kwargs of the preset's wrappers fail here, before any work
+        if preset.wrappers:  # names, kwargs and the first steps of the preset's wrappers fail here, before any work
+            _try_wrappers(wrap(env, preset), preset)
         if preset.atari is not None and preset.atari.backend == "ale":
             if preset.wrappers:
                 raise RlkitError("wrappers do not apply to atari.backend ale (a C++ vector env); use atari.backend sb3")
@@ -105,6 +106,25 @@ def check_env(preset: Preset) -> None:
             ale_settings(preset)  # what ALE's vector env cannot honour fails here, before any work
     finally:
         env.close()
+
+
+def _try_wrappers(env: gym.Env[Any, Any], preset: Preset) -> None:
+    """Reset and step the wrapped env once: a wrapper whose kwargs are not what it needs fails here.
+
+    Wrapper kwargs are plain data, so a wrapper that needs a function (``TransformReward(func=...)``)
+    gets a string and breaks at its first step: one line now instead of a crash mid-run.
+    """
+    from rlkit.core.errors import RlkitError
+
+    names = ", ".join(spec.name for spec in preset.wrappers)
+    try:
+        env.reset(seed=0)
+        env.step(env.action_space.sample())
+    except Exception as exc:  # whatever the wrapper raises is the preset's wrappers not fitting
+        raise RlkitError(
+            f"wrappers [{names}] do not work on {preset.env_id} ({type(exc).__name__}: {exc}); "
+            "kwargs are plain data, so wrappers that need a function (TransformReward, ...) cannot be used"
+        ) from None
 
 
 def _atari_wrapper(atari: AtariConfig, train: bool) -> tuple[Any, dict[str, Any]]:

@@ -30,6 +30,8 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.live import Live
 from rich.text import Text
 
+from rlkit.core.console import PipeSafeConsole
+
 if TYPE_CHECKING:
     from rlkit.core.threads import ThreadTuner
 
@@ -109,7 +111,7 @@ class TrainingDisplay:
     """Owns the console output of one training run (see the module docstring)."""
 
     def __init__(self, total: int, start: int = 0, *, quiet: bool = False, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or PipeSafeConsole(stderr=True)
         self.quiet = quiet
         self.total = total
         self.start_steps = start

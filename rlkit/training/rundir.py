@@ -126,8 +126,8 @@ class RunDir:
     # --- creation and opening ---------------------------------------------------------
 
     @classmethod
-    def create(cls, alias: str, seed: int, root: Path | None = None, path: Path | None = None) -> RunDir:
-        """A brand-new run folder; an existing non-empty folder is never reused."""
+    def check_new(cls, alias: str, root: Path | None = None, path: Path | None = None) -> None:
+        """What :meth:`create` refuses, checked without creating anything (a file or a used folder in the way)."""
         if path is not None:
             check_folder(path, "--run-dir")
             if path.is_dir() and any(path.iterdir()):
@@ -135,9 +135,16 @@ class RunDir:
                     f"run directory {path} already exists and is not empty; "
                     f"continue it with --resume {path} or choose another --run-dir"
                 )
+            return
+        check_folder((root or default_root()) / alias, "runs folder")
+
+    @classmethod
+    def create(cls, alias: str, seed: int, root: Path | None = None, path: Path | None = None) -> RunDir:
+        """A brand-new run folder; an existing non-empty folder is never reused."""
+        cls.check_new(alias, root, path)
+        if path is not None:
             return cls(make_folder(path, "--run-dir"))
         base = (root or default_root()) / alias
-        check_folder(base, "runs folder")
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         for n in range(1, 1000):
             name = f"{stamp}-s{seed}" + ("" if n == 1 else f"-{n}")
@@ -155,6 +162,11 @@ class RunDir:
     def open(cls, path: Path) -> RunDir:
         """An existing run; anything else is a one-line error."""
         run = cls(path)
+        if path.exists() and not path.is_dir():
+            raise RlkitError(
+                f"not a run directory: {path} is a file (a run directory is a folder made by rlkit train; "
+                "a bare model .zip needs its env too, e.g. rlkit evaluate model.zip CartPole-v1)"
+            )
         if not path.is_dir():
             raise RlkitError(f"not a run directory: {path} does not exist")
         if not run.config.is_file() or not run.meta.is_file():
@@ -199,9 +211,14 @@ class RunDir:
         return read_json_object(self.meta, "run metadata")
 
     def read_state(self) -> dict[str, Any]:
+        """``state.json`` (empty before the first write); a damaged file or a value of the wrong kind is one line."""
         if not self.state_file.exists():
             return {}
-        return read_json_object(self.state_file, "run state")
+        state = read_json_object(self.state_file, "run state")
+        problem = _state_problem(state)
+        if problem is not None:
+            raise RlkitError(f"{self.state_file}: damaged run state ({problem})")
+        return state
 
     def update_state(self, *, forget: tuple[str, ...] = (), **changes: Any) -> dict[str, Any]:
         """Merge ``changes`` into ``state.json``, dropping the keys in ``forget`` (atomically; in place when the disk is full)."""
@@ -291,6 +308,30 @@ class RunDir:
 def one_line(exc: BaseException) -> str:
     """An exception's message on one line (YAML and JSON errors span several)."""
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+_STEP_KEYS = ("num_timesteps", "n_timesteps", "last_checkpoint", "reached")
+_NUMBER_KEYS = ("wall_s", "steps_per_s", "best_mean_reward")
+
+
+def _state_problem(state: dict[str, Any]) -> str | None:
+    """What is wrong with the values of a run state that readers rely on, or ``None``."""
+    import math
+
+    for key in _STEP_KEYS:
+        value = state.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            return f"{key} is {value!r:.30}, not a whole number of steps"
+    for key in _NUMBER_KEYS:
+        value = state.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+        ):
+            return f"{key} is {value!r:.30}, not a finite number"
+    status = state.get("status")
+    if status is not None and not isinstance(status, str):
+        return f"status is {status!r:.30}, not a word"
+    return None
 
 
 def read_json_object(path: Path, what: str) -> dict[str, Any]:

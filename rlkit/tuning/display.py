@@ -10,6 +10,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from rlkit.core.console import PipeSafeConsole
+
 if TYPE_CHECKING:
     import optuna
 
@@ -61,7 +63,7 @@ class TuneDisplay:
         self.storage_shown = storage_shown
         self.quiet = quiet
         self.only_worker = only_worker
-        self.console = console or Console()
+        self.console = console or PipeSafeConsole()
         self.objective = objective
         self.counts: dict[str, int] = {}
         self.best: tuple[float, int, dict[str, Any]] | None = None
