@@ -6,6 +6,7 @@ import functools
 import sys
 from collections.abc import Callable, Sequence
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional, ParamSpec, TypeVar
 
 import typer
@@ -224,4 +225,23 @@ DeviceOpt = Annotated[
         help=f"Torch device: {DEVICES} (auto: CUDA when present).",
         callback=check_device,
     ),
+]
+
+
+SourceArg = Annotated[
+    Path,
+    typer.Argument(metavar="RUN", help="A run directory made by `rlkit train`, or a bare SB3 DQN/QR-DQN model .zip."),
+]
+"""The model a command reads: a run directory, or a model file with ``EnvArg``."""
+
+EnvArg = Annotated[
+    Optional[str],
+    typer.Argument(
+        metavar="ENV", help="With a bare model .zip: the env it plays (preset alias, preset file or gymnasium id)."
+    ),
+]
+
+ModelOpt = Annotated[
+    str,
+    typer.Option(help="auto (best if present, else final), best, final, or a checkpoint: step-<N> or <N>."),
 ]

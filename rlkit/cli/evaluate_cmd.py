@@ -8,35 +8,19 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import DeviceOpt, err, one_line_errors, out, seed_value
+from rlkit.cli.common import DeviceOpt, EnvArg, ModelOpt, SourceArg, err, one_line_errors, out, seed_value
 from rlkit.cli.progress import episode_progress
 
 if TYPE_CHECKING:
     from rlkit.analysis.evaluation import EvalResult
 
-ModelOption = Annotated[
-    str,
-    typer.Option(help="auto (best if present, else final), best, final, or a checkpoint: step-<N> or <N>."),
-]
-
 
 @one_line_errors
 def evaluate(
-    run_dir: Annotated[
-        Path,
-        typer.Argument(
-            metavar="RUN", help="A run directory made by `rlkit train`, or a bare SB3 DQN/QR-DQN model .zip."
-        ),
-    ],
-    env: Annotated[
-        Optional[str],
-        typer.Argument(
-            metavar="ENV",
-            help="With a bare model .zip: the env it plays (preset alias, preset file or gymnasium id).",
-        ),
-    ] = None,
+    run_dir: SourceArg,
+    env: EnvArg = None,
     episodes: Annotated[int, typer.Option(help="Number of full evaluation episodes.")] = 50,
-    model: ModelOption = "auto",
+    model: ModelOpt = "auto",
     stochastic: Annotated[
         bool, typer.Option("--stochastic", help="Epsilon-greedy instead of the greedy (deterministic) policy.")
     ] = False,

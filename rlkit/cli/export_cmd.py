@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import one_line_errors, out
+from rlkit.cli.common import EnvArg, ModelOpt, SourceArg, one_line_errors, out
 
 
 class ExportFormat(str, Enum):
@@ -18,22 +18,9 @@ class ExportFormat(str, Enum):
 
 @one_line_errors
 def export(
-    run_dir: Annotated[
-        Path,
-        typer.Argument(
-            metavar="RUN", help="A run directory made by `rlkit train`, or a bare SB3 DQN/QR-DQN model .zip."
-        ),
-    ],
-    env: Annotated[
-        Optional[str],
-        typer.Argument(
-            metavar="ENV",
-            help="With a bare model .zip: the env it plays (preset alias, preset file or gymnasium id).",
-        ),
-    ] = None,
-    model: Annotated[
-        str, typer.Option(help="auto (best if present, else final), best, final, or a checkpoint: step-<N> or <N>.")
-    ] = "auto",
+    run_dir: SourceArg,
+    env: EnvArg = None,
+    model: ModelOpt = "auto",
     fmt: Annotated[
         Optional[ExportFormat],
         typer.Option(

@@ -7,33 +7,21 @@ from typing import Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import one_line_errors, out, seed_value
+from rlkit.cli.common import EnvArg, ModelOpt, SourceArg, one_line_errors, out, seed_value
 from rlkit.cli.progress import episode_progress
 
 
 @one_line_errors
 def record(
-    run_dir: Annotated[
-        Path,
-        typer.Argument(
-            metavar="RUN", help="A run directory made by `rlkit train`, or a bare SB3 DQN/QR-DQN model .zip."
-        ),
-    ],
-    env: Annotated[
-        Optional[str],
-        typer.Argument(
-            metavar="ENV", help="With a bare model .zip: the env it plays (preset alias, preset file or gymnasium id)."
-        ),
-    ] = None,
+    run_dir: SourceArg,
+    env: EnvArg = None,
     out_path: Annotated[
         Optional[Path],
         typer.Option("--out", "-o", help="Output .mp4 or .gif (default RUN_DIR/videos/<model>-<N>ep.mp4)."),
     ] = None,
     episodes: Annotated[int, typer.Option(help="Number of full episodes in the video.")] = 1,
     fps: Annotated[Optional[float], typer.Option(help="Frames per second (default: the game's real time).")] = None,
-    model: Annotated[
-        str, typer.Option(help="auto (best if present, else final), best, final, or a checkpoint: step-<N> or <N>.")
-    ] = "auto",
+    model: ModelOpt = "auto",
     gif: Annotated[bool, typer.Option("--gif", help="Write an animated GIF (for slides) instead of MP4.")] = False,
     seed: Annotated[
         Optional[int],

@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import one_line_errors, out
+from rlkit.cli.common import EnvArg, ModelOpt, SourceArg, one_line_errors, out
 
 
 @one_line_errors
 def watch(
-    run_dir: Annotated[
-        Path,
-        typer.Argument(
-            metavar="RUN", help="A run directory made by `rlkit train`, or a bare SB3 DQN/QR-DQN model .zip."
-        ),
-    ],
-    env: Annotated[
-        Optional[str],
-        typer.Argument(
-            metavar="ENV",
-            help="With a bare model .zip: the env it plays (preset alias, preset file or gymnasium id).",
-        ),
-    ] = None,
+    run_dir: SourceArg,
+    env: EnvArg = None,
     episodes: Annotated[int, typer.Option(help="Number of episodes to play.")] = 1,
-    model: Annotated[
-        str, typer.Option(help="auto (best if present, else final), best, final, or a checkpoint: step-<N> or <N>.")
-    ] = "auto",
+    model: ModelOpt = "auto",
     fps: Annotated[
         Optional[float],
         typer.Option(help="Steps per second (default: the env's real time; Atari cannot go faster than real time)."),
