@@ -161,19 +161,10 @@ EnvIds = Callable[[], Iterable[str]]
 
 def read_zoo_file(path: Path) -> dict[str, Any]:
     """A Zoo hyperparameter file: a mapping of entry -> mapping of hyperparameters."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RlkitError(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise RlkitError(f"{path} is not a text file (not UTF-8); give the Zoo's hyperparameter .yml file") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise RlkitError(f"{path}:{where}: malformed YAML ({getattr(exc, 'problem', None) or 'invalid'})") from None
-    if not isinstance(data, dict) or not data:
+    from rlkit.config.presets import read_yaml
+
+    data = read_yaml(path)  # not a file, not UTF-8, malformed YAML, not a mapping: one line each
+    if not data:
         raise RlkitError(f"{path}: expected a Zoo hyperparameter file (a mapping of env id -> hyperparameters)")
     for entry, values in data.items():
         if not isinstance(values, dict):
