@@ -23,7 +23,6 @@ from typing import Any
 import cloudpickle
 import numpy as np
 import pytest
-from stable_baselines3.common.callbacks import BaseCallback
 
 from rlkit.core import atomic
 from rlkit.core.errors import Interrupted, RlkitError
@@ -32,6 +31,7 @@ from rlkit.training import buffer_store, callbacks, train
 from rlkit.training.rundir import GONE, RunDir, write_manifest
 from tests.clitools import assert_one_line_error, invoke
 from tests.conftest import tiny_overrides
+from tests.test_resume import SignalAt
 
 BUDGET = 600  # checkpoints at 300 and 600 (keep 2), evaluations at 300 and 600
 
@@ -394,18 +394,6 @@ def test_a_second_writer_is_refused_and_a_dead_holder_never_blocks(stopped: Path
 
 
 # --- signals ------------------------------------------------------------------------------
-
-
-class SignalAt(BaseCallback):
-    def __init__(self, step: int, signum: int) -> None:
-        super().__init__()
-        self.step, self.signum, self.sent = step, signum, False
-
-    def _on_step(self) -> bool:
-        if not self.sent and self.num_timesteps >= self.step:
-            self.sent = True
-            os.kill(os.getpid(), self.signum)
-        return True
 
 
 def test_sighup_checkpoints_like_sigterm(tmp_path: Path) -> None:
