@@ -12,7 +12,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 
-from rlkit.dqn.buffers import FrameReplayBuffer, PrioritizedReplayBuffer, SumTree
+from rlkit.dqn.buffers import DeviceFrameReplayBuffer, FrameReplayBuffer, PrioritizedReplayBuffer, SumTree
 
 
 def test_sum_tree_sums_and_finds() -> None:
@@ -243,12 +243,12 @@ def test_frame_buffer_is_a_drop_in_for_dqn(algo: str) -> None:
 
     cls = DQN if algo == "sb3" else RlkitDQN
     weights = []
-    for buffer_class in (ReplayBuffer, FrameReplayBuffer):
+    for buffer_class in (ReplayBuffer, FrameReplayBuffer, DeviceFrameReplayBuffer):
         model = _image_model(cls, buffer_class)
         model.learn(200)
         assert type(model.replay_buffer) is buffer_class and model._n_updates > 0
         weights.append(th.nn.utils.parameters_to_vector(model.q_net.parameters()))
-    assert th.equal(weights[0], weights[1])
+    assert th.equal(weights[0], weights[1]) and th.equal(weights[0], weights[2])
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -266,3 +266,47 @@ def test_frame_buffer_saves_and_loads_with_the_model(tmp_path: Path) -> None:
     _assert_same_samples(other.replay_buffer, model.replay_buffer)
     other.learn(60, reset_num_timesteps=False)  # keeps storing after the load
     assert other.replay_buffer.size() >= stored + 30
+
+
+@pytest.mark.parametrize(("size", "n_envs", "steps", "reset_at"), [(40, 1, 130, 120), (60, 3, 55, 45), (7, 2, 9, 8)])
+def test_device_frame_buffer_samples_equal_the_host_buffers(size: int, n_envs: int, steps: int, reset_at: int) -> None:
+    """The device-cached frame buffer (on CPU here) gives SB3's batches and keeps its copy in step with the host."""
+    device = DeviceFrameReplayBuffer(size, FRAMES, spaces.Discrete(4), device="cpu", n_envs=n_envs)
+    host, sb3 = _frame_buffers(size, n_envs)
+    _rollout((device, host, sb3), steps, n_envs, reset_at=reset_at)
+    assert th.equal(device.frames, th.from_numpy(device.observations))
+    assert len(device.aside) > 0  # episode ends read from the host's aside copies
+    _assert_same_samples(device, sb3)
+    _assert_same_samples(device, host)
+
+
+def test_device_frame_buffer_is_stored_as_the_frame_buffer(tmp_path: Path) -> None:
+    """Its file is a frame buffer's: a GPU run's checkpoint resumes on a CPU-only machine and back."""
+    from rlkit.training.buffer_store import load_buffer, save_buffer
+
+    device = DeviceFrameReplayBuffer(30, FRAMES, spaces.Discrete(4), device="cpu", n_envs=2)
+    host, sb3 = _frame_buffers(30, 2)
+    _rollout((device, sb3), 45, 2, seed=4)
+    save_buffer(device, tmp_path / "device.npz")
+    load_buffer(host, tmp_path / "device.npz")
+    _assert_same_samples(host, sb3)
+    save_buffer(host, tmp_path / "host.npz")
+    again = DeviceFrameReplayBuffer(30, FRAMES, spaces.Discrete(4), device="cpu", n_envs=2)
+    load_buffer(again, tmp_path / "host.npz")
+    assert th.equal(again.frames, th.from_numpy(again.observations))  # the device copy was refreshed
+    _assert_same_samples(again, sb3)
+    _rollout((again, sb3), 10, 2, seed=5)  # and keeps storing
+    _assert_same_samples(again, sb3)
+
+
+def test_frame_buffer_storage_follows_the_device() -> None:
+    from rlkit.environments.resolve import resolve
+    from rlkit.training.factory import _replay_buffer
+
+    preset = resolve("pong").preset
+    assert _replay_buffer(preset, "cpu")["replay_buffer_class"] is FrameReplayBuffer
+    assert _replay_buffer(preset, "cuda:0")["replay_buffer_class"] is DeviceFrameReplayBuffer
+    on_device = preset.model_copy(update={"frame_buffer_storage": "device"})
+    assert _replay_buffer(on_device, "cpu")["replay_buffer_class"] is DeviceFrameReplayBuffer
+    on_host = preset.model_copy(update={"frame_buffer_storage": "host"})
+    assert _replay_buffer(on_host, "cuda")["replay_buffer_class"] is FrameReplayBuffer

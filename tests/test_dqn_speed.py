@@ -152,3 +152,32 @@ def test_lean_step_declines_what_it_cannot_do() -> None:
 def test_qrdqn_keeps_sb3_contrib_adam_eps() -> None:
     optimizer = _model("algo=qrdqn").policy.optimizer
     assert optimizer.defaults["fused"] and optimizer.defaults["eps"] == pytest.approx(0.01 / BATCH)
+
+
+@pytest.mark.parametrize("sets", [[], ["n_steps=3"], ["n_envs=2"]])
+@pytest.mark.usefixtures("one_thread")
+def test_storing_without_the_defensive_copy_changes_nothing(sets: list[str]) -> None:
+    """rlkit's ``_store_transition`` (no deep copy of every next observation) against SB3's own.
+
+    CartPole episodes end often in 1,500 steps, so terminal observations are replaced many times;
+    buffer contents and the trained weights must be bit-identical.
+    """
+    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+
+    overrides = ["learning_starts=200", "train_freq=4", "gradient_steps=2", *sets]
+    runs = []
+    for sb3_store in (False, True):
+        preset = resolve("cartpole", overrides=[*SETS, *overrides]).preset
+        model = build_model(
+            preset, make_env(preset, n_envs=preset.n_envs, seed=0), seed=0, device="cpu", tensorboard_log=None
+        )
+        if sb3_store:
+            model._store_transition = OffPolicyAlgorithm._store_transition.__get__(model)  # type: ignore[method-assign]
+        model.learn(1500)
+        runs.append(model)
+    ours, theirs = (m.replay_buffer for m in runs)
+    assert ours.dones.sum() > 20  # many episode ends, each with a terminal observation
+    for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+        assert np.array_equal(getattr(ours, name), getattr(theirs, name)), name
+    weights = [th.nn.utils.parameters_to_vector(m.q_net.parameters()) for m in runs]
+    assert th.equal(weights[0], weights[1])

@@ -179,3 +179,37 @@ def test_seeds_group_and_configs_split_with_the_differing_key_in_the_label() -> 
     assert groups[0].label == "cp (learning_rate=0.1), 2 seeds"
     assert groups[1].label == "cp (learning_rate=0.2), seed 0"
     assert groups[2].label == "ll, seed 0"
+
+
+def _one_run(config: dict[str, object], solved: float | None, returns: np.ndarray, evaluation: bool) -> RunCurves:
+    xs = np.arange(1, len(returns) + 1, dtype=float) * 1000
+    curve = Curve(xs, xs / 100, returns)
+    return RunCurves(Path("/r/a"), "a", 0, "E-v0", config, solved, curve if evaluation else None, curve)
+
+
+def test_a_solved_score_far_from_the_data_is_a_note_not_a_squeezing_line() -> None:
+    """Breakout's 400 over returns of 1-15: the curves keep the height, the score is named at the edge."""
+    fig = build_figure(group_runs([_one_run({}, 400.0, np.linspace(1, 15, 30), evaluation=False)]))
+    evaluation, training = fig.axes[:2]
+    assert not [line for line in training.get_lines() if line.get_label() == "solved score"]
+    assert training.get_ylim()[1] < 50
+    assert any("solved score 400 (above the chart)" in t.get_text() for t in training.texts)
+    # the empty evaluation panel says so, without a meaningless 0..1 axis
+    assert any("no evaluation data yet" in t.get_text() for t in evaluation.texts)
+    assert list(evaluation.get_xticks()) == [] and list(evaluation.get_yticks()) == []
+    near = build_figure(group_runs([_one_run({}, 20.0, np.linspace(1, 15, 30), evaluation=True)]))
+    assert [line for line in near.axes[1].get_lines() if line.get_label() == "solved score"]
+
+
+def test_atari_training_episodes_are_counted_in_env_steps(tmp_path: Path) -> None:
+    """Atari Monitors record emulator frames: the x axis divides them by the frame skip."""
+    from rlkit.analysis.plots import training_curve
+
+    monitor = tmp_path / "monitor"
+    monitor.mkdir()
+    lines = ['#{"t_start": 0}', "r,l,t", "1.0,400,1.0", "2.0,800,2.0"]
+    (monitor / "0.monitor.csv").write_text("\n".join(lines) + "\n")
+    frames, _ = training_curve(monitor, 1)
+    steps, _ = training_curve(monitor, 1, frames_per_step=4)
+    assert frames is not None and steps is not None
+    assert list(frames.steps) == [400, 1200] and list(steps.steps) == [100, 300]

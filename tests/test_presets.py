@@ -59,6 +59,6 @@ def test_data_dirs_are_found() -> None:
 
 
 def test_an_env_id_names_its_main_preset_not_a_variant() -> None:
-    assert resolve("CartPole-v1").alias == "cartpole"  # not cartpole-demo, which sorts first
-    demo = resolve("cartpole-demo")
-    assert demo.alias == "cartpole-demo" and demo.preset.stop_on_solved and demo.preset.solved_score == 475
+    assert resolve("CartPole-v1").alias == "cartpole"
+    demo = resolve("cartpole-demo")  # `make demo`'s name: an alias of the preset that stops once solved
+    assert demo.alias == "cartpole" and demo.preset.stop_on_solved and demo.preset.solved_score == 475

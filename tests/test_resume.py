@@ -49,7 +49,7 @@ class Record(BaseCallback):
         return True
 
 
-def _epsilon(steps: int, budget: int = BUDGET, fraction: float = 1.0, final: float = 0.04) -> float:
+def _epsilon(steps: int, budget: int = BUDGET, fraction: float = 1.0, final: float = 0.02) -> float:
     progress = min(steps / (budget * fraction), 1.0)
     return 1.0 + progress * (final - 1.0)
 
@@ -79,7 +79,7 @@ def test_signal_checkpoints_and_resume_continues(tmp_path: Path, signum: int) ->
     # The budget is exact (the last step is 1200), and a callback sees epsilon as set after the step before.
     assert recorder.seen[-1] == (BUDGET, pytest.approx(_epsilon(BUDGET - 1))), "the schedule runs to the last step"
     final = json.loads((run / "checkpoints" / f"step-{BUDGET:012d}" / "state.json").read_text())
-    assert final["exploration_rate"] == pytest.approx(0.04), "and reaches its final value on schedule"
+    assert final["exploration_rate"] == pytest.approx(0.02), "and reaches its final value on schedule"
     assert first_eps < 0.7
     assert result.num_timesteps >= BUDGET
     rows = (run / "evaluations.csv").read_text().splitlines()[1:]

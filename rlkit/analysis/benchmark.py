@@ -67,6 +67,11 @@ class SeedResult:
     first_solved_step: int | None
     """First periodic evaluation (during training) at or above the solved score."""
     first_solved_wall_s: float | None
+    solved_step: int | None = None
+    """When the run was solved: an evaluation at the solved score confirmed over ``solved_episodes`` more."""
+    time_to_solve_s: float | None = None
+    """Training wall-clock until then (the confirming evaluation included); with ``stop_on_solved``
+    the final model is the one that solved."""
 
 
 # ----------------------------------------------------------------------------------------
@@ -372,6 +377,9 @@ def seed_result(run_path: Path, seed: int, figures: dict[str, Any], solved: floa
             if row["mean_reward"] >= solved:
                 first_step, first_wall = int(row["timesteps"]), float(row["wall_s"])
                 break
+    found = state.get("solved_at")
+    at: dict[str, Any] = found if isinstance(found, dict) else {}
+    solved_step, to_solve = at.get("timesteps"), at.get("wall_s")
     return SeedResult(
         seed=seed,
         run_dir=str(run_path),
@@ -384,7 +392,19 @@ def seed_result(run_path: Path, seed: int, figures: dict[str, Any], solved: floa
         solved_best=solved is not None and figures["best"] >= solved,
         first_solved_step=first_step,
         first_solved_wall_s=first_wall,
+        solved_step=int(solved_step) if isinstance(solved_step, (int, float)) else None,
+        time_to_solve_s=float(to_solve) if isinstance(to_solve, (int, float)) else None,
     )
+
+
+def median_or_none(values: list[float | None]) -> float | None:
+    """The median over every seed, an unsolved seed counting as never: ``None`` when that is never."""
+    import statistics
+
+    if not values:
+        return None
+    middle = statistics.median([math.inf if v is None else v for v in values])
+    return None if math.isinf(middle) else float(middle)
 
 
 def summarize(resolved: Resolved, results: list[SeedResult], episodes: int) -> dict[str, Any]:
@@ -407,6 +427,13 @@ def summarize(resolved: Resolved, results: list[SeedResult], episodes: int) -> d
         "seeds_solved_best": sum(r.solved_best for r in results),
         "median_steps_to_solve": statistics.median(solve_steps) if solve_steps else None,
         "median_wall_s_to_solve": statistics.median(solve_walls) if solve_walls else None,
+        "seeds_solved": sum(r.time_to_solve_s is not None for r in results),
+        "median_time_to_solve_s": median_or_none([r.time_to_solve_s for r in results]),
+        "median_steps_to_solve_confirmed": median_or_none(
+            [None if r.solved_step is None else float(r.solved_step) for r in results]
+        ),
+        "solved_episodes": preset.solved_episodes,
+        "stop_on_solved": preset.stop_on_solved,
         "steps_per_s": {"mean": sum(r.steps_per_s for r in results) / len(results)},
         "warning": few_seeds_warning(len(results)),
         "per_seed": [asdict(r) for r in results],
@@ -434,14 +461,30 @@ def markdown(doc: dict[str, Any], command: str) -> str:
     header, rows = seed_rows(doc)
     lines += ["", "| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    median_steps = doc["median_steps_to_solve"]
-    median_wall = doc["median_wall_s_to_solve"]
-    if median_steps is not None:
-        lines += [
-            "",
-            f"Median steps to first solving evaluation: {median_steps:,.0f}; median wall-clock: {median_wall:.0f} s.",
-        ]
+    lines += ["", time_to_solve_line(doc)]
     return "\n".join(lines) + "\n"
+
+
+def time_to_solve_line(doc: dict[str, Any]) -> str:
+    """One sentence: how many seeds were solved, the median time and steps to solve, and what that means."""
+    if doc.get("solved_score") is None:
+        return "The preset has no solved_score: no time to solve."
+    n, solved = len(doc["seeds"]), doc.get("seeds_solved", 0)
+    episodes = doc.get("solved_episodes", 0)
+    rule = (
+        f"an evaluation at {doc['solved_score']:g} or more, confirmed over {episodes} more deterministic episodes"
+        if episodes
+        else f"an evaluation at {doc['solved_score']:g} or more"
+    )
+    stop = " (training stopped there: the final model is the one that solved)" if doc.get("stop_on_solved") else ""
+    median = doc.get("median_time_to_solve_s")
+    if median is None:
+        return f"Solved ({rule}) on {solved} of {n} seeds within {doc['n_timesteps']:,} steps: median time to solve not reached."
+    steps = doc.get("median_steps_to_solve_confirmed")
+    return (
+        f"Solved ({rule}) on {solved} of {n} seeds{stop}; median time to solve {median:.1f} s of training, "
+        f"median {steps:,.0f} steps (an unsolved seed counts as never)."
+    )
 
 
 def summary_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -475,13 +518,21 @@ def summary_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def seed_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """The per-seed table (header, one row per seed)."""
-    header = ["seed", "final", "best", "first solved at (steps)", "(wall s)", "steps/s"]
+    header = ["seed", "final", "best", "solved at (steps)", "time to solve (s)", "trained (steps)", "steps/s"]
     rows = []
     for r in doc["per_seed"]:
-        step = "-" if r["first_solved_step"] is None else f"{r['first_solved_step']:,}"
-        wall = "-" if r["first_solved_wall_s"] is None else f"{r['first_solved_wall_s']:.0f}"
+        step = "not solved" if r.get("solved_step") is None else f"{r['solved_step']:,}"
+        wall = "-" if r.get("time_to_solve_s") is None else f"{r['time_to_solve_s']:.1f}"
         rows.append(
-            [str(r["seed"]), f"{r['final_mean']:.1f}", f"{r['best_mean']:.1f}", step, wall, f"{r['steps_per_s']:.0f}"]
+            [
+                str(r["seed"]),
+                f"{r['final_mean']:.1f}",
+                f"{r['best_mean']:.1f}",
+                step,
+                wall,
+                f"{r['steps']:,}",
+                f"{r['steps_per_s']:.0f}",
+            ]
         )
     return header, rows
 

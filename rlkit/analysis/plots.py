@@ -141,8 +141,12 @@ def auto_window(n_episodes: int) -> int:
     return max(1, min(100, n_episodes // 10))
 
 
-def training_curve(monitor_dir: Path, window: int = 0) -> tuple[Curve | None, int]:
-    """Smoothed training episode return and the window used; episodes of all envs merged in time order."""
+def training_curve(monitor_dir: Path, window: int = 0, frames_per_step: int = 1) -> tuple[Curve | None, int]:
+    """Smoothed training episode return and the window used; episodes of all envs merged in time order.
+
+    Atari Monitors count emulator frames, not env steps: ``frames_per_step`` (the frame skip)
+    turns their episode lengths into env steps, so both panels share one x axis.
+    """
     files = sorted(monitor_dir.glob("*.monitor.csv")) if monitor_dir.is_dir() else []
     parts = [read_monitor_csv(path) for path in files]
     returns = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0)
@@ -153,7 +157,7 @@ def training_curve(monitor_dir: Path, window: int = 0) -> tuple[Curve | None, in
     order = np.argsort(times, kind="stable")
     returns, lengths, times = returns[order], lengths[order], times[order]
     used = window or auto_window(len(returns))
-    return Curve(np.cumsum(lengths), times, smooth(returns, used)), used
+    return Curve(np.cumsum(lengths) / max(1, frames_per_step), times, smooth(returns, used)), used
 
 
 def evaluation_curve(rows: list[dict[str, float]]) -> Curve | None:
@@ -179,7 +183,8 @@ def load_run(path: Path, window: int = 0) -> RunCurves:
         rows = run.read_evaluations()
     except (ValueError, KeyError, OSError) as exc:
         raise RlkitError(f"{run.evaluations}: unreadable evaluation history ({exc})") from None
-    training, used = training_curve(run.monitor, window)
+    frames = preset.atari.frame_skip if preset.atari is not None else 1
+    training, used = training_curve(run.monitor, window, frames)
     return RunCurves(
         path=path,
         alias=alias,
@@ -352,13 +357,15 @@ def build_figure(groups: list[Group], axis: XAxis = "steps") -> Figure:
                 drawn = True
                 interpolated = interpolated or (agg.interpolated and len(agg.seeds) > 1)
         solved = {r.solved_score for r in runs}
-        if len(solved) == 1 and None not in solved:
-            ax.axhline(float(solved.pop() or 0.0), color="grey", linestyle="--", linewidth=1, label="solved score")
+        if drawn and len(solved) == 1 and None not in solved:
+            _solved_line(ax, float(solved.pop() or 0.0))
         if not drawn:
             ax.text(0.5, 0.5, f"no {which} data yet", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
         ax.set_title(titles[which], fontsize="medium")
         ax.set_xlabel("environment steps" if axis == "steps" else time_label)
-        if axis == "steps":
+        if axis == "steps" and drawn:
             ax.xaxis.set_major_formatter(EngFormatter(sep=""))
         ax.set_ylabel("episode return")
         ax.grid(alpha=0.3)
@@ -372,10 +379,35 @@ def build_figure(groups: list[Group], axis: XAxis = "steps") -> Figure:
         notes.append("band: 95% bootstrap interval of the mean over seeds")
     if interpolated:
         notes.append("seeds interpolated on the x range all of them cover")
+    if any(r.config.get("atari") for r in runs if r.training is not None):
+        notes.append("Atari training episodes: steps counted as emulator frames / frame skip (reset no-ops included)")
     fig.suptitle(figure_title(groups), fontsize="large", fontweight="bold")
     if notes:
         fig.supxlabel("; ".join(notes), fontsize="small", color="#555555")
     return fig
+
+
+def _solved_line(ax: Any, score: float) -> None:
+    """The solved score as a dashed line, or, when it lies far outside the data, a note at that edge.
+
+    A line far away would squeeze the curves into a sliver (Breakout's 400 over returns of 1-20).
+    """
+    low, high = ax.get_ylim()
+    span = max(high - low, 1e-9)
+    if low - span <= score <= high + span:
+        ax.axhline(score, color="grey", linestyle="--", linewidth=1, label="solved score")
+        return
+    above = score > high
+    ax.text(
+        0.99,
+        0.98 if above else 0.02,
+        f"solved score {score:g} ({'above' if above else 'below'} the chart)",
+        ha="right",
+        va="top" if above else "bottom",
+        transform=ax.transAxes,
+        fontsize="small",
+        color="grey",
+    )
 
 
 def load_groups(paths: list[Path], window: int = 0) -> list[Group]:

@@ -365,15 +365,15 @@ PARAM_GROUPS: list[tuple[str, tuple[str, ...]]] = [
             "algo", "learning_rate", "learning_rate_schedule", "buffer_size", "learning_starts", "batch_size",
             "tau", "gamma", "train_freq", "gradient_steps", "target_update_interval", "exploration_fraction",
             "exploration_initial_eps", "exploration_final_eps", "max_grad_norm", "loss", "optimize_memory_usage",
-            "frame_buffer",
+            "frame_buffer", "frame_buffer_storage",
         ),
     ),
     ("Extensions", ("double_q", "n_steps", "prioritized_replay", "per_", "n_quantiles")),
     (
         "Budget, evaluation, checkpoints",
         (
-            "n_timesteps", "eval_freq", "eval_episodes", "solved_score", "stop_on_solved", "checkpoint_freq",
-            "keep_checkpoints", "checkpoint_replay_buffer",
+            "n_timesteps", "eval_freq", "eval_episodes", "eval_envs", "solved_score", "solved_episodes",
+            "stop_on_solved", "checkpoint_freq", "keep_checkpoints", "checkpoint_replay_buffer",
         ),
     ),
     ("Runtime and diagnostics", ("torch_threads", "diagnostics_interval", "divergence_q_bound", "search_space")),
@@ -402,7 +402,8 @@ def unused(key: str, flat: dict[str, Any]) -> bool:
         or (key == "loss" and algo == "qrdqn")  # QR-DQN always uses the quantile Huber loss
         or (key.startswith("atari") and flat.get("atari") is None and flat.get("atari.frame_skip") is None)
         or (key in ("policy_kwargs.features_dim", "policy_kwargs.normalize_images") and not cnn)
-        or (key == "stop_on_solved" and flat.get("solved_score") is None)
+        or (key in ("stop_on_solved", "solved_episodes") and flat.get("solved_score") is None)
+        or (key == "frame_buffer_storage" and not flat.get("frame_buffer"))
         or (key == "env_kwargs" and not flat.get("env_kwargs"))
         or (key == "search_space")  # rlkit tune's, not training's
     )

@@ -171,7 +171,7 @@ def _print_tables(doc: dict[str, Any]) -> None:
     """The summary and per-seed tables as rich tables (the Markdown goes to benchmark.md)."""
     from rich.table import Table
 
-    from rlkit.analysis.benchmark import seed_rows, summary_rows
+    from rlkit.analysis.benchmark import seed_rows, summary_rows, time_to_solve_line
 
     n = len(doc["seeds"])
     title = f"{doc['alias']} ({doc['env_id']}), {doc['n_timesteps']:,} steps, {n} seed{'s' if n != 1 else ''}"
@@ -185,8 +185,4 @@ def _print_tables(doc: dict[str, Any]) -> None:
         for row in rows:
             table.add_row(*row)
         out.print(table)
-    if doc.get("median_steps_to_solve") is not None:
-        out.print(
-            f"median steps to the first solving evaluation: {doc['median_steps_to_solve']:,.0f} "
-            f"({doc['median_wall_s_to_solve']:.0f} s)"
-        )
+    out.print(time_to_solve_line(doc))

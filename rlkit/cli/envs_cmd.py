@@ -16,10 +16,19 @@ def envs() -> None:
     wide = out.width >= 120
     table = Table(title="rlkit presets (envs/*.yaml)", box=box.SIMPLE_HEAD, pad_edge=False)
     columns = ["alias", "env id", "policy", "budget", "solved"] + (["description"] if wide else [])
+    presets = {alias: load_preset_file(path) for alias, path in catalogue().items()}
+    # The alias list wraps at ", " but keeps room for its longest name; the description wraps at
+    # spaces; ids, policies and figures never wrap.
+    longest = max((len(n) + 1 for a, p in presets.items() for n in [a, *p.aliases]), default=5)
     for column in columns:
-        table.add_column(column, no_wrap=column != "description", justify="right" if column == "budget" else "left")
-    for alias, path in catalogue().items():
-        preset = load_preset_file(path)
+        wraps = column in ("alias", "description")
+        table.add_column(
+            column,
+            no_wrap=not wraps,
+            min_width=longest if column == "alias" else None,
+            justify="right" if column == "budget" else "left",
+        )
+    for alias, preset in presets.items():
         names = ", ".join([alias, *preset.aliases])
         table.add_row(
             names,

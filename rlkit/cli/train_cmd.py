@@ -142,7 +142,13 @@ def train(
     final_text = "-" if final is None else f"{final['mean_reward']:.1f} ± {final['std_reward']:.1f}"
     best_text = "-" if result.best_mean_reward is None else f"{result.best_mean_reward:.1f}"
     solved = ""
-    if result.solved:
+    at = result.solved_at
+    if at is not None:
+        solved = (
+            f"; solved at step {int(at['timesteps']):,} after {at['wall_s']:.1f} s "
+            f"(mean {at['mean_reward']:.1f} over {int(at['episodes'])} episodes)"
+        )
+    elif result.solved:
         score = _solved_score(result.run_dir)
         solved = "; solved" if score is None else f"; solved (evaluation mean >= {score:g})"
     out.print(

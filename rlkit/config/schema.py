@@ -193,6 +193,11 @@ class Preset(_Strict):
     frame_buffer: bool = False
     """rlkit's replay buffer for image observations: each frame stack written once, timeouts handled, batches gathered once; uniform 1-step replay only (prioritized or n-step replay keep their own buffers)."""
 
+    frame_buffer_storage: Literal["auto", "host", "device"] = "auto"
+    """Where the frame buffer's batches are gathered: ``device`` also keeps the frames on the model's device
+    (a GPU: no frame crosses the bus per gradient step; twice the memory, half of it on the GPU), ``host``
+    in main memory only, ``auto`` on the device when training on CUDA."""
+
     # --- DQN extensions (rlkit.dqn); all off means SB3's vanilla DQN -------------------
     double_q: bool = False
     """Double DQN targets: the online network picks the next action, the target network values it."""
@@ -246,6 +251,10 @@ class Preset(_Strict):
     eval_episodes: int = Field(default=10, ge=1)
     """Episodes per periodic evaluation (deterministic policy, separate env)."""
 
+    eval_envs: int = Field(default=1, ge=1)
+    """Envs a periodic evaluation plays at once, one batched action choice per step (SB3's ``evaluate_policy``
+    splits the episodes evenly among them); the confirmation of ``solved_episodes`` plays on up to 10."""
+
     checkpoint_freq: int = Field(default=25_000, ge=0)
     """Write a resumable checkpoint every this many environment steps (0 disables)."""
 
@@ -259,7 +268,12 @@ class Preset(_Strict):
     """Mean evaluation return at which the task counts as solved (a finite number)."""
 
     stop_on_solved: bool = False
-    """Stop training at the first evaluation that reaches ``solved_score``."""
+    """Stop training once the run is solved (see ``solved_episodes``): the final model is then the one that solved."""
+
+    solved_episodes: int = Field(default=100, ge=0)
+    """An evaluation that reaches ``solved_score`` is confirmed over this many more deterministic episodes
+    (a separate env; gymnasium's "solved" is a mean over 100 episodes) before the run counts as solved,
+    its time to solve is recorded and, with ``stop_on_solved``, training stops; 0 trusts the evaluation alone."""
 
     torch_threads: int = Field(default=0, ge=0)
     """CPU threads for torch; 0 lets an MLP's training loop measure 1 against 2 threads and keep the
@@ -301,6 +315,11 @@ class Preset(_Strict):
             raise ValueError("exploration_final_eps must not exceed exploration_initial_eps")
         if self.stop_on_solved and self.solved_score is None:
             raise ValueError("stop_on_solved needs a solved_score")
+        if self.eval_envs > self.eval_episodes:
+            raise ValueError(
+                f"eval_envs {self.eval_envs} exceeds eval_episodes {self.eval_episodes}; "
+                "each evaluation env plays at least one episode (valid: 1 to eval_episodes)"
+            )
         if self.algo == "qrdqn":
             for switch in ("dueling", "noisy"):
                 if getattr(self, switch):

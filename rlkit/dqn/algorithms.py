@@ -38,7 +38,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.type_aliases import ReplayBufferSamples, RolloutReturn, TrainFreq, TrainFrequencyUnit
 from stable_baselines3.common.vec_env import VecEnv
 
-from rlkit.dqn.buffers import FrameReplayBuffer, PrioritizedReplayBuffer
+from rlkit.dqn.buffers import PrioritizedReplayBuffer
 from rlkit.dqn.diagnostics import BatchOutput, Diagnostics
 from rlkit.dqn.engine import EngineOptions, GradientEngine
 from rlkit.dqn.targets import LossName, elementwise_loss, quantile_huber_per_sample, quantile_td_targets, td_targets
@@ -168,12 +168,15 @@ class RlkitAlgorithm(OffPolicyAlgorithm):
         dones: np.ndarray,
         infos: list[dict[str, Any]],
     ) -> None:
-        """SB3's ``_store_transition``; for a :class:`FrameReplayBuffer` without SB3's defensive copy.
+        """SB3's ``_store_transition`` without its defensive copy for array observations.
 
-        SB3 deep-copies the whole next observation batch before ``add``; the frame buffer copies
-        what it keeps itself, so only the rows of episode ends are replaced, in a copy made then.
+        SB3 deep-copies the whole next observation batch before ``add`` so that it can write the
+        terminal observations of episode ends into it; every replay buffer copies what it keeps
+        itself (SB3's with ``np.array``, the frame buffer row by row), so the copy is made only
+        when an episode ended, and only then are its rows replaced. Dict observations and
+        VecNormalize take SB3's own path.
         """
-        if not isinstance(replay_buffer, FrameReplayBuffer) or self._vec_normalize_env is not None:
+        if not isinstance(new_obs, np.ndarray) or self._vec_normalize_env is not None:
             super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
             return
         next_obs = new_obs

@@ -23,7 +23,7 @@ import numpy as np
 from stable_baselines3.common.buffers import ReplayBuffer
 
 from rlkit.core.errors import RlkitError
-from rlkit.dqn.buffers import FrameReplayBuffer, PrioritizedReplayBuffer
+from rlkit.dqn.buffers import DeviceFrameReplayBuffer, FrameReplayBuffer, PrioritizedReplayBuffer
 
 FORMAT = 1
 _ASIDE_KEYS = "aside.keys"
@@ -56,11 +56,11 @@ def buffer_nbytes(buffer: ReplayBuffer) -> int:
 
 def save_buffer(buffer: ReplayBuffer, path: Path) -> None:
     """Write the buffer's arrays and scalars to ``path`` (an ``.npz``; uncompressed, fast)."""
-    if type(buffer) not in _SUPPORTED:
+    if _kind(buffer) not in _SUPPORTED_NAMES:
         raise RlkitError(f"cannot save a {type(buffer).__name__} replay buffer; supported: {_supported_names()}")
     payload: dict[str, np.ndarray] = {
         "format": np.asarray(FORMAT, dtype=np.int64),
-        "class": np.asarray(type(buffer).__name__),
+        "class": np.asarray(_kind(buffer)),
         **{f"array.{k}": v for k, v in buffer_arrays(buffer).items()},
         **_scalars(buffer),
     }
@@ -159,8 +159,8 @@ def _stream_into(archive: zipfile.ZipFile, path: Path, name: str, target: np.nda
 
 
 def _restore(buffer: ReplayBuffer, archive: zipfile.ZipFile, path: Path) -> None:
-    kind = type(buffer).__name__
-    if type(buffer) not in _SUPPORTED:
+    kind = _kind(buffer)
+    if kind not in _SUPPORTED_NAMES:
         raise RlkitError(f"the model's buffer is a {kind}; supported: {_supported_names()}")
     present = _entries(archive)
     targets = buffer_arrays(buffer)
@@ -206,6 +206,13 @@ def _restore(buffer: ReplayBuffer, archive: zipfile.ZipFile, path: Path) -> None
         buffer._chained = [bool(c) for c in scalars["_chained"]]
         buffer.aside.clear()
         buffer.aside.update(aside)
+    if isinstance(buffer, DeviceFrameReplayBuffer):
+        buffer.refresh_device()
+
+
+def _kind(buffer: ReplayBuffer) -> str:
+    """The class a buffer file names: a device-cached frame buffer is stored (and read) as the frame buffer."""
+    return str(getattr(buffer, "saved_as", type(buffer).__name__))
 
 
 class _Spec:
@@ -272,3 +279,4 @@ def _supported() -> tuple[type[ReplayBuffer], ...]:
 
 
 _SUPPORTED = _supported()
+_SUPPORTED_NAMES = {cls.__name__ for cls in _SUPPORTED}

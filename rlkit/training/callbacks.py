@@ -184,19 +184,90 @@ class RunRecorder:
             self.display.on_eval(row, self._best_at == row["timesteps"], evaluator.n_episodes)
 
 
-class StopWhenSolved:
-    """Evaluator hook: marks the run solved at ``score``; stops training then when ``stop``."""
+SolvedAt = dict[str, float]
 
-    def __init__(self, score: float | None, stop: bool) -> None:
+
+class StopWhenSolved:
+    """Evaluator hook: a run is solved when an evaluation reaches ``score`` and ``confirm_episodes``
+    more deterministic episodes (on ``confirm_env()``, made at the first need) do too.
+
+    The moment is kept in ``solved_at`` (steps, wall-clock seconds, the confirming mean and its
+    episodes) and handed to ``on_solved``; with ``stop`` training then stops, so the final model
+    is the confirmed one. A confirmation that falls short is kept in ``confirmations`` and
+    training goes on. ``solved_at`` given: an earlier session already solved the run.
+    """
+
+    def __init__(
+        self,
+        score: float | None,
+        stop: bool,
+        *,
+        confirm_episodes: int = 0,
+        confirm_env: Callable[[], VecEnv] | None = None,
+        solved_at: SolvedAt | None = None,
+        on_solved: Callable[[SolvedAt], None] | None = None,
+        on_confirmation: Callable[[SolvedAt, bool], None] | None = None,
+    ) -> None:
         self.score = score
         self.stop = stop
-        self.solved = False
+        self.confirm_episodes = confirm_episodes if confirm_env is not None else 0
+        self._make_env = confirm_env
+        self._env: VecEnv | None = None
+        self.solved_at = solved_at
+        self.on_solved = on_solved
+        self.on_confirmation = on_confirmation
+        self.confirmations: list[SolvedAt] = []
+
+    @property
+    def solved(self) -> bool:
+        return self.solved_at is not None
 
     def __call__(self, evaluator: Evaluator, row: EvalRow) -> bool:
-        if self.score is not None and row["mean_reward"] >= self.score:
-            self.solved = True
+        if self.score is None or row["mean_reward"] < self.score:
+            return True
+        if self.solved:
             return not self.stop
-        return True
+        mean, episodes = row["mean_reward"], evaluator.n_episodes
+        if self.confirm_episodes > 0:
+            mean = self._confirm(evaluator)
+            episodes = self.confirm_episodes
+        at = {
+            "timesteps": row["timesteps"],
+            "wall_s": evaluator.clock.seconds(),
+            "mean_reward": mean,
+            "episodes": episodes,
+        }
+        if self.confirm_episodes > 0:
+            self.confirmations.append(at)
+            if self.on_confirmation is not None:
+                self.on_confirmation(at, mean >= self.score)
+        if mean < self.score:
+            return True
+        self.solved_at = at
+        if self.on_solved is not None:
+            self.on_solved(at)
+        return not self.stop
+
+    def _confirm(self, evaluator: Evaluator) -> float:
+        if self._env is None:
+            assert self._make_env is not None
+            self._env = self._make_env()
+        rewards, _ = evaluate_policy(
+            evaluator.model,
+            self._env,
+            n_eval_episodes=self.confirm_episodes,
+            deterministic=True,
+            return_episode_rewards=True,
+        )
+        assert isinstance(rewards, list)
+        mean = sum(rewards) / len(rewards)
+        evaluator.logger.record("eval/confirm_mean_reward", mean)
+        return mean
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None
 
 
 class ThreadTuning(BaseCallback):

@@ -209,7 +209,7 @@ def build_model(
         engine=engine,
         **{name: getattr(preset, name) for name in switch_names()},
     )
-    kwargs.update(_replay_buffer(preset))
+    kwargs.update(_replay_buffer(preset, device))
     # Fused Adam: the same update as SB3's default Adam in one kernel (measured ~14% off a gradient step).
     net_kwargs = {**policy_kwargs(preset, policy), "optimizer_kwargs": {"fused": True}}
     if preset.algo == "qrdqn":
@@ -225,13 +225,20 @@ def build_model(
     return RlkitDQN(_dqn_policy(preset, policy), env, policy_kwargs={**net_kwargs, **_head_kwargs(preset)}, **kwargs)
 
 
-def _replay_buffer(preset: Preset) -> dict[str, Any]:
-    """SB3's buffer (chosen by SB3 from n_steps), the prioritized one, or the frame buffer (uniform 1-step)."""
+def _replay_buffer(preset: Preset, device: str) -> dict[str, Any]:
+    """SB3's buffer (chosen by SB3 from n_steps), the prioritized one, or the frame buffer (uniform 1-step).
+
+    The frame buffer keeps a copy of its frames on the model's device (``DeviceFrameReplayBuffer``)
+    when ``frame_buffer_storage`` says ``device``, or ``auto`` and the model trains on CUDA.
+    """
     options: dict[str, Any] = {"handle_timeout_termination": not preset.optimize_memory_usage}
     if preset.frame_buffer and not preset.prioritized_replay and preset.n_steps == 1:
-        from rlkit.dqn.buffers import FrameReplayBuffer
+        from rlkit.dqn.buffers import DeviceFrameReplayBuffer, FrameReplayBuffer
 
-        return {"replay_buffer_class": FrameReplayBuffer, "replay_buffer_kwargs": options}
+        storage = preset.frame_buffer_storage
+        on_device = storage == "device" or (storage == "auto" and str(device).startswith("cuda"))
+        cls = DeviceFrameReplayBuffer if on_device else FrameReplayBuffer
+        return {"replay_buffer_class": cls, "replay_buffer_kwargs": options}
     if not preset.prioritized_replay:
         return {"replay_buffer_kwargs": options}
     from rlkit.dqn.buffers import PrioritizedReplayBuffer

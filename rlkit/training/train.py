@@ -31,7 +31,7 @@ from rlkit.config.schema import Preset
 from rlkit.core import atomic
 from rlkit.core.errors import Interrupted, RlkitError
 from rlkit.core.seeds import check_seed, derive_seed
-from rlkit.training.loop import EVAL_SEED_OFFSET
+from rlkit.training.loop import CONFIRM_ENVS, CONFIRM_SEED_OFFSET, EVAL_SEED_OFFSET
 from rlkit.training.rundir import BUFFER, CheckpointInfo, RunDir, RunLock, now_iso, verify_checkpoint
 
 if TYPE_CHECKING:
@@ -53,6 +53,8 @@ class TrainResult:
     best_mean_reward: float | None
     final_eval: dict[str, float] | None
     solved: bool
+    solved_at: dict[str, float] | None = None
+    """When the run was solved: ``timesteps``, ``wall_s`` (time to solve), the confirming ``mean_reward`` and ``episodes``."""
 
 
 def start(
@@ -117,6 +119,7 @@ def start(
             preset,
             trainee,
             eval_env,
+            seed=seed,
             resumed_from=None,
             quiet=quiet,
             extra=callbacks,
@@ -158,7 +161,7 @@ def _set_up(
             }
         )
         run.update_state(status="running", num_timesteps=0, n_timesteps=preset.n_timesteps, wall_s=0.0)
-        eval_env = make_env(preset, n_envs=1, seed=derive_seed(seed, EVAL_SEED_OFFSET), train=False)
+        eval_env = make_env(preset, n_envs=preset.eval_envs, seed=derive_seed(seed, EVAL_SEED_OFFSET), train=False)
     except BaseException:
         lock.release()
         raise
@@ -235,14 +238,21 @@ def resume(
         if not exact:
             changes["inexact_resumes"] = [*state.get("inexact_resumes", []), steps]
             changes["resume_exact"] = False
+        solved_at = _solved_before(state, steps)
+        if solved_at is not None:
+            changes.update(solved=True, solved_at=solved_at)
         run.update_state(forget=_SESSION_KEYS, **changes)
-        eval_env = make_env(preset, n_envs=1, seed=derive_seed(seed, EVAL_SEED_OFFSET, steps), train=False)
+        eval_env = make_env(
+            preset, n_envs=preset.eval_envs, seed=derive_seed(seed, EVAL_SEED_OFFSET, steps), train=False
+        )
         best = ckpt.state.get("best_mean_reward")
         return _learn(
             run,
             preset,
             trainee,
             eval_env,
+            seed=seed,
+            solved_at=solved_at,
             resumed_from=(steps, wall, -math.inf if best is None else float(best)),
             quiet=quiet,
             extra=callbacks,
@@ -307,7 +317,7 @@ def _restore(
     return state, ckpt, trainee, exact
 
 
-_SESSION_KEYS = ("error", "note", "reached")
+_SESSION_KEYS = ("error", "note", "reached", "solved_at", "solved")
 """State keys that describe how the previous session ended; a resumed session drops them."""
 
 _WITHOUT_BUFFER_HINT = (
@@ -386,12 +396,37 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def _solved_before(state: dict[str, Any], steps: int) -> dict[str, float] | None:
+    """The checkpoint's record of when the run was solved, if it was by then (later steps are replayed)."""
+    at = state.get("solved_at")
+    if not isinstance(at, dict):
+        return None
+    if not all(isinstance(at.get(k), (int, float)) for k in ("timesteps", "wall_s", "mean_reward", "episodes")):
+        return None
+    return (
+        {k: float(at[k]) for k in ("timesteps", "wall_s", "mean_reward", "episodes")}
+        if at["timesteps"] <= steps
+        else None
+    )
+
+
+def _confirm_env(preset: Preset, seed: int, episodes: int) -> Callable[[], VecEnv]:
+    """The confirming evaluation's env, made when first needed: up to ``CONFIRM_ENVS`` evaluation envs."""
+    from rlkit.environments.factory import make_env
+
+    return lambda: make_env(
+        preset, n_envs=max(1, min(CONFIRM_ENVS, episodes)), seed=derive_seed(seed, CONFIRM_SEED_OFFSET), train=False
+    )
+
+
 def _learn(
     run: RunDir,
     preset: Preset,
     trainee: Trainee,
     eval_env: VecEnv,
     *,
+    seed: int,
+    solved_at: dict[str, float] | None = None,
     resumed_from: tuple[int, float, float] | None,
     quiet: bool,
     extra: list[BaseCallback] | None = None,
@@ -419,7 +454,30 @@ def _learn(
     clock = Clock(wall_before)
     display = TrainingDisplay(preset.n_timesteps, start_steps, quiet=quiet)
     recorder = RunRecorder(run, display)
-    solved = StopWhenSolved(preset.solved_score, preset.stop_on_solved)
+
+    def on_solved(at: dict[str, float]) -> None:
+        run.update_state(solved=True, solved_at=at)
+        display.message(
+            f"solved at step {int(at['timesteps']):,} after {at['wall_s']:.1f} s: "
+            f"mean {at['mean_reward']:.1f} over {int(at['episodes'])} episodes"
+        )
+
+    def on_confirmation(at: dict[str, float], held: bool) -> None:
+        if not held:
+            display.message(
+                f"step {int(at['timesteps']):,}: the evaluation reached {preset.solved_score:g}, "
+                f"{int(at['episodes'])} more episodes gave {at['mean_reward']:.1f}; training on"
+            )
+
+    solved = StopWhenSolved(
+        preset.solved_score,
+        preset.stop_on_solved,
+        confirm_episodes=preset.solved_episodes,
+        confirm_env=_confirm_env(preset, seed, preset.solved_episodes) if preset.solved_episodes > 0 else None,
+        solved_at=solved_at,
+        on_solved=on_solved,
+        on_confirmation=on_confirmation,
+    )
     evaluator = Evaluator(
         eval_env,
         eval_freq=preset.eval_freq,
@@ -448,7 +506,7 @@ def _learn(
     saving = False
     tracked: list[BaseCallback] = [tracking.TrackingCallback(tracker)] if tracker is not None else []
     _install_thread_hook()
-    with StopOnSignal() as stopper:
+    with StopOnSignal() as stopper, contextlib.closing(solved):
         try:
             with display:
                 learned = loop.learn(
@@ -557,7 +615,7 @@ def _learn(
         if final_eval is not None:
             summary.update({f"final_{key}": value for key, value in final_eval.items()})
         tracking.finish_run(tracker, run, "finished", summary)
-    return TrainResult(run.path, steps, wall, sps, best_value, final_eval, solved.solved)
+    return TrainResult(run.path, steps, wall, sps, best_value, final_eval, solved.solved, solved.solved_at)
 
 
 def _install_thread_hook() -> None:
@@ -597,6 +655,7 @@ def finished_result(run_path: Path) -> TrainResult:
         state.get("best_mean_reward"),
         state.get("final_eval"),
         bool(state.get("solved", False)),
+        _solved_before(state, int(state.get("num_timesteps", 0))),
     )
 
 

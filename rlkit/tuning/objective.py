@@ -159,7 +159,7 @@ class Objective:
 
         budget = self.settings.steps
         trainee = build(preset, seed=seed, device=self.settings.device)
-        eval_env = make_env(preset, n_envs=1, seed=derive_seed(seed, loop.EVAL_SEED_OFFSET), train=False)
+        eval_env = make_env(preset, n_envs=preset.eval_envs, seed=derive_seed(seed, loop.EVAL_SEED_OFFSET), train=False)
         try:
             if k == 0:  # fixed, or chosen by measuring (a --jobs worker gets its share of the cores)
                 trial.set_user_attr("torch_threads", trainee.threads_label)

@@ -300,10 +300,12 @@ BUDGET_KEYS = (
     "n_timesteps",
     "eval_freq",
     "eval_episodes",
+    "eval_envs",
     "checkpoint_freq",
     "keep_checkpoints",
     "checkpoint_replay_buffer",
     "stop_on_solved",
+    "solved_episodes",
 )
 """How long and how a run trains, evaluates and saves: the preset's own, not the tuning budget's."""
 

@@ -88,7 +88,7 @@ def test_study_runs_continues_and_its_best_trial_retrains_exactly(runs_dir: Path
     assert exported["policy_kwargs"]["net_arch"] == yaml.safe_load(best.params["policy_kwargs.net_arch"])
     assert exported["learning_rate"] == best.params["learning_rate"]
     # the preset's own budget, not the tuning budget (400 steps, an evaluation every 200, 2 episodes)
-    assert (exported["n_timesteps"], exported["eval_freq"], exported["eval_episodes"]) == (50000, 5000, 10)
+    assert (exported["n_timesteps"], exported["eval_freq"], exported["eval_episodes"]) == (50000, 2000, 10)
     assert exported["checkpoint_freq"] == 10000
     code, output = tune("export", "cartpole", "--out", "best.yaml")
     assert code != 0 and "already exists" in output  # never clobbered without --force

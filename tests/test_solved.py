@@ -1,0 +1,132 @@
+"""Solved means confirmed: an evaluation at the solved score is checked over more episodes first.
+
+The run records when (steps and training wall-clock, the confirming mean), stops there with
+``stop_on_solved`` (so the final model is the confirmed one), keeps that record across a resume,
+and ``rlkit benchmark`` reports it as the time to solve.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rlkit.analysis.benchmark import median_or_none, time_to_solve_line
+from rlkit.environments.resolve import resolve
+from rlkit.training import callbacks, train
+from rlkit.training.callbacks import Clock, StopWhenSolved
+from tests.conftest import tiny_overrides
+
+
+class _Evaluator:
+    """What the hook reads of the evaluator: the model, the episode count, the clock, the logger."""
+
+    def __init__(self) -> None:
+        self.model = object()
+        self.n_episodes = 10
+        self.clock = Clock(5.0)
+        self.logged: dict[str, float] = {}
+
+        class _Logger:
+            def record(_self, key: str, value: float) -> None:
+                self.logged[key] = value
+
+        self.logger = _Logger()
+
+
+def _row(step: float, mean: float) -> dict[str, float]:
+    return {"timesteps": step, "mean_reward": mean}
+
+
+def test_an_evaluation_that_reaches_the_score_is_confirmed_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    confirming = iter([[150.0] * 50 + [230.0] * 50, [210.0] * 100])  # 190 (short), then 210
+    calls: list[int] = []
+    monkeypatch.setattr(
+        callbacks,
+        "evaluate_policy",
+        lambda model, env, n_eval_episodes, **_: (calls.append(n_eval_episodes) or next(confirming), []),
+    )
+    envs: list[str] = []
+    seen: list[tuple[float, bool]] = []
+    solved_at: list[dict[str, float]] = []
+    hook = StopWhenSolved(
+        200,
+        True,
+        confirm_episodes=100,
+        confirm_env=lambda: envs.append("made") or "env",  # type: ignore[func-returns-value]
+        on_solved=solved_at.append,
+        on_confirmation=lambda at, held: seen.append((at["mean_reward"], held)),
+    )
+    evaluator = _Evaluator()
+    assert hook(evaluator, _row(1000, 150)) is True and calls == []  # below the score: nothing to confirm
+    assert hook(evaluator, _row(2000, 205)) is True  # 100 more episodes say 190: training goes on
+    assert not hook.solved and seen == [(190.0, False)] and evaluator.logged["eval/confirm_mean_reward"] == 190
+    assert hook(evaluator, _row(3000, 220)) is False  # confirmed at 210: solved, and training stops
+    assert hook.solved and calls == [100, 100] and envs == ["made"]  # one env, made at the first need
+    assert solved_at == [hook.solved_at] and hook.solved_at is not None
+    assert hook.solved_at["timesteps"] == 3000 and hook.solved_at["mean_reward"] == 210
+    assert hook.solved_at["episodes"] == 100 and hook.solved_at["wall_s"] >= 5.0
+    assert [c["timesteps"] for c in hook.confirmations] == [2000, 3000]
+
+
+def test_without_confirmation_the_evaluation_alone_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(callbacks, "evaluate_policy", lambda *a, **k: pytest.fail("no confirmation expected"))
+    go_on = StopWhenSolved(200, False, confirm_episodes=0)
+    assert go_on(_Evaluator(), _row(1000, 201)) is True and go_on.solved
+    assert go_on.solved_at is not None and go_on.solved_at["episodes"] == 10
+    earlier = StopWhenSolved(200, True, solved_at={"timesteps": 5.0, "wall_s": 1.0, "mean_reward": 201, "episodes": 10})
+    assert earlier.solved and earlier(_Evaluator(), _row(9000, 100)) is True  # a resumed, solved run goes on
+    assert earlier(_Evaluator(), _row(9500, 250)) is False  # until an evaluation reaches the score again
+
+
+def test_a_run_stops_once_solved_and_records_when(tmp_path: Path) -> None:
+    """CartPole with a low bar (a random policy scores ~22): solved, confirmed over 20 episodes, stopped."""
+    sets = tiny_overrides(
+        3000, solved_score=9, solved_episodes=20, stop_on_solved="true", checkpoint_freq=0, eval_freq=400
+    )
+    result = train.start(resolve("cartpole", overrides=sets), seed=0, run_dir=tmp_path / "run", quiet=True)
+    assert result.solved and result.solved_at is not None
+    assert result.num_timesteps == result.solved_at["timesteps"] < 3000  # stopped there
+    assert result.solved_at["episodes"] == 20 and result.solved_at["mean_reward"] >= 9
+    assert 0 < result.solved_at["wall_s"] <= result.wall_s
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["solved"] is True and state["solved_at"] == result.solved_at
+    assert train.finished_result(tmp_path / "run").solved_at == result.solved_at
+
+
+def test_an_unsolved_run_records_nothing(tmp_path: Path) -> None:
+    sets = tiny_overrides(800, solved_score=1e6, solved_episodes=5, checkpoint_freq=0)
+    result = train.start(resolve("cartpole", overrides=sets), seed=0, run_dir=tmp_path / "run", quiet=True)
+    assert not result.solved and result.solved_at is None and result.num_timesteps == 800
+    assert "solved_at" not in json.loads((tmp_path / "run" / "state.json").read_text())
+
+
+def test_a_resume_keeps_when_the_run_was_solved_only_if_the_checkpoint_has_it() -> None:
+    at = {"timesteps": 4000, "wall_s": 12.5, "mean_reward": 480.0, "episodes": 100}
+    assert train._solved_before({"solved_at": at}, 4000) == at
+    assert train._solved_before({"solved_at": at}, 3000) is None  # those steps are replayed
+    assert train._solved_before({"solved_at": {"timesteps": "x"}}, 9000) is None  # damaged: ignored
+    assert train._solved_before({}, 9000) is None
+
+
+def test_the_benchmark_reports_the_median_time_to_solve() -> None:
+    assert median_or_none([10.0, 30.0, 20.0]) == 20.0
+    assert median_or_none([10.0, None, 20.0]) == 20.0  # an unsolved seed counts as never
+    assert median_or_none([10.0, None, None]) is None
+    doc: dict[str, Any] = {
+        "seeds": [0, 1, 2],
+        "seeds_solved": 2,
+        "solved_score": 200,
+        "solved_episodes": 100,
+        "stop_on_solved": True,
+        "n_timesteps": 150_000,
+        "median_time_to_solve_s": 41.25,
+        "median_steps_to_solve_confirmed": 70_000.0,
+    }
+    line = time_to_solve_line(doc)
+    assert "2 of 3 seeds" in line and "41.2 s" in line and "70,000 steps" in line and "confirmed over 100" in line
+    doc["median_time_to_solve_s"] = None
+    assert "not reached" in time_to_solve_line(doc)
+    assert "no solved_score" in time_to_solve_line({**doc, "solved_score": None})
