@@ -186,7 +186,7 @@ class RlkitAlgorithm(OffPolicyAlgorithm):
             for i in ends:
                 next_obs[i] = infos[i]["terminal_observation"]
         self._last_original_obs = self._last_obs
-        replay_buffer.add(self._last_original_obs, next_obs, buffer_action, reward, dones, infos)  # type: ignore[arg-type]
+        replay_buffer.add(self._last_original_obs, next_obs, buffer_action, reward, dones, infos)
         self._last_obs = new_obs
 
 
