@@ -198,12 +198,13 @@ def test_divergence_stops_training_and_keeps_the_last_checkpoint(
     original_batch, original_step = RlkitDQN._batch, MlpUpdate.step
 
     def poison(out: Any) -> Any:
-        if poisoning[0]:
-            out.loss = out.loss * float("nan")
+        if poisoning[0]:  # what a blown-up network gives: NaN targets, hence a NaN loss
+            out.target = out.target * float("nan")
+            out.loss = None if out.loss is None else out.loss * float("nan")
         return out
 
     monkeypatch.setattr(RlkitDQN, "_batch", lambda self, *a: poison(original_batch(self, *a)))
-    monkeypatch.setattr(MlpUpdate, "step", lambda self, *a: poison(original_step(self, *a)))
+    monkeypatch.setattr(MlpUpdate, "step", lambda self, *a, **k: poison(original_step(self, *a, **k)))
     original_train = RlkitDQN.train
 
     def train(self: RlkitDQN, *args: Any, **kwargs: Any) -> None:

@@ -181,3 +181,34 @@ def test_storing_without_the_defensive_copy_changes_nothing(sets: list[str]) -> 
         assert np.array_equal(getattr(ours, name), getattr(theirs, name)), name
     weights = [th.nn.utils.parameters_to_vector(m.q_net.parameters()) for m in runs]
     assert th.equal(weights[0], weights[1])
+
+
+@pytest.mark.parametrize("sets", [[], ["double_q=true", "n_steps=3"], ["loss=mse", "dueling=true"]])
+def test_phase_tally_logs_what_the_step_tally_does(sets: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reducing the phase's figures once changes no weight, and logs the same loss, |Q| guard and clips."""
+    models = [_model(*sets, "diagnostics_interval=1000"), _model(*sets, "diagnostics_interval=1000")]
+    models[1].policy.load_state_dict(models[0].policy.state_dict())
+    models[1].policy.optimizer.load_state_dict(models[0].policy.optimizer.state_dict())
+    np.random.seed(3)
+    data = models[0].replay_buffer.sample(STEPS * BATCH)
+    for model, phase_tally in zip(models, (False, True), strict=True):
+        model.use_engine(EngineOptions(phase_tally=phase_tally))
+        assert model.engine.describe()["tally"] == ("phase" if phase_tally else "step")
+        monkeypatch.setattr(model.replay_buffer, "sample", _fixed_sampler(data, []))
+        model.train(gradient_steps=STEPS, batch_size=BATCH)
+    step, phase = models
+    for key, value in step.policy.state_dict().items():
+        assert th.equal(value, phase.policy.state_dict()[key]), key
+    losses = [m.logger.name_to_value["train/loss"] for m in models]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5) and losses[0] > 0
+    assert step._diag.steps == phase._diag.steps == STEPS
+    assert step._diag.clipped.item() == phase._diag.clipped.item() > 0  # max_grad_norm 0.5 clips
+
+
+def test_phase_tally_stays_off_where_each_step_needs_its_loss() -> None:
+    assert _model("prioritized_replay=true").engine.describe()["tally"] == "step"  # priorities need each TD error
+    assert _model("algo=qrdqn").engine.describe()["tally"] == "step"  # autograd needs the loss
+    assert _model().engine.describe()["tally"] == "phase"
+    reference = _model()
+    reference.use_engine(EngineOptions.reference())
+    assert reference.engine.describe()["tally"] == "step"

@@ -49,8 +49,9 @@ class BatchOutput:
     n_actions)``; quantile means for QR-DQN), ``q_taken`` and ``target`` (``(batch, 1)``).
     """
 
-    loss: th.Tensor
-    td: th.Tensor
+    loss: th.Tensor | None
+    td: th.Tensor | None
+    """``None`` only from the written-out MLP step asked for no figures (its phase reduces them at the end)."""
     q_all: th.Tensor
     q_taken: th.Tensor
     target: th.Tensor
@@ -64,10 +65,11 @@ class Diagnostics:
         self.clipped = th.zeros((), device=device)
         self.steps = 0
 
-    def count_clip(self, fired: th.Tensor) -> None:
+    def count_clip(self, fired: th.Tensor, steps: int = 1) -> None:
+        """``fired``: how many of ``steps`` gradient steps were clipped (a tensor: no sync)."""
         if self.interval > 0:
             self.clipped += fired
-            self.steps += 1
+            self.steps += steps
 
     def due(self, n_updates: int) -> bool:
         return self.interval > 0 and n_updates % self.interval == 0
@@ -76,6 +78,7 @@ class Diagnostics:
         self, logger: Any, out: BatchOutput, loss: th.Tensor, grad_norm: th.Tensor, extra: dict[str, float]
     ) -> None:
         """Log this batch's statistics (one host sync) and the given extra scalars under ``diag/``."""
+        assert out.td is not None, "the step was asked for its figures"
         td = out.td.float()
         q_taken = out.q_taken.reshape(-1)
         q_greedy = out.q_all.max(dim=1).values

@@ -14,7 +14,11 @@ replay buffer and its Q-network:
   reference) or :class:`ManualGradients` (:class:`~rlkit.dqn.mlp_update.MlpUpdate`, the backward
   pass of an MLP Q-network written out);
 - **optimizer step**: :class:`PlainStep` (``clip_grad_norm_`` then ``optimizer.step()``: the
-  reference) or :class:`LeanStep` (:class:`LeanFusedAdam`: the same arithmetic in one call).
+  reference) or :class:`LeanStep` (:class:`LeanFusedAdam`: the same arithmetic in one call);
+- **tally** of what the phase logs and guards (mean loss, largest |Q|, clip count):
+  :class:`StepTally` (accumulated every gradient step: the reference) or :class:`PhaseTally`
+  (the written-out path: each step's Q-values and targets kept, reduced once at the phase's end;
+  the per-sample loss is then never computed step by step, since the gradient does not need it).
 
 ``EngineOptions.reference()`` is the readable path (a CleanRL reader follows it in
 :meth:`GradientEngine.run`), and the tests check each fast part against it. Which parts a
@@ -36,6 +40,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from rlkit.dqn.buffers import PrioritizedReplayBuffer
 from rlkit.dqn.diagnostics import BatchOutput, Diagnostics, check_divergence
 from rlkit.dqn.mlp_update import MlpUpdate
+from rlkit.dqn.targets import LossName, elementwise_loss
 
 if TYPE_CHECKING:
     from rlkit.dqn.algorithms import RlkitAlgorithm
@@ -60,10 +65,13 @@ class EngineOptions:
     manual_backward: bool = True
     """MLP Q-networks: forward and backward written out, without autograd (:class:`MlpUpdate`)."""
 
+    phase_tally: bool = True
+    """With the written-out backward and uniform replay: the phase's logged figures reduced once (:class:`PhaseTally`)."""
+
     @classmethod
     def reference(cls) -> EngineOptions:
         """The plain path: per-step draws, autograd, ``clip_grad_norm_`` and ``optimizer.step()``."""
-        return cls(batched_phases=False, lean_optimizer=False, manual_backward=False)
+        return cls(batched_phases=False, lean_optimizer=False, manual_backward=False, phase_tally=False)
 
 
 # ----------------------------------------------------------------------------------------
@@ -137,8 +145,9 @@ class AutogradGradients:
         self.batch_fn = batch_fn
         self.optimizer = optimizer
 
-    def __call__(self, batch: Minibatch) -> tuple[BatchOutput, th.Tensor]:
+    def __call__(self, batch: Minibatch, figures: bool = True) -> tuple[BatchOutput, th.Tensor | None]:
         out = self.batch_fn(batch.data, batch.next_target)
+        assert out.loss is not None
         loss = weighted_mean(out.loss, batch.weights)
         self.optimizer.zero_grad()
         loss.backward()
@@ -153,9 +162,9 @@ class ManualGradients:
     def __init__(self, update: MlpUpdate) -> None:
         self.update = update
 
-    def __call__(self, batch: Minibatch) -> tuple[BatchOutput, th.Tensor]:
-        out = self.update.step(batch.data, batch.next_target, batch.weights)
-        return out, weighted_mean(out.loss, batch.weights)
+    def __call__(self, batch: Minibatch, figures: bool = True) -> tuple[BatchOutput, th.Tensor | None]:
+        out = self.update.step(batch.data, batch.next_target, batch.weights, figures=figures)
+        return out, None if out.loss is None else weighted_mean(out.loss, batch.weights)
 
 
 Gradients = AutogradGradients | ManualGradients
@@ -205,6 +214,66 @@ class LeanStep(PlainStep):
 
 
 # ----------------------------------------------------------------------------------------
+# Tallies: the phase's mean loss, largest |Q| and clip count
+# ----------------------------------------------------------------------------------------
+
+
+class StepTally:
+    """Every gradient step adds its loss, its largest |Q| and whether it clipped (the reference)."""
+
+    name = "step"
+    figures_every_step = True
+
+    def __init__(self, device: th.device, diag: Diagnostics, max_norm: float) -> None:
+        self.diag, self.max_norm = diag, max_norm
+        self.loss_sum = th.zeros((), device=device)
+        self.q_abs_max = th.zeros((), device=device)
+
+    def add(self, out: BatchOutput, loss: th.Tensor | None, grad_norm: th.Tensor) -> None:
+        assert loss is not None
+        self.loss_sum += loss.detach()
+        self.q_abs_max = th.maximum(self.q_abs_max, out.q_all.abs().max())
+        self.diag.count_clip(grad_norm > self.max_norm)
+
+    def finish(self, steps: int) -> tuple[float, float]:
+        """The phase's mean loss and largest |Q| (one host sync)."""
+        mean_loss, q_max = th.stack([self.loss_sum / steps, self.q_abs_max]).tolist()
+        return mean_loss, q_max
+
+
+class PhaseTally:
+    """Keeps each step's Q-values, targets and gradient norm; reduces them once at the phase's end.
+
+    The mean loss over the phase is the loss of all its samples at once (uniform replay, no
+    weights: the same mean as averaging the steps' means), so no step computes a per-sample loss.
+    Clips are counted at the phase's end, so a ``diag/clip_fraction`` logged within a phase
+    counts that phase's steps in the next record.
+    """
+
+    name = "phase"
+    figures_every_step = False
+
+    def __init__(self, loss_kind: LossName, device: th.device, diag: Diagnostics, max_norm: float) -> None:
+        self.loss_kind, self.diag, self.max_norm = loss_kind, diag, max_norm
+        self.q_all: list[th.Tensor] = []
+        self.q_taken: list[th.Tensor] = []
+        self.target: list[th.Tensor] = []
+        self.norms: list[th.Tensor] = []
+
+    def add(self, out: BatchOutput, loss: th.Tensor | None, grad_norm: th.Tensor) -> None:
+        self.q_all.append(out.q_all)
+        self.q_taken.append(out.q_taken)
+        self.target.append(out.target)
+        self.norms.append(grad_norm)
+
+    def finish(self, steps: int) -> tuple[float, float]:
+        loss = elementwise_loss(th.cat(self.q_taken), th.cat(self.target), self.loss_kind).mean()
+        self.diag.count_clip((th.stack(self.norms) > self.max_norm).sum(), len(self.norms))
+        mean_loss, q_max = th.stack([loss, th.cat(self.q_all).abs().max()]).tolist()
+        return mean_loss, q_max
+
+
+# ----------------------------------------------------------------------------------------
 # The engine
 # ----------------------------------------------------------------------------------------
 
@@ -213,13 +282,22 @@ class GradientEngine:
     """A model's training phase, from parts chosen once (module docstring)."""
 
     def __init__(
-        self, batches: Batches, gradients: Gradients, lean_optimizer: bool, params: list[th.nn.Parameter]
+        self,
+        batches: Batches,
+        gradients: Gradients,
+        lean_optimizer: bool,
+        params: list[th.nn.Parameter],
+        phase_tally: bool = False,
     ) -> None:
         self.batches = batches
         self.gradients = gradients
         self.lean_optimizer = lean_optimizer
         self.params = params
         """The parameters the optimizer trains."""
+        self.phase_tally = (
+            phase_tally and isinstance(gradients, ManualGradients) and not isinstance(batches, PrioritizedBatches)
+        )
+        """Reduce the phase's figures once (:class:`PhaseTally`): written-out gradients, uniform replay."""
 
     @property
     def manual(self) -> MlpUpdate | None:
@@ -248,7 +326,7 @@ class GradientEngine:
             batches = PhaseBatches(manual.target_values if manual is not None else target_fn)
         else:
             batches = PerStepBatches()
-        return cls(batches, gradients, options.lean_optimizer, params)
+        return cls(batches, gradients, options.lean_optimizer, params, options.phase_tally)
 
     def describe(self) -> dict[str, str]:
         """Which part was chosen for each of the three choices."""
@@ -256,6 +334,7 @@ class GradientEngine:
             "batches": self.batches.name,
             "gradients": self.gradients.name,
             "optimizer": "lean" if self.lean_optimizer else "plain",
+            "tally": "phase" if self.phase_tally else "step",
         }
 
     def run(self, model: RlkitAlgorithm, gradient_steps: int, batch_size: int, diag: Diagnostics) -> None:
@@ -272,22 +351,27 @@ class GradientEngine:
         clip: float | None = getattr(model, "max_grad_norm", None)  # DQN: a float; QR-DQN: optional
         max_norm = float(clip) if clip is not None else float("inf")
         step = (LeanStep if self.lean_optimizer else PlainStep)(policy.optimizer, self.params)
-        loss_sum = th.zeros((), device=model.device)
-        q_abs_max = th.zeros((), device=model.device)
+        tally: StepTally | PhaseTally
+        if self.phase_tally:
+            assert isinstance(self.gradients, ManualGradients)
+            tally = PhaseTally(self.gradients.update.loss_kind, model.device, diag, max_norm)
+        else:
+            tally = StepTally(model.device, diag, max_norm)
         for batch in self.batches.phase(model, gradient_steps, batch_size, beta):
             if noisy:
                 policy.reset_noise()  # type: ignore[operator]
-            out, loss = self.gradients(batch)
+            due = diag.due(model._n_updates + 1)
+            out, loss = self.gradients(batch, figures=tally.figures_every_step or due)
             grad_norm = step(max_norm)
             model._n_updates += 1
-            loss_sum += loss.detach()
-            q_abs_max = th.maximum(q_abs_max, out.q_all.abs().max())
-            diag.count_clip(grad_norm > max_norm)
+            tally.add(out, loss, grad_norm)
             if prioritized:
+                assert out.td is not None
                 model.replay_buffer.update_priorities(batch.leaves, out.td.abs().cpu().numpy())  # type: ignore[union-attr]
-            if diag.due(model._n_updates):
+            if due:
+                assert loss is not None
                 diag.record(model.logger, out, loss, grad_norm, _extra_figures(model, beta if prioritized else None))
-        mean_loss, q_max = (th.stack([loss_sum / gradient_steps, q_abs_max])).tolist()
+        mean_loss, q_max = tally.finish(gradient_steps)
         check_divergence(int(model.num_timesteps), mean_loss, q_max, model.divergence_q_bound)
         model.logger.record("train/n_updates", model._n_updates, exclude="tensorboard")
         model.logger.record("train/loss", mean_loss)

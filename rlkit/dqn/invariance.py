@@ -52,6 +52,7 @@ def thread_invariant(model: Any, candidates: tuple[int, ...], seed: int = 0) -> 
 
     def results() -> list[th.Tensor]:
         out = step.step(data, None, weights)
+        assert out.loss is not None
         grads = [p.grad for p in step.params if p.grad is not None]
         norm = th.linalg.vector_norm(th.stack(th._foreach_norm(grads)))
         with th.no_grad():

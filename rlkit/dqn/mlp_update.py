@@ -198,12 +198,15 @@ class MlpUpdate:
         data: ReplayBufferSamples,
         next_target: th.Tensor | None = None,
         weights: th.Tensor | None = None,
+        figures: bool = True,
     ) -> BatchOutput:
         """Compute one batch's loss and write the gradient of its weighted mean into ``.grad``.
 
         ``next_target`` is the target network's output on the next states when already known;
         ``weights`` are prioritized replay's importance weights. The returned ``loss`` is per
-        sample and carries no graph (the gradient is already in ``.grad``).
+        sample and carries no graph (the gradient is already in ``.grad``). Without ``figures``
+        the per-sample loss and TD error are not computed (``None``): the gradient needs neither,
+        and a phase that logs only their means reduces them once at its end.
         """
         with th.no_grad():
             for p in self.params:
@@ -228,5 +231,7 @@ class MlpUpdate:
                 d_taken = d_taken * weights.reshape(-1, 1)
             d_q = th.zeros_like(q_all).scatter_(1, actions, d_taken.div_(rows))
             self.online.backward(d_q, saved, rows)
+            if not figures:
+                return BatchOutput(None, None, q_all, q_taken, target)
             loss = elementwise_loss(q_taken, target, self.loss_kind)
         return BatchOutput(loss, (target - q_taken).reshape(-1), q_all, q_taken, target)
