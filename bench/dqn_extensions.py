@@ -41,12 +41,12 @@ def _plain_sb3(preset: Any, env: Any) -> Any:
 
 
 def _resolve(env_name: str, sets: list[str]) -> Any:
-    """The preset on plain SB3's algorithm (its DQN extensions off), then the variant's switches."""
-    from throughput import SAME_ALGORITHM
+    """The Zoo's values on plain SB3's algorithm (every extension off), then the variant's switches."""
+    from throughput import SAME_ALGORITHM, zoo_overrides
 
     from rlkit.environments.resolve import resolve
 
-    return resolve(env_name, overrides=[*SAME_ALGORITHM, *sets]).preset
+    return resolve(env_name, overrides=[*SAME_ALGORITHM, *zoo_overrides(env_name), *sets]).preset
 
 
 def _time(name: str, env_name: str, sets: list[str], steps: int) -> float:

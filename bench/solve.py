@@ -1,8 +1,8 @@
 """Time to solve, side by side: rlkit's preset, the RL Zoo's values on plain SB3, and SBX, same seeds.
 
 Every learner trains on the same env (rlkit's ``make_env``: ``gym.make`` without rendering) under
-the same rule, rlkit's own hooks on one evaluator: every ``--eval-freq`` steps, ``--eval-episodes``
-deterministic episodes; when their mean reaches the solved score, ``--confirm`` more episodes on
+the same rule, rlkit's own hooks on one evaluator: every ``--eval-freq`` steps (default: the rlkit
+preset's), ``--eval-episodes`` deterministic episodes (the preset's, on its ``eval_envs``); when their mean reaches the solved score, ``--confirm`` more episodes on
 separate envs must too; then training stops and the model that solved is the final model. The
 time to solve is the training wall-clock up to then (evaluations included, as a user waits for
 them), from the first env step; "not solved" means the budget ran out first, and the final
@@ -40,37 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# The RL Zoo's DQN values (hyperparams/dqn.yml, rl-zoo3 2.x) for the envs compared here.
-ZOO: dict[str, dict[str, Any]] = {
-    "lunarlander": {
-        "n_timesteps": 100_000,
-        "learning_rate": 6.3e-4,
-        "batch_size": 128,
-        "buffer_size": 50_000,
-        "learning_starts": 0,
-        "gamma": 0.99,
-        "target_update_interval": 250,
-        "train_freq": 4,
-        "gradient_steps": -1,
-        "exploration_fraction": 0.12,
-        "exploration_final_eps": 0.1,
-        "net_arch": [256, 256],
-    },
-    "cartpole": {
-        "n_timesteps": 50_000,
-        "learning_rate": 2.3e-3,
-        "batch_size": 64,
-        "buffer_size": 100_000,
-        "learning_starts": 1000,
-        "gamma": 0.99,
-        "target_update_interval": 10,
-        "train_freq": 256,
-        "gradient_steps": 128,
-        "exploration_fraction": 0.16,
-        "exploration_final_eps": 0.04,
-        "net_arch": [256, 256],
-    },
-}
+from throughput import ZOO  # the RL Zoo's values, pinned for every benchmark
 
 
 def _solve_hooks(preset: Any, seed: int, eval_freq: int, eval_episodes: int, confirm: int) -> tuple[Any, Any]:
@@ -80,6 +50,8 @@ def _solve_hooks(preset: Any, seed: int, eval_freq: int, eval_episodes: int, con
     from rlkit.training.callbacks import Clock, Evaluator, StopWhenSolved
     from rlkit.training.loop import CONFIRM_ENVS, CONFIRM_SEED_OFFSET, EVAL_SEED_OFFSET
 
+    eval_freq = eval_freq or preset.eval_freq
+    eval_episodes = eval_episodes or preset.eval_episodes
     solved = StopWhenSolved(
         preset.solved_score,
         True,
@@ -89,7 +61,9 @@ def _solve_hooks(preset: Any, seed: int, eval_freq: int, eval_episodes: int, con
         ),
     )
     evaluator = Evaluator(
-        make_env(preset, n_envs=1, seed=derive_seed(seed, EVAL_SEED_OFFSET), train=False),
+        make_env(
+            preset, n_envs=min(preset.eval_envs, eval_episodes), seed=derive_seed(seed, EVAL_SEED_OFFSET), train=False
+        ),
         eval_freq=eval_freq,
         n_episodes=eval_episodes,
         clock=Clock(),
@@ -150,7 +124,11 @@ def run_rlkit(env_name: str, seed: int, args: argparse.Namespace, root: Path) ->
     from rlkit import api
 
     overrides: dict[str, Any] = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
-    overrides.update(eval_freq=args.eval_freq, eval_episodes=args.eval_episodes, solved_episodes=args.confirm)
+    overrides["solved_episodes"] = args.confirm
+    if args.eval_freq:
+        overrides["eval_freq"] = args.eval_freq
+    if args.eval_episodes:
+        overrides.update(eval_episodes=args.eval_episodes, eval_envs=min(args.eval_episodes, 10))
     start = time.perf_counter()
     result = api.train(env_name, seed=seed, overrides=overrides, device="cpu", runs_root=root, quiet=True)
     row: dict[str, Any] = {
@@ -201,13 +179,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--env", default="lunarlander", choices=sorted(ZOO))
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--learners", default="rlkit,zoo,sbx")
-    parser.add_argument("--eval-freq", type=int, default=5000)
-    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--eval-freq", type=int, default=0, help="0: the rlkit preset's eval_freq, for every learner")
+    parser.add_argument("--eval-episodes", type=int, default=0, help="0: the preset's eval_episodes (and eval_envs)")
     parser.add_argument("--confirm", type=int, default=100)
     parser.add_argument("--set", action="append", default=[], help="rlkit preset override (tests: tiny budgets)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     learners = args.learners.split(",")
+    from rlkit.config.schema import to_plain
+    from rlkit.environments.resolve import resolve
+
+    preset = resolve(args.env, overrides=args.set).preset
     rows: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in learners}
     skipped: list[str] = []
     load = list(os.getloadavg())
@@ -234,8 +216,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
         "load_avg_before": load,
-        "rule": f"eval every {args.eval_freq} steps over {args.eval_episodes} episodes; at the solved score, "
-        f"{args.confirm} more episodes must agree; then stop (the final model is the one that solved)",
+        "rule": f"eval every {args.eval_freq or preset.eval_freq} steps over {args.eval_episodes or preset.eval_episodes} "
+        f"episodes ({min(preset.eval_envs, args.eval_episodes or preset.eval_episodes)} envs at once); at the solved "
+        f"score, {args.confirm} more episodes must agree; then stop (the final model is the one that solved)",
+        "rlkit_preset": to_plain(preset),
         "zoo_values": ZOO[args.env],
         "learners": {name: summary(r) for name, r in rows.items()},
         "skipped": skipped,

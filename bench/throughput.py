@@ -1,9 +1,9 @@
 """Throughput at identical hyperparameters: plain SB3 ``DQN`` against rlkit's training path.
 
-Both learners get the same preset (``lunarlander`` by default: lr 6.3e-4, batch 128, buffer 50k,
-learning_starts 0, train_freq 4, gradient_steps -1, net [256, 256], target update 250) with the
-preset's DQN extensions switched off (``SAME_ALGORITHM``), so both do the same number of gradient
-steps of the same size. Three learners:
+Both learners get the same configuration: the RL Zoo's values for the env (``ZOO``; LunarLander
+by default: lr 6.3e-4, batch 128, buffer 50k, learning_starts 0, train_freq 4, gradient_steps -1,
+net [256, 256], target update 250) with every DQN extension off (``SAME_ALGORITHM``), so both do
+the same number of gradient steps of the same size. Three learners:
 
 - ``sb3_plain``: plain SB3 as users run it: ``make_vec_env(env_id)`` (which renders to rgb_array),
   torch's default thread count, SB3's buffer, train loop and MlpPolicy;
@@ -67,6 +67,50 @@ SAME_ALGORITHM = [
     "noisy=false",
     "loss=huber",
 ]
+# The RL Zoo's DQN values (hyperparams/dqn.yml, rl-zoo3 2.x). The shipped presets are tuned to
+# solve fast (fewer, smaller gradient steps on several envs), so the identical work of every
+# throughput benchmark and of bench/solve.py's "zoo" learner is pinned to these values.
+ZOO: dict[str, dict[str, Any]] = {
+    "lunarlander": {
+        "n_timesteps": 100_000,
+        "learning_rate": 6.3e-4,
+        "batch_size": 128,
+        "buffer_size": 50_000,
+        "learning_starts": 0,
+        "gamma": 0.99,
+        "target_update_interval": 250,
+        "train_freq": 4,
+        "gradient_steps": -1,
+        "exploration_fraction": 0.12,
+        "exploration_final_eps": 0.1,
+        "net_arch": [256, 256],
+    },
+    "cartpole": {
+        "n_timesteps": 50_000,
+        "learning_rate": 2.3e-3,
+        "batch_size": 64,
+        "buffer_size": 100_000,
+        "learning_starts": 1000,
+        "gamma": 0.99,
+        "target_update_interval": 10,
+        "train_freq": 256,
+        "gradient_steps": 128,
+        "exploration_fraction": 0.16,
+        "exploration_final_eps": 0.04,
+        "net_arch": [256, 256],
+    },
+}
+
+
+def zoo_overrides(env_name: str) -> list[str]:
+    """The Zoo's values for ``env_name`` as ``--set`` pairs (one env, one evaluation env); none for other envs."""
+    values = ZOO.get(env_name)
+    if values is None:
+        return []
+    sets = [f"{k}={v!r}" for k, v in values.items() if k != "net_arch"]
+    return [*sets, f"policy_kwargs.net_arch={values['net_arch']}", "n_envs=1", "eval_envs=1"]
+
+
 # The rlkit_ale learner: ale-py's vector env and the frame buffer (set after ATARI_OVERRIDES).
 ALE_OVERRIDES = ["atari.backend=ale", "frame_buffer=true"]
 SB3_ENV_OVERRIDES = ["atari.backend=sb3", "frame_buffer=false"]
@@ -98,7 +142,7 @@ def _preset(env_name: str, atari: bool, extra: list[str], ale: bool = False) -> 
     from rlkit.environments.resolve import resolve
 
     atari_sets = [*ATARI_OVERRIDES, *(ALE_OVERRIDES if ale else SB3_ENV_OVERRIDES)] if atari else []
-    return resolve(env_name, overrides=[*SAME_ALGORITHM, *atari_sets, *extra]).preset
+    return resolve(env_name, overrides=[*SAME_ALGORITHM, *zoo_overrides(env_name), *atari_sets, *extra]).preset
 
 
 def sb3_env(preset: Any, atari: bool) -> Any:

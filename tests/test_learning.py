@@ -1,4 +1,10 @@
-"""A real learning run: the shipped CartPole preset learns to balance within CI time."""
+"""A real learning run: the shipped CartPole preset solves CartPole-v1 within CI time.
+
+A random policy scores about 22. The preset stops once solved: an evaluation averaging 475 or
+more (gymnasium's threshold), confirmed over 100 more deterministic episodes; seed 0 gets there
+at 10k of its 50k steps (seeds 0-4: 10k-26k, docs/BENCHMARKS.md). The final model is the one
+that solved, and it is evaluated here once more on episodes of its own.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +13,17 @@ from pathlib import Path
 from rlkit.environments.resolve import resolve
 from rlkit.training import train
 
-# A random policy scores about 22 on CartPole-v1. 400 (of 500) over 10 deterministic evaluation
-# episodes means the agent balances for hundreds of steps: it has clearly learned, and the bar
-# is low enough that the shipped preset reaches it in 30k of its 50k steps (seed 0 reached 500).
-THRESHOLD = 400.0
+SOLVED = 475.0
 
 
-def test_cartpole_preset_learns(tmp_path: Path) -> None:
-    resolved = resolve("cartpole", overrides=["n_timesteps=30000", "eval_freq=2500", "checkpoint_freq=0"])
+def test_cartpole_preset_solves_and_stops(tmp_path: Path) -> None:
+    from rlkit import api
+
+    resolved = resolve("cartpole", overrides=["checkpoint_freq=0"])
     result = train.start(resolved, seed=0, run_dir=tmp_path / "run", quiet=True)
-    assert result.best_mean_reward is not None
-    assert result.best_mean_reward >= THRESHOLD, f"best evaluation {result.best_mean_reward:.1f} < {THRESHOLD}"
+    at = result.solved_at
+    assert at is not None, f"not solved in {result.num_timesteps} steps (best {result.best_mean_reward})"
+    assert at["episodes"] == 100 and at["mean_reward"] >= SOLVED
+    assert result.num_timesteps == at["timesteps"] <= 30_000  # stopped where it solved
+    final = api.evaluate(tmp_path / "run", model="final", episodes=20, seed=123, save=False)
+    assert final.mean >= SOLVED, f"the final model scored {final.mean:.1f} over 20 new episodes"
