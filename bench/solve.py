@@ -164,6 +164,10 @@ def _row(solved: Any, steps: int, wall: float) -> dict[str, Any]:
     }
 
 
+def _envs(n: int) -> str:
+    return "1 env" if n == 1 else f"{n} envs"
+
+
 def summary(rows: dict[int, dict[str, Any]]) -> dict[str, Any]:
     times = [r["time_to_solve_s"] for r in rows.values()]
     middle = statistics.median([math.inf if t is None else t for t in times]) if times else math.inf
@@ -217,7 +221,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
         "load_avg_before": load,
         "rule": f"eval every {args.eval_freq or preset.eval_freq} steps over {args.eval_episodes or preset.eval_episodes} "
-        f"episodes ({min(preset.eval_envs, args.eval_episodes or preset.eval_episodes)} envs at once); at the solved "
+        f"episodes ({_envs(min(preset.eval_envs, args.eval_episodes or preset.eval_episodes))} at once); at the solved "
         f"score, {args.confirm} more episodes must agree; then stop (the final model is the one that solved)",
         "rlkit_preset": to_plain(preset),
         "zoo_values": ZOO[args.env],

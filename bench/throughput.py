@@ -55,7 +55,8 @@ from rlkit.core.threads import ThreadTuner
 
 DEFAULT_THREADS = torch.get_num_threads()  # what a user's process gets, before anything sets it
 SAME = "sb3_same_env_threads"  # plain SB3 DQN on rlkit's env at rlkit's thread count
-ATARI_OVERRIDES = ["buffer_size=5000", "learning_starts=200", "optimize_memory_usage=false"]
+# The Zoo's Atari values (one env, a gradient step every 4) with a small buffer; --set n_envs=4 etc. apply after.
+ATARI_OVERRIDES = ["buffer_size=5000", "learning_starts=200", "optimize_memory_usage=false", "n_envs=1", "train_freq=4"]
 # Plain SB3 DQN's algorithm: the preset's DQN extensions are switched off for both learners, so
 # both do the same gradient steps of the same size on the same network.
 SAME_ALGORITHM = [

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecTransposeImage
 
@@ -18,6 +16,7 @@ from rlkit.environments.atari_vec import AleSettings, AtariVecEnv, MonitorCsv, a
 from rlkit.environments.factory import make_env
 from rlkit.environments.resolve import resolve
 from rlkit.training import train
+from tests.test_resume import SignalAt
 
 ALE = ["atari.backend=ale"]
 TINY = [
@@ -45,7 +44,9 @@ def test_observations_match_the_sb3_path() -> None:
     """Same observation space as the SB3 path after SB3's VecTransposeImage; stacks start zero-filled."""
     preset = resolve("pong", overrides=ALE).preset
     ale = make_env(preset, n_envs=2, seed=0)
-    sb3 = VecTransposeImage(make_env(resolve("pong").preset, n_envs=2, seed=0))
+    sb3 = VecTransposeImage(
+        make_env(resolve("pong", overrides=["atari.backend=sb3", "n_envs=1"]).preset, n_envs=2, seed=0)
+    )
     assert isinstance(ale, AtariVecEnv)
     assert ale.observation_space == sb3.observation_space
     assert ale.action_space == sb3.action_space
@@ -187,17 +188,6 @@ def test_dqn_learns_on_the_adapter_and_logs_real_games() -> None:
     env.close()
 
 
-class SignalAt(BaseCallback):
-    def __init__(self, step: int) -> None:
-        super().__init__()
-        self.step = step
-
-    def _on_step(self) -> bool:
-        if self.num_timesteps == self.step:
-            os.kill(os.getpid(), signal.SIGINT)
-        return True
-
-
 def _monitor_rows(run: Path) -> list[list[str]]:
     text = (run / "monitor" / "0.monitor.csv").read_text().splitlines()
     assert text[0].startswith("#") and json.loads(text[0][1:])["env_id"] == "BreakoutNoFrameskip-v4"
@@ -208,12 +198,12 @@ def _monitor_rows(run: Path) -> list[list[str]]:
 @pytest.mark.usefixtures("one_thread")
 def test_run_writes_monitor_csv_and_resumes(tmp_path: Path) -> None:
     """A run on the adapter: real games in the Monitor CSV, an interrupt, and a resume that appends."""
-    sets = [*TINY, "n_timesteps=900", "learning_starts=400", "eval_freq=0", "checkpoint_freq=0"]
+    sets = [*TINY, "n_envs=1", "n_timesteps=900", "learning_starts=400", "eval_freq=0", "checkpoint_freq=0"]
     run = tmp_path / "run"
     with pytest.raises(Interrupted):
         train.start(
             resolve("breakout", overrides=[*sets, "exploration_final_eps=1.0"]), seed=0, run_dir=run, quiet=True,
-            device="cpu", callbacks=[SignalAt(450)],
+            device="cpu", callbacks=[SignalAt(450, signal.SIGINT)],
         )  # fmt: skip
     before = _monitor_rows(run)
     assert before and all(float(r) >= 0 and int(frames) > 400 for r, frames, _ in before)

@@ -213,3 +213,22 @@ def test_atari_training_episodes_are_counted_in_env_steps(tmp_path: Path) -> Non
     steps, _ = training_curve(monitor, 1, frames_per_step=4)
     assert frames is not None and steps is not None
     assert list(frames.steps) == [400, 1200] and list(steps.steps) == [100, 300]
+
+
+def test_seeds_that_stop_at_different_steps_are_each_drawn_to_their_end() -> None:
+    """Runs stopped once solved end at 70k-230k: the mean covers 70k only, so each seed is drawn too."""
+    runs = []
+    for seed, end in enumerate([70, 95, 105, 135, 230]):
+        xs = np.arange(5, end + 1, 5, dtype=float) * 1000
+        runs.append(RunCurves(Path(f"/r/{seed}"), "ll", seed, "E-v0", {}, 200.0, Curve(xs, xs / 1e3, xs / 1e3), None))
+    fig = build_figure(group_runs(runs))
+    evaluation = fig.axes[0]
+    ends = sorted(line.get_xdata()[-1] for line in evaluation.get_lines() if line.get_marker() == "o")
+    assert ends == [70_000, 95_000, 105_000, 135_000, 230_000]  # a dot where each seed stopped
+    assert "to the end of each run" in str(fig.get_supxlabel())
+    same = [RunCurves(Path(f"/s/{k}"), "ll", k, "E-v0", {}, 200.0, runs[0].evaluation, None) for k in range(5)]
+    assert not [
+        line
+        for line in build_figure(group_runs(same)).axes[0].get_lines()
+        if line.get_marker() == "o" and line.get_linestyle() == "None"
+    ]

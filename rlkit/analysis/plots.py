@@ -298,6 +298,12 @@ def figure_title(groups: list[Group]) -> str:
     return f"{', '.join(envs)} · preset{'s' if len(aliases) > 1 else ''} {', '.join(aliases)}"
 
 
+def uneven(curves: list[Curve], axis: XAxis) -> bool:
+    """Whether the seeds' runs end at clearly different points (more than 5% apart)."""
+    ends = [float(c.x(axis)[-1]) for c in curves if len(c.values)]
+    return len(ends) > 1 and min(ends) < 0.95 * max(ends)
+
+
 def _draw_group(ax: Any, group: Group, which: str, axis: XAxis, divide: float, color: str) -> Aggregate | None:
     curves = [c for c in (getattr(r, which) for r in group.runs) if c is not None]
     if not curves:
@@ -309,9 +315,16 @@ def _draw_group(ax: Any, group: Group, which: str, axis: XAxis, divide: float, c
     marker = "o" if which == "evaluation" and axis == "steps" and not agg.interpolated else None
     if len(xs) == 1:  # the seeds share a single x (no common range): a line would be invisible
         marker = "o"
-    if 1 < n < BAND_MIN_SEEDS:
+    ragged = n > 1 and uneven(curves, axis)
+    if 1 < n < BAND_MIN_SEEDS or ragged:
+        # Each seed over its whole run: below BAND_MIN_SEEDS always; above, when seeds end at
+        # different points (runs stopped once solved), which the mean's common range would hide.
+        # On the steps axis a dot marks where each such run ended.
         for curve in curves:
-            ax.plot(curve.x(axis) / divide, curve.values, color=color, linewidth=0.8, alpha=0.35)
+            xs_seed = curve.x(axis) / divide
+            ax.plot(xs_seed, curve.values, color=color, linewidth=0.8, alpha=0.35)
+            if ragged and axis == "steps":
+                ax.plot(xs_seed[-1:], curve.values[-1:], color=color, marker="o", ms=3, alpha=0.6, linestyle="none")
     if agg.band is not None:
         ax.fill_between(xs, agg.band[0], agg.band[1], color=color, alpha=0.2, linewidth=0)
     label = group.label if n == 1 else f"{group.label}: mean"
@@ -375,6 +388,12 @@ def build_figure(groups: list[Group], axis: XAxis = "steps") -> Figure:
     sizes = [len(g.runs) for g in groups]
     if any(1 < n < BAND_MIN_SEEDS for n in sizes):
         notes.append(f"thin lines: single seeds, thick: their mean (no band below {BAND_MIN_SEEDS} seeds)")
+    elif any(
+        len(g.runs) > 1 and uneven([c for c in (getattr(r, w) for r in g.runs) if c is not None], axis)
+        for g in groups
+        for w in ("evaluation", "training")
+    ):
+        notes.append("thin lines: single seeds to the end of each run, thick: their mean where all have data")
     if any(n >= BAND_MIN_SEEDS for n in sizes):
         notes.append("band: 95% bootstrap interval of the mean over seeds")
     if interpolated:

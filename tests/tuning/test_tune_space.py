@@ -91,8 +91,25 @@ def test_unknown_space_name_suggests() -> None:
         spaces.load("clasic", {})
 
 
+# The LunarLander preset before it was tuned for time to solve: the values the lunarlander-100k
+# space was searched around (the shipped preset's 8-step returns lie outside it).
+PREVIOUS_LUNARLANDER = [
+    "n_steps=3",
+    "exploration_fraction=0.12",
+    "policy_kwargs.net_arch=[256, 256]",
+    "train_freq=4",
+    "gradient_steps=-1",
+]
+
+
 def test_baseline_is_the_base_presets_values_when_the_space_holds_them() -> None:
-    base = to_plain(resolve("lunarlander").preset)
+    assert (
+        spaces.load("lunarlander-100k", to_plain(resolve("lunarlander").preset)).baseline(
+            to_plain(resolve("lunarlander").preset)
+        )
+        is None
+    )  # n_steps 8 is not among the space's choices: no baseline to enqueue
+    base = to_plain(resolve("lunarlander", overrides=PREVIOUS_LUNARLANDER).preset)
     space = spaces.load("lunarlander-100k", base)
     assert space.baseline(base) == {
         "learning_rate": base["learning_rate"],
@@ -112,7 +129,9 @@ def test_baseline_is_the_base_presets_values_when_the_space_holds_them() -> None
 def test_a_new_study_enqueues_its_baseline_first(tmp_path: Path) -> None:
     from rlkit.tuning.study import TuneRequest, prepare
 
-    request = TuneRequest(env="lunarlander", space="lunarlander-100k", runs_root=tmp_path, study="s")
+    request = TuneRequest(
+        env="lunarlander", space="lunarlander-100k", runs_root=tmp_path, study="s", overrides=PREVIOUS_LUNARLANDER
+    )
     prepared = prepare(request)
     waiting = prepared.study.get_trials(deepcopy=False)
     assert len(waiting) == 1 and waiting[0].state == optuna.trial.TrialState.WAITING
