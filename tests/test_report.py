@@ -183,3 +183,11 @@ def test_comparison_evaluates_runs_over_the_same_episodes(
     page = out.read_text()
     table = page[page.index("<h2>Comparison</h2>") : page.index("<h2>Learning curve</h2>")]
     assert "greedy, 2 episodes" in table and "(5 ep" not in table
+
+
+def test_time_to_solve_is_shown_when_the_run_was_solved() -> None:
+    from rlkit.analysis.report import solved_at_text
+
+    at = {"timesteps": 95_000.0, "wall_s": 22.25, "mean_reward": 211.1, "episodes": 100.0}
+    assert solved_at_text(at) == "22.2 s, at step 95,000 (mean 211.1 over 100 episodes)"
+    assert solved_at_text({"timesteps": "x"}) == "-"  # a damaged record is a dash, not a crash

@@ -251,6 +251,17 @@ def run_name(facts: RunFacts) -> str:
     return f"{facts.alias}/{facts.path.name}"
 
 
+def solved_at_text(at: dict[str, Any]) -> str:
+    """``12.3 s, at step 95,000 (mean 211.1 over 100 episodes)``: when the run was solved, confirmed."""
+    try:
+        return esc(
+            f"{float(at['wall_s']):.1f} s, at step {int(at['timesteps']):,} "
+            f"(mean {float(at['mean_reward']):.1f} over {int(at['episodes'])} episodes)"
+        )
+    except (KeyError, TypeError, ValueError):
+        return "-"
+
+
 def solved_text(result: EvalResult) -> str:
     if result.solved_fraction is None or result.solved_score is None:
         return "-"
@@ -292,6 +303,7 @@ def training_table(facts: RunFacts) -> str:
         ["status", f'<span class="{css}">{esc(status)}</span>' + (" · solved" if state.get("solved") else "")],
         ["steps", f"{fmt_num(steps, ',')} of {fmt_num(budget, ',')}"],
         ["wall-clock", esc(fmt_duration(state.get("wall_s")))],
+        *([["time to solve", solved_at_text(state["solved_at"])]] if isinstance(state.get("solved_at"), dict) else []),
         ["speed", f"{fmt_num(state.get('steps_per_s'), '.0f')} steps/s" if state.get("steps_per_s") else "-"],
         ["best evaluation", best_text(best, facts.periodic)],
         ["policy network", esc(meta.get("policy", "-"))],
