@@ -143,16 +143,17 @@ def train(
     best_text = "-" if result.best_mean_reward is None else f"{result.best_mean_reward:.1f}"
     solved = ""
     at = result.solved_at
-    if at is not None:
+    if at is not None:  # its own line
         solved = (
-            f"; solved at step {int(at['timesteps']):,} after {at['wall_s']:.1f} s "
+            f"\nsolved at step {int(at['timesteps']):,} after {at['wall_s']:.1f} s "
             f"(mean {at['mean_reward']:.1f} over {int(at['episodes'])} episodes)"
         )
     elif result.solved:
         score = _solved_score(result.run_dir)
         solved = "; solved" if score is None else f"; solved (evaluation mean >= {score:g})"
     out.print(
-        f"done: {result.num_timesteps} steps in {result.wall_s:.0f}s ({result.steps_per_s:.0f} steps/s); "
+        # Short lines: each fits 80 columns whole.
+        f"done: {result.num_timesteps} steps in {result.wall_s:.0f}s ({result.steps_per_s:.0f} steps/s)\n"
         f"final eval {final_text}; best eval {best_text}{solved}"
     )
     from rlkit.training.display import short_path

@@ -232,7 +232,7 @@ class StopWhenSolved:
             mean = self._confirm(evaluator)
             episodes = self.confirm_episodes
         at = {
-            "timesteps": row["timesteps"],
+            "timesteps": int(row["timesteps"]),
             "wall_s": evaluator.clock.seconds(),
             "mean_reward": mean,
             "episodes": episodes,

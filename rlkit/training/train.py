@@ -403,11 +403,10 @@ def _solved_before(state: dict[str, Any], steps: int) -> dict[str, float] | None
         return None
     if not all(isinstance(at.get(k), (int, float)) for k in ("timesteps", "wall_s", "mean_reward", "episodes")):
         return None
-    return (
-        {k: float(at[k]) for k in ("timesteps", "wall_s", "mean_reward", "episodes")}
-        if at["timesteps"] <= steps
-        else None
-    )
+    if at["timesteps"] > steps:
+        return None
+    whole = ("timesteps", "episodes")
+    return {k: int(at[k]) if k in whole else float(at[k]) for k in ("timesteps", "wall_s", "mean_reward", "episodes")}
 
 
 def _confirm_env(preset: Preset, seed: int, episodes: int) -> Callable[[], VecEnv]:
@@ -465,8 +464,8 @@ def _learn(
     def on_confirmation(at: dict[str, float], held: bool) -> None:
         if not held:
             display.message(
-                f"step {int(at['timesteps']):,}: the evaluation reached {preset.solved_score:g}, "
-                f"{int(at['episodes'])} more episodes gave {at['mean_reward']:.1f}; training on"
+                f"step {int(at['timesteps']):,}: not confirmed, {int(at['episodes'])} more episodes "
+                f"gave {at['mean_reward']:.1f}"
             )
 
     solved = StopWhenSolved(
