@@ -48,17 +48,13 @@ def _solve_hooks(preset: Any, seed: int, eval_freq: int, eval_episodes: int, con
     from rlkit.core.seeds import derive_seed
     from rlkit.environments.factory import make_env
     from rlkit.training.callbacks import Clock, Evaluator, StopWhenSolved
-    from rlkit.training.loop import CONFIRM_ENVS, CONFIRM_SEED_OFFSET, EVAL_SEED_OFFSET
+    from rlkit.training.loop import EVAL_SEED_OFFSET
+    from rlkit.training.train import confirm_env
 
     eval_freq = eval_freq or preset.eval_freq
     eval_episodes = eval_episodes or preset.eval_episodes
     solved = StopWhenSolved(
-        preset.solved_score,
-        True,
-        confirm_episodes=confirm,
-        confirm_env=lambda: make_env(
-            preset, n_envs=min(CONFIRM_ENVS, confirm), seed=derive_seed(seed, CONFIRM_SEED_OFFSET), train=False
-        ),
+        preset.solved_score, True, confirm_episodes=confirm, confirm_env=confirm_env(preset, seed, confirm)
     )
     evaluator = Evaluator(
         make_env(
@@ -75,11 +71,9 @@ def _solve_hooks(preset: Any, seed: int, eval_freq: int, eval_episodes: int, con
 def _final_mean(model: Any, preset: Any, seed: int, episodes: int) -> float:
     from stable_baselines3.common.evaluation import evaluate_policy
 
-    from rlkit.core.seeds import derive_seed
-    from rlkit.environments.factory import make_env
-    from rlkit.training.loop import CONFIRM_ENVS, CONFIRM_SEED_OFFSET
+    from rlkit.training.train import confirm_env
 
-    env = make_env(preset, n_envs=min(CONFIRM_ENVS, episodes), seed=derive_seed(seed, CONFIRM_SEED_OFFSET), train=False)
+    env = confirm_env(preset, seed, episodes)()  # the envs the confirmation would play
     rewards, _ = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True)
     env.close()
     return float(sum(rewards) / len(rewards))  # type: ignore[arg-type]
@@ -113,7 +107,7 @@ def run_peer(kind: str, env_name: str, seed: int, args: argparse.Namespace) -> d
     start = time.perf_counter()
     model.learn(values["n_timesteps"], callback=evaluator)
     wall = time.perf_counter() - start
-    row = _row(solved, int(model.num_timesteps), wall)
+    row = _row(solved.solved_at, int(model.num_timesteps), wall)
     if solved.solved_at is None:
         row["final_mean"] = round(_final_mean(model, preset, seed, args.confirm), 1)
     solved.close()
@@ -131,14 +125,8 @@ def run_rlkit(env_name: str, seed: int, args: argparse.Namespace, root: Path) ->
         overrides.update(eval_episodes=args.eval_episodes, eval_envs=min(args.eval_episodes, 10))
     start = time.perf_counter()
     result = api.train(env_name, seed=seed, overrides=overrides, device="cpu", runs_root=root, quiet=True)
-    row: dict[str, Any] = {
-        "steps": result.num_timesteps,
-        "wall_s": round(result.wall_s, 1),
-        "command_s": round(time.perf_counter() - start, 1),
-        "solved_step": None if result.solved_at is None else int(result.solved_at["timesteps"]),
-        "time_to_solve_s": None if result.solved_at is None else round(result.solved_at["wall_s"], 1),
-        "confirmed_mean": None if result.solved_at is None else round(result.solved_at["mean_reward"], 1),
-    }
+    row = _row(result.solved_at, result.num_timesteps, result.wall_s)
+    row["command_s"] = round(time.perf_counter() - start, 1)
     if result.solved_at is None or result.num_timesteps != row["solved_step"]:
         row["final_mean"] = round(_final_rlkit(result.run_dir, env_name, seed, args), 1)
     return row
@@ -153,8 +141,8 @@ def _final_rlkit(run_dir: Path, env_name: str, seed: int, args: argparse.Namespa
     return _final_mean(model, preset, seed, args.confirm)
 
 
-def _row(solved: Any, steps: int, wall: float) -> dict[str, Any]:
-    at = solved.solved_at
+def _row(at: dict[str, float] | None, steps: int, wall: float) -> dict[str, Any]:
+    """Steps and wall-clock of a run, and when it was solved (``at``: its ``solved_at``)."""
     return {
         "steps": steps,
         "wall_s": round(wall, 1),

@@ -409,7 +409,7 @@ def _solved_before(state: dict[str, Any], steps: int) -> dict[str, float] | None
     return {k: int(at[k]) if k in whole else float(at[k]) for k in ("timesteps", "wall_s", "mean_reward", "episodes")}
 
 
-def _confirm_env(preset: Preset, seed: int, episodes: int) -> Callable[[], VecEnv]:
+def confirm_env(preset: Preset, seed: int, episodes: int) -> Callable[[], VecEnv]:
     """The confirming evaluation's env, made when first needed: up to ``CONFIRM_ENVS`` evaluation envs."""
     from rlkit.environments.factory import make_env
 
@@ -472,7 +472,7 @@ def _learn(
         preset.solved_score,
         preset.stop_on_solved,
         confirm_episodes=preset.solved_episodes,
-        confirm_env=_confirm_env(preset, seed, preset.solved_episodes) if preset.solved_episodes > 0 else None,
+        confirm_env=confirm_env(preset, seed, preset.solved_episodes) if preset.solved_episodes > 0 else None,
         solved_at=solved_at,
         on_solved=on_solved,
         on_confirmation=on_confirmation,
