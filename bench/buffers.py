@@ -34,7 +34,7 @@ def _buffers(size: int) -> dict[str, tuple[Callable[[], Any], bool]]:
     from gymnasium import spaces
     from stable_baselines3.common.buffers import ReplayBuffer
 
-    from rlkit.dqn.buffers import FrameReplayBuffer
+    from rlkit.replay.buffers import FrameReplayBuffer
 
     obs, act = spaces.Box(0, 255, SHAPE, np.uint8), spaces.Discrete(6)
     return {

@@ -172,7 +172,7 @@ def test_evaluation_and_rendering_stay_on_the_sb3_path() -> None:
 
 @pytest.mark.usefixtures("one_thread")
 def test_dqn_learns_on_the_adapter_and_logs_real_games() -> None:
-    from rlkit.dqn.buffers import FrameReplayBuffer
+    from rlkit.replay.buffers import FrameReplayBuffer
     from rlkit.training.factory import build_model
 
     sets = [*TINY, "n_envs=2", "learning_starts=900", "exploration_final_eps=1.0"]

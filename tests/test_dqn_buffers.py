@@ -12,7 +12,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 
-from rlkit.dqn.buffers import DeviceFrameReplayBuffer, FrameReplayBuffer, PrioritizedReplayBuffer, SumTree
+from rlkit.replay.buffers import DeviceFrameReplayBuffer, FrameReplayBuffer, PrioritizedReplayBuffer, SumTree
 
 
 def test_sum_tree_sums_and_finds() -> None:

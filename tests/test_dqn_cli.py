@@ -12,10 +12,10 @@ from rlkit.cli import app
 def test_contradictory_switches_are_one_line_and_create_nothing(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     result = CliRunner().invoke(
-        app, ["train", "cartpole", "--set", "algo=qrdqn", "--set", "noisy=true", "--run-dir", str(run_dir)]
+        app, ["train", "cartpole", "--set", "distribution=qr", "--set", "loss=mse", "--run-dir", str(run_dir)]
     )
     assert result.exit_code == 2
-    assert "noisy is not supported with algo qrdqn" in result.output
+    assert "loss mse applies to Q-value heads only; distribution qr has its own loss" in result.output
     assert "Traceback" not in result.output
     assert not run_dir.exists()
 

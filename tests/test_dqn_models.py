@@ -16,15 +16,14 @@ from stable_baselines3.dqn.policies import DQNPolicy
 
 from rlkit.config.schema import validate
 from rlkit.core.errors import RlkitError
-from rlkit.dqn import algorithms
+from rlkit.dqn import algorithms, engine, mlp
 from rlkit.dqn.algorithms import RlkitDQN, RlkitQRDQN
-from rlkit.dqn.buffers import PrioritizedReplayBuffer
 from rlkit.dqn.diagnostics import DivergenceError, check_divergence
 from rlkit.dqn.engine import EngineOptions
-from rlkit.dqn.mlp_update import MlpUpdate
 from rlkit.dqn.policies import DuelingHead, NoisyLinear, RlkitCnnPolicy
 from rlkit.environments.factory import make_env
 from rlkit.environments.resolve import resolve
+from rlkit.replay.buffers import PrioritizedReplayBuffer
 from rlkit.training import train as training
 from rlkit.training.buffer_store import load_buffer, save_buffer
 from rlkit.training.factory import build_model, load_model
@@ -86,7 +85,7 @@ def test_extensions_round_trip_through_rlkit(tmp_path: Path) -> None:
     save_buffer(model.replay_buffer, tmp_path / "rb.npz")
     loaded = load_model(tmp_path / "m.zip", None, "cpu", preset=_preset(*sets, "per_alpha=0.5"))
     assert isinstance(loaded, RlkitDQN)
-    assert (loaded.double_q, loaded.loss_kind, loaded.n_steps) == (True, "mse", 3)
+    assert (loaded.double_q, loaded.loss, loaded.n_steps) == (True, "mse", 3)
     assert loaded.policy.dueling and loaded.policy.noisy  # type: ignore[attr-defined]
     assert loaded.replay_buffer_class is PrioritizedReplayBuffer
     assert loaded.exploration_initial_eps == 0.0
@@ -148,8 +147,10 @@ def test_cnn_policy_heads(extra: dict[str, bool]) -> None:
 @pytest.mark.parametrize(
     ("sets", "message"),
     [
-        ({"algo": "qrdqn", "dueling": True}, "dueling is not supported with algo qrdqn"),
-        ({"algo": "qrdqn", "loss": "mse"}, "loss mse is not supported with algo qrdqn"),
+        ({"algo": "qrdqn", "distribution": "c51"}, "algo qrdqn is distribution qr, not c51"),
+        ({"distribution": "qr", "loss": "mse"}, "loss mse applies to Q-value heads only"),
+        ({"distribution": "c51", "v_min": 5, "v_max": 5}, "v_min 5 must be below v_max 5"),
+        ({"distribution": "c52"}, "distribution"),
         ({"optimize_memory_usage": True, "prioritized_replay": True}, "optimize_memory_usage works only"),
         ({"per_beta0": 0.8, "per_beta_final": 0.5}, "per_beta_final must be at least per_beta0"),
         ({"frame_buffer": True, "optimize_memory_usage": True}, "frame_buffer already stores each observation once"),
@@ -166,7 +167,7 @@ def test_frame_buffer_switch_applies_to_uniform_one_step_replay() -> None:
     """``frame_buffer`` picks rlkit's frame buffer; prioritized and n-step replay keep their own buffers."""
     from stable_baselines3.common.buffers import NStepReplayBuffer
 
-    from rlkit.dqn.buffers import FrameReplayBuffer
+    from rlkit.replay.buffers import FrameReplayBuffer
 
     assert type(_model("frame_buffer=true").replay_buffer) is FrameReplayBuffer
     assert type(_model("frame_buffer=true", "n_steps=3").replay_buffer) is NStepReplayBuffer
@@ -195,16 +196,15 @@ def test_divergence_stops_training_and_keeps_the_last_checkpoint(
     """Both gradient paths (autograd, and the written-out MLP backward) feed the guard."""
     monkeypatch.setattr(algorithms, "EngineOptions", functools.partial(EngineOptions, manual_backward=manual))
     poisoning = [False]
-    original_batch, original_step = RlkitDQN._batch, MlpUpdate.step
+    original = engine.td_loss
 
-    def poison(out: Any) -> Any:
-        if poisoning[0]:  # what a blown-up network gives: NaN targets, hence a NaN loss
-            out.target = out.target * float("nan")
-            out.loss = None if out.loss is None else out.loss * float("nan")
-        return out
+    def poisoned(raw: th.Tensor, next_target: th.Tensor, *args: Any) -> Any:
+        if poisoning[0]:  # what a blown-up network gives: NaN target values, hence a NaN loss
+            next_target = next_target * float("nan")
+        return original(raw, next_target, *args)
 
-    monkeypatch.setattr(RlkitDQN, "_batch", lambda self, *a: poison(original_batch(self, *a)))
-    monkeypatch.setattr(MlpUpdate, "step", lambda self, *a, **k: poison(original_step(self, *a, **k)))
+    for module in (engine, mlp):  # the one loss, as each gradient path calls it
+        monkeypatch.setattr(module, "td_loss", poisoned)
     original_train = RlkitDQN.train
 
     def train(self: RlkitDQN, *args: Any, **kwargs: Any) -> None:
@@ -253,19 +253,22 @@ def test_resume_keeps_extensions_and_prioritized_buffer(tmp_path: Path, monkeypa
 
 
 def test_every_switch_flows_from_the_preset_by_name() -> None:
-    """Adding a switch is a Preset field plus an RlkitAlgorithm parameter: the factory passes it by name."""
+    """A switch is a Preset field and a LossOptions field or RlkitAlgorithm keyword: passed by name."""
     import inspect
 
     from rlkit.config.schema import Preset
     from rlkit.dqn.algorithms import RlkitAlgorithm, switch_names
+    from rlkit.dqn.loss import LossOptions
 
     names = switch_names()
     assert names and all(name in Preset.model_fields for name in names)
     documented = inspect.getdoc(RlkitAlgorithm.__init__) or ""
-    assert all(f":param {name}:" in documented for name in [*names, "engine"])
+    own = [name for name in names if name not in LossOptions.names()]
+    assert own and all(f":param {name}:" in documented for name in [*own, "engine"])
     sets = ["double_q=true", "loss=mse", "per_beta0=0.3", "diagnostics_interval=7", "divergence_q_bound=123"]
     preset = resolve("cartpole", overrides=[*FAST, *sets]).preset
     model = build_model(preset, make_env(preset), seed=0, device="cpu", tensorboard_log=None)
-    assert (model.double_q, model.loss_kind, model.per_beta0) == (True, "mse", 0.3)
+    assert (model.double_q, model.loss, model.per_beta0) == (True, "mse", 0.3)
+    assert model.loss_options == LossOptions(double_q=True, loss="mse")
     assert (model.diagnostics_interval, model.divergence_q_bound) == (7, 123.0)
-    assert {"engine", "engine_options", "_diag"} <= set(model._excluded_save_params())
+    assert {"_engine", "engine_options", "_diag"} <= set(model._excluded_save_params())

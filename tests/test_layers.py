@@ -17,7 +17,8 @@ LAYERS: list[set[str]] = [
     {"core"},  # errors, atomic writes, data paths, CPU threads
     {"config"},  # the schema and the preset catalogue: pure data
     {"environments"},  # gymnasium / SB3 / ALE envs from a preset
-    {"dqn"},  # the algorithms, their buffers, policies and gradient engine
+    {"replay"},  # replay buffers: prioritized, frame storage
+    {"dqn"},  # the algorithms: loss, policies, gradient engine
     {"training"},  # the one path from a preset to a trained model
     {"analysis", "tuning"},  # what runs produce for people; Optuna studies (peers: neither imports the other)
     {"api"},  # the Python API

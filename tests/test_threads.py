@@ -22,7 +22,7 @@ from rlkit.core.errors import RlkitError
 from rlkit.core.threads import ThreadTuner, candidate_counts
 from rlkit.dqn.engine import EngineOptions
 from rlkit.dqn.invariance import thread_invariant
-from rlkit.dqn.mlp_update import Stack
+from rlkit.dqn.mlp import Stack
 from rlkit.environments.factory import make_env
 from rlkit.environments.resolve import resolve
 from rlkit.training import factory as model_module

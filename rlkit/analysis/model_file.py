@@ -123,17 +123,18 @@ def fit_preset(preset: Preset, path: Path) -> Preset:
     cnn = weights.get(root + "features_extractor.cnn.0.weight")
     linear = weights.get(root + "features_extractor.linear.0.weight")
     shape, n_actions, image = _env_spaces(preset)
-    n_quantiles = outputs // n_actions if algo == "qrdqn" and n_actions else None
+    support = weights.get(root + "support")  # C51's atoms (a saved buffer of rlkit's network)
+    per_action = int(support.numel()) if support is not None else None
+    if algo == "qrdqn" and n_actions:
+        per_action = outputs // n_actions
     inputs = int(cnn.shape[1]) if cnn is not None else first
     wanted = shape[0] if image else math.prod(shape)
     fits = (cnn is not None) == image and inputs == wanted
-    fits = fits and (
-        outputs == n_actions if algo == "dqn" else n_quantiles is not None and outputs == n_actions * n_quantiles
-    )
+    fits = fits and (outputs == n_actions * (per_action or 1)) and (algo == "dqn" or per_action is not None)
     if not fits:
         kind = f"{inputs}-channel images" if cnn is not None else f"{inputs} inputs"
         env_kind = f"{wanted}-channel images" if image else f"{wanted} inputs"
-        model_actions = outputs // n_quantiles if n_quantiles else outputs
+        model_actions = outputs // per_action if per_action else outputs
         raise RlkitError(
             f"{path.name} does not fit {preset.env_id}: the model takes {kind} and has {model_actions} actions, "
             f"the env gives {env_kind} {shape} and has {n_actions} actions"
@@ -147,8 +148,9 @@ def fit_preset(preset: Preset, path: Path) -> Preset:
     if linear is not None:
         kwargs["features_dim"] = int(linear.shape[0])
     noisy = any(k.startswith(head) and k.endswith("weight_mu") for k in weights)
-    plain.update(policy_kwargs=kwargs, dueling=dueling, noisy=noisy)
-    plain["algo"] = algo
-    if n_quantiles is not None:
-        plain["n_quantiles"] = n_quantiles
+    plain.update(policy_kwargs=kwargs, dueling=dueling, noisy=noisy, distribution="none")
+    if algo == "qrdqn":
+        plain.update(distribution="qr", n_quantiles=per_action)
+    elif support is not None:
+        plain.update(distribution="c51", n_atoms=per_action, v_min=float(support[0]), v_max=float(support[-1]))
     return validate(plain, str(path))

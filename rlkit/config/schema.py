@@ -133,7 +133,14 @@ class Preset(_Strict):
 
     # --- algorithm and policy ----------------------------------------------------------
     algo: Literal["dqn", "qrdqn"] = "dqn"
-    """``dqn`` (Stable-Baselines3) or ``qrdqn`` (sb3-contrib's distributional QR-DQN)."""
+    """The SB3 class ``distribution`` needs: ``qrdqn`` (sb3-contrib's QR-DQN) for ``qr``, else ``dqn``.
+    Derived, and not written into configs; ``algo: qrdqn`` (the spelling before 0.2) means ``distribution: qr``."""
+
+    distribution: Literal["none", "c51", "qr"] = "none"
+    """The value head: ``none`` (Q-values), ``c51`` (Bellemare et al. 2017: a categorical distribution over
+    ``n_atoms`` fixed returns in [``v_min``, ``v_max``], projected Bellman targets, KL loss) or ``qr``
+    (QR-DQN, Dabney et al. 2018: ``n_quantiles`` quantiles, quantile Huber loss). Each combines with
+    double_q, dueling, noisy, prioritized_replay and n_steps (all of them on is Rainbow)."""
 
     policy: PolicyName = "auto"
     """``auto`` picks CnnPolicy for image observations and MlpPolicy otherwise."""
@@ -203,10 +210,10 @@ class Preset(_Strict):
     """Double DQN targets: the online network picks the next action, the target network values it."""
 
     dueling: bool = False
-    """Dueling Q-network head (value and mean-subtracted advantage streams); dqn only."""
+    """Dueling head (value and mean-subtracted advantage streams; per atom for distributional heads)."""
 
     noisy: bool = False
-    """NoisyNet layers in the Q-network head replace epsilon-greedy (epsilon is then 0); dqn only."""
+    """NoisyNet layers in the head replace epsilon-greedy exploration (epsilon is then 0)."""
 
     noisy_sigma0: float = Field(default=0.5, gt=0)
     """Initial noise scale of the NoisyNet layers (sigma0 / sqrt(fan-in) per weight)."""
@@ -230,10 +237,19 @@ class Preset(_Strict):
     """Added to |TD error| so that every transition keeps a non-zero priority."""
 
     loss: Literal["huber", "mse"] = "huber"
-    """TD loss: ``huber`` (SB3's smooth L1) or ``mse``; QR-DQN always uses the quantile Huber loss."""
+    """TD loss of a Q-value head (``distribution: none``): ``huber`` (SB3's smooth L1) or ``mse``."""
 
     n_quantiles: int = Field(default=50, ge=2)
-    """QR-DQN only: number of quantiles per action."""
+    """``distribution: qr``: quantiles per action."""
+
+    n_atoms: int = Field(default=51, ge=2)
+    """``distribution: c51``: atoms of the return distribution (51 in the C51 and Rainbow papers)."""
+
+    v_min: float = -10.0
+    """``distribution: c51``: the smallest return of the support (Rainbow: -10; scale it to the env's returns)."""
+
+    v_max: float = 10.0
+    """``distribution: c51``: the largest return of the support (Rainbow: 10)."""
 
     diagnostics_interval: int = Field(default=100, ge=0)
     """Log TD-error, gradient and Q statistics under ``diag/`` every this many gradient steps (0 disables)."""
@@ -301,6 +317,21 @@ class Preset(_Strict):
             return data  # the field's own validation says what is wrong
         return {**data, "env_id": name, "env_imports": [*imports, *([module] if module not in imports else [])]}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _algo_follows_distribution(cls, data: Any) -> Any:
+        """``algo`` is the class ``distribution`` needs; ``algo: qrdqn`` alone (configs before 0.2) is ``qr``."""
+        if not isinstance(data, dict) or data.get("algo") not in ("dqn", "qrdqn", None):
+            return data  # the field's own validation says what is wrong
+        distribution = data.get("distribution", "qr" if data.get("algo") == "qrdqn" else "none")
+        if data.get("algo") == "qrdqn" and distribution != "qr":
+            raise ValueError(
+                f"algo qrdqn is distribution qr, not {distribution}; set distribution alone (none, c51 or qr)"
+            )
+        if distribution not in ("none", "c51", "qr"):
+            return data
+        return {**data, "distribution": distribution, "algo": "qrdqn" if distribution == "qr" else "dqn"}
+
     @model_validator(mode="after")
     def _consistent(self) -> Preset:
         for module in self.env_imports:
@@ -320,12 +351,13 @@ class Preset(_Strict):
                 f"eval_envs {self.eval_envs} exceeds eval_episodes {self.eval_episodes}; "
                 "each evaluation env plays at least one episode (valid: 1 to eval_episodes)"
             )
-        if self.algo == "qrdqn":
-            for switch in ("dueling", "noisy"):
-                if getattr(self, switch):
-                    raise ValueError(f"{switch} is not supported with algo qrdqn (valid with algo dqn)")
-            if self.loss != "huber":
-                raise ValueError("loss mse is not supported with algo qrdqn (it always uses the quantile Huber loss)")
+        if self.distribution != "none" and self.loss != "huber":
+            raise ValueError(
+                f"loss {self.loss} applies to Q-value heads only; distribution {self.distribution} has its own loss "
+                "(valid: loss huber, or distribution none)"
+            )
+        if self.v_min >= self.v_max:
+            raise ValueError(f"v_min {self.v_min:g} must be below v_max {self.v_max:g}")
         if self.optimize_memory_usage and (self.prioritized_replay or self.n_steps > 1):
             raise ValueError(
                 "optimize_memory_usage works only with uniform 1-step replay (no prioritized_replay, n_steps 1)"
@@ -471,7 +503,7 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def to_plain(preset: Preset) -> dict[str, Any]:
     """A JSON/YAML-ready dict of the resolved preset (``env_imports`` only when there are some)."""
-    plain = preset.model_dump(mode="json")
+    plain = preset.model_dump(mode="json", exclude={"algo"})  # derived from distribution
     if not plain["env_imports"]:
         del plain["env_imports"]  # configs, digests and studies of plain gymnasium envs stay as they were
     return plain

@@ -1,23 +1,21 @@
-"""``RlkitDQN`` and ``RlkitQRDQN``: SB3's DQN and sb3-contrib's QR-DQN with a richer ``train()``.
+"""``RlkitDQN`` and ``RlkitQRDQN``: SB3's DQN and sb3-contrib's QR-DQN with rlkit's ``train()``.
 
-Rollouts, schedules, target syncs, saving and loading are the SB3 parents'. What rlkit adds is
-in :class:`RlkitAlgorithm`: the extension switches, each a documented keyword parameter saved
-with the model as a plain attribute (so SB3's ``save``/``load`` restore it), and ``train()``,
-which hands each training phase to the model's :class:`~rlkit.dqn.engine.GradientEngine` (chosen
-once in ``_setup_model``). Per gradient step the engine:
+Rollouts, schedules, target syncs, saving and loading are the SB3 parents'. What rlkit adds is in
+:class:`RlkitAlgorithm`: its switches, each a keyword argument saved with the model as a plain
+attribute (so SB3's ``save``/``load`` restore it), and ``train()``, which hands each phase to a
+:class:`~rlkit.dqn.engine.GradientEngine` over the model's :class:`~rlkit.dqn.interface.Networks`:
 
-1. samples a batch (proportionally to priority with prioritized replay, plus IS weights),
-2. computes targets (Double DQN optional), the per-sample loss (Huber or MSE; quantile Huber for
-   QR-DQN), weights and averages it, steps the optimizer with gradient clipping,
-3. updates priorities from the TD errors, and every ``diagnostics_interval`` steps logs ``diag/``.
+1. sample a batch (proportionally to priority with prioritized replay, plus IS weights),
+2. :func:`~rlkit.dqn.loss.td_loss` (Double DQN, n-step, Huber/MSE, C51, QR-DQN), weighted mean,
+   gradients, clipping, optimizer step,
+3. priorities from the loss, and every ``diagnostics_interval`` steps the ``diag/`` figures;
 
-After the phase, one host sync fetches the mean loss and the largest |Q| for the divergence guard.
-Runtime-only state (the engine, its options, the diagnostics accumulator) is never saved
-(``_excluded_save_params``), so a vanilla model stays loadable by plain SB3.
+then the divergence guard on the phase's mean loss and largest |Q|. Runtime-only state (the
+engine and its options, the diagnostics accumulator) is never saved (``_excluded_save_params``),
+so a vanilla model stays loadable by plain SB3 (and a vanilla QR-DQN by sb3-contrib).
 
-Adding a switch: a field in :class:`rlkit.config.schema.Preset` and a keyword parameter of
-:meth:`RlkitAlgorithm.__init__` of the same name (used where it acts). ``rlkit.training.factory``
-passes every such parameter from the preset by name (:func:`switch_names`).
+The switches are the fields of :class:`~rlkit.dqn.loss.LossOptions` (documented there) and the
+keyword-only parameters of :meth:`RlkitAlgorithm.__init__`: :func:`switch_names`.
 """
 
 from __future__ import annotations
@@ -35,16 +33,20 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-from stable_baselines3.common.type_aliases import ReplayBufferSamples, RolloutReturn, TrainFreq, TrainFrequencyUnit
+from stable_baselines3.common.type_aliases import RolloutReturn, TrainFreq, TrainFrequencyUnit
 from stable_baselines3.common.vec_env import VecEnv
 
-from rlkit.dqn.buffers import PrioritizedReplayBuffer
-from rlkit.dqn.diagnostics import BatchOutput, Diagnostics
+from rlkit.dqn import private
+from rlkit.dqn.diagnostics import Diagnostics, check_divergence
 from rlkit.dqn.engine import EngineOptions, GradientEngine
-from rlkit.dqn.targets import LossName, elementwise_loss, quantile_huber_per_sample, quantile_td_targets, td_targets
+from rlkit.dqn.interface import Networks
+from rlkit.dqn.loss import Head, LossOptions
+from rlkit.replay.buffers import PrioritizedReplayBuffer
 
-# Attributes rebuilt by _setup_model (or given at run time), never saved.
-_RUNTIME = ["engine", "engine_options", "_diag"]
+_RUNTIME = ["_engine", "_engine_key", "engine_options", "_diag"]
+"""Attributes rebuilt by ``_setup_model`` (or given at run time), never saved."""
+_RENAMED = {"loss_kind": "loss"}
+"""Attributes saved under another name by rlkit before 0.2 (read when an old model is loaded)."""
 
 
 class RlkitAlgorithm(OffPolicyAlgorithm):
@@ -53,9 +55,8 @@ class RlkitAlgorithm(OffPolicyAlgorithm):
     algo_name = "dqn"
     """``dqn`` or ``qrdqn``: saved with the model (as ``rlkit_algo``) so loading picks the right class."""
 
-    engine: GradientEngine
-    _diag: Diagnostics
-    # Set by both SB3 parents (DQN and QRDQN), read by the engine.
+    loss_kind: str | None = None  # models saved before 0.2 name the loss so (see _RENAMED)
+    # Set by both SB3 parents (DQN and QRDQN).
     target_update_interval: int
     exploration_rate: float
     _n_calls: int
@@ -64,43 +65,42 @@ class RlkitAlgorithm(OffPolicyAlgorithm):
         self,
         policy: Any,
         env: Any,
-        *,
-        double_q: bool = False,
-        loss: LossName = "huber",
+        *args: Any,
         per_beta0: float = 0.4,
         per_beta_final: float = 1.0,
         per_beta_fraction: float = 1.0,
         diagnostics_interval: int = 100,
         divergence_q_bound: float = 1e6,
         engine: EngineOptions | None = None,
-        **sb3_kwargs: Any,
+        **kwargs: Any,
     ) -> None:
-        """SB3's parameters (``sb3_kwargs``: ``learning_rate``, ``buffer_size``, ...) plus rlkit's:
+        """SB3's parameters (positional and keyword: ``learning_rate``, ``buffer_size``, ...), the
+        loss switches (:class:`~rlkit.dqn.loss.LossOptions`' fields, by keyword), and rlkit's:
 
-        :param double_q: Double DQN targets: the online network picks the next action, the target
-            network values it.
-        :param loss: ``huber`` (SB3's smooth L1) or ``mse``; QR-DQN always uses the quantile Huber loss.
         :param per_beta0: prioritized replay's importance-sampling exponent at the start.
         :param per_beta_final: the exponent reached after ``per_beta_fraction`` of the budget.
         :param per_beta_fraction: fraction of the budget over which beta anneals linearly.
         :param diagnostics_interval: log ``diag/`` figures every this many gradient steps (0: never).
         :param divergence_q_bound: stop with :class:`~rlkit.dqn.diagnostics.DivergenceError` when
             any |Q| exceeds this or the loss is not finite.
-        :param engine: which fast paths the gradient step may take (runtime only, never saved);
+        :param engine: which fast parts the gradient step may take (runtime only, never saved);
             ``None`` is :class:`~rlkit.dqn.engine.EngineOptions`' defaults.
         """
         self.rlkit_algo = self.algo_name
-        self.double_q = bool(double_q)
-        self.loss_kind: LossName = loss
+        for name, value in vars(LossOptions(**{k: kwargs.pop(k) for k in LossOptions.names() if k in kwargs})).items():
+            setattr(self, name, value)
         self.per_beta0 = float(per_beta0)
         self.per_beta_final = float(per_beta_final)
         self.per_beta_fraction = float(per_beta_fraction)
         self.diagnostics_interval = int(diagnostics_interval)
         self.divergence_q_bound = float(divergence_q_bound)
         self.engine_options = engine or EngineOptions()
-        super().__init__(policy, env, **sb3_kwargs)
+        super().__init__(policy, env, *args, **kwargs)
 
     def _setup_model(self) -> None:
+        for old, new in _RENAMED.items():
+            if self.__dict__.get(old) is not None:  # a model saved before 0.2
+                setattr(self, new, self.__dict__.pop(old))
         cls = self.replay_buffer_class
         if cls is not None and issubclass(cls, PrioritizedReplayBuffer):
             # The prioritized buffer does its own n-step returns: it needs n_steps and gamma.
@@ -113,26 +113,109 @@ class RlkitAlgorithm(OffPolicyAlgorithm):
         if not hasattr(self, "engine_options"):  # loading: __init__ ran with _init_setup_model=False
             self.engine_options = EngineOptions()
         self._diag = Diagnostics(self.diagnostics_interval, self.device)
-        self.engine = GradientEngine.create(self, self.engine_options, self._batch, self._target_network())
+        self._engine: GradientEngine | None = None
+        self._engine_key: tuple[Any, ...] = ()
+
+    @property
+    def loss_options(self) -> LossOptions:
+        return LossOptions(**{name: getattr(self, name) for name in LossOptions.names()})
+
+    def networks(self) -> Networks:
+        """The networks, head and options the engine trains (read afresh: ``policy`` may be replaced)."""
+        raise NotImplementedError
+
+    @property
+    def engine(self) -> GradientEngine:
+        """The gradient engine of the current policy and optimizer (rebuilt when either is replaced)."""
+        nets = self.networks()
+        key = (
+            id(nets.online),
+            id(nets.target),
+            id(nets.optimizer),
+            nets.options,
+            nets.head.kind,
+            type(self.replay_buffer),
+        )
+        if self._engine is None or self._engine_key != key:
+            self._engine = GradientEngine.create(nets, self.replay_buffer, self.engine_options)
+            self._engine_key = key
+        return self._engine
 
     def use_engine(self, options: EngineOptions) -> None:
-        """Rebuild the gradient-step engine with other fast paths (benchmarks and tests)."""
+        """Rebuild the gradient engine with other fast parts (benchmarks and tests)."""
         self.engine_options = options
-        self.engine = GradientEngine.create(self, options, self._batch, self._target_network())
+        self._engine = None
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), *_RUNTIME]
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
-        self.engine.run(self, gradient_steps, batch_size, self._diag)
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        if gradient_steps <= 0:
+            return
+        beta = self.per_beta()
+        mean_loss, q_max = self.engine.run(
+            self.replay_buffer,
+            gradient_steps,
+            batch_size,
+            beta=beta,
+            env=self._vec_normalize_env,
+            diag=self._diag,
+            logger=self.logger,
+            first_update=self._n_updates,
+            figures=lambda: self._figures(beta),
+        )
+        self._n_updates += gradient_steps
+        check_divergence(int(self.num_timesteps), mean_loss, q_max, self.divergence_q_bound)
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/loss", mean_loss)
 
-    def _batch(self, data: ReplayBufferSamples, next_target: th.Tensor | None = None) -> BatchOutput:
-        """One gradient step's loss and figures (autograd); ``next_target`` when the phase computed it."""
-        raise NotImplementedError
+    def per_beta(self) -> float:
+        """Importance-sampling exponent, annealed linearly over ``per_beta_fraction`` of the budget."""
+        progress = 1.0 - float(self._current_progress_remaining)
+        frac = min(1.0, progress / self.per_beta_fraction) if self.per_beta_fraction > 0 else 1.0
+        return float(self.per_beta0 + (self.per_beta_final - self.per_beta0) * frac)
 
-    def _target_network(self) -> Any:
-        """The target network, called on next observations (one pass per phase when batched)."""
-        raise NotImplementedError
+    def _figures(self, beta: float) -> dict[str, float]:
+        buffer: Any = self.replay_buffer
+        figures = {
+            "target_syncs": float(self._n_calls // max(self.target_update_interval // self.n_envs, 1)),
+            "epsilon": float(self.exploration_rate),
+            "buffer_fill": buffer.size() / buffer.buffer_size,
+        }
+        if isinstance(buffer, PrioritizedReplayBuffer):
+            figures.update(per_beta=beta, per_max_priority=float(buffer.max_priority))
+        return figures
+
+    def _on_step(self) -> None:
+        super()._on_step()
+        networks = getattr(self.policy, "networks", None)  # rlkit's policies (SB3's have no noise)
+        if networks is not None and networks()[0].noisy:
+            networks()[0].reset_noise()  # fresh exploration noise every env step
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """SB3's epsilon-greedy ``predict`` (the same draws and actions) from the current policy.
+
+        A batch of Box observations skips ``policy.predict``'s per-call checks and conversions.
+        """
+        space = self.observation_space
+        batch = isinstance(observation, np.ndarray) and isinstance(space, spaces.Box)
+        if not batch or observation.shape[1:] != space.shape:  # type: ignore[union-attr]
+            return super().predict(observation, state, episode_start, deterministic)
+        if not deterministic and np.random.rand() < self.exploration_rate:
+            return np.array([self.action_space.sample() for _ in range(len(observation))]), state
+        if self.policy.training:
+            self.policy.set_training_mode(False)
+        with th.inference_mode():
+            obs = th.as_tensor(observation, device=self.device)
+            return private.greedy_actions(self.policy, obs, deterministic).cpu().numpy(), state
 
     def collect_rollouts(
         self,
@@ -148,12 +231,11 @@ class RlkitAlgorithm(OffPolicyAlgorithm):
 
         SB3 collects whole ``train_freq`` rollouts and so overshoots a budget that is not a
         multiple of ``train_freq * n_envs``; here the final rollout takes only the steps left (with
-        several envs, rounded up to a whole step of every env). Its training phase then takes
-        the gradient steps of the steps collected (``gradient_steps: -1``) or its usual count.
+        several envs, rounded up to a whole step of every env). Its training phase then takes the
+        gradient steps of the steps collected (``gradient_steps: -1``) or its usual count.
         """
         left = self._total_timesteps - self.num_timesteps
-        per_rollout = train_freq.frequency * env.num_envs
-        if train_freq.unit == TrainFrequencyUnit.STEP and 0 < left < per_rollout:
+        if train_freq.unit == TrainFrequencyUnit.STEP and 0 < left < train_freq.frequency * env.num_envs:
             train_freq = TrainFreq(-(-left // env.num_envs), TrainFrequencyUnit.STEP)
         return super().collect_rollouts(
             env, callback, train_freq, replay_buffer, action_noise, learning_starts, log_interval
@@ -171,10 +253,9 @@ class RlkitAlgorithm(OffPolicyAlgorithm):
         """SB3's ``_store_transition`` without its defensive copy for array observations.
 
         SB3 deep-copies the whole next observation batch before ``add`` so that it can write the
-        terminal observations of episode ends into it; every replay buffer copies what it keeps
-        itself (SB3's with ``np.array``, the frame buffer row by row), so the copy is made only
-        when an episode ended, and only then are its rows replaced. Dict observations and
-        VecNormalize take SB3's own path.
+        terminal observations of episode ends into it; every replay buffer copies what it keeps,
+        so the copy is made only when an episode ended. Dict observations and VecNormalize take
+        SB3's own path.
         """
         if not isinstance(new_obs, np.ndarray) or self._vec_normalize_env is not None:
             super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
@@ -191,16 +272,14 @@ class RlkitAlgorithm(OffPolicyAlgorithm):
 
 
 def switch_names() -> list[str]:
-    """rlkit's switches: the keyword parameters of :meth:`RlkitAlgorithm.__init__` (``engine`` aside).
-
-    Each is also a :class:`~rlkit.config.schema.Preset` field of the same name.
-    """
+    """rlkit's switches: :class:`~rlkit.dqn.loss.LossOptions`' fields and the keyword-only parameters
+    of :meth:`RlkitAlgorithm.__init__` (``engine`` aside); each is a preset field of the same name."""
     params = inspect.signature(RlkitAlgorithm.__init__).parameters.values()
-    return [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name != "engine"]
+    return [*LossOptions.names(), *(p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name != "engine")]
 
 
 class RlkitDQN(RlkitAlgorithm, DQN):
-    """SB3 DQN plus Double DQN, loss choice, prioritized replay, NoisyNet, diagnostics and the guard.
+    """SB3 DQN with every rlkit switch; dueling, NoisyNet and C51 heads come with rlkit's policies.
 
     With SB3's own policy classes and replay buffers (no extension switched on) a saved model
     loads in plain ``stable_baselines3.DQN.load``.
@@ -208,91 +287,37 @@ class RlkitDQN(RlkitAlgorithm, DQN):
 
     algo_name = "dqn"
 
-    def _on_step(self) -> None:
-        super()._on_step()
-        if getattr(self.policy, "noisy", False):
-            self.policy.q_net.reset_noise()  # type: ignore[operator]  # fresh exploration noise every env step
-
-    def predict(
-        self,
-        observation: np.ndarray | dict[str, np.ndarray],
-        state: tuple[np.ndarray, ...] | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
-        """SB3's epsilon-greedy ``predict``, with a lean path for a batch of Box observations.
-
-        Same random draws and the same actions as SB3's; the greedy branch skips SB3's per-call
-        checks and conversions and runs the Q-network under ``inference_mode``. Anything else
-        (dict or single observations, NoisyNet heads) goes through SB3's own code.
-        """
-        space = self.observation_space
-        if (
-            not isinstance(observation, np.ndarray)
-            or not isinstance(space, spaces.Box)
-            or observation.shape[1:] != space.shape
-            or getattr(self.policy, "noisy", False)
-        ):
-            return super().predict(observation, state, episode_start, deterministic)
-        if not deterministic and np.random.rand() < self.exploration_rate:
-            return np.array([self.action_space.sample() for _ in range(observation.shape[0])]), state
-        manual = self.engine.manual
-        if manual is None and self.policy.training:
-            self.policy.set_training_mode(False)
-        with th.inference_mode():
-            obs = th.as_tensor(observation, device=self.device)
-            q_values = manual.online.q_values(obs.float()) if manual is not None else self.q_net(obs)
-            return q_values.argmax(dim=1).cpu().numpy(), state
-
-    def _target_network(self) -> Any:
-        return self.q_net_target
-
-    def _batch(self, data: ReplayBufferSamples, next_target: th.Tensor | None = None) -> BatchOutput:
-        """One gradient step's loss and figures; ``next_target`` is ``q_net_target(next_obs)`` when known."""
-        discounts = data.discounts if data.discounts is not None else self.gamma
-        obs, next_obs = data.observations, data.next_observations
-        if self.double_q and isinstance(obs, th.Tensor) and isinstance(next_obs, th.Tensor):
-            # One forward pass over both halves; the next-state half only picks actions (no gradient).
-            both = self.q_net(th.cat([obs, next_obs]))
-            q_all, next_online = both[: obs.shape[0]], both[obs.shape[0] :].detach()
-        else:
-            q_all = self.q_net(obs)
-            next_online = self.q_net(next_obs).detach() if self.double_q else None
-        with th.no_grad():
-            if next_target is None:
-                next_target = self.q_net_target(next_obs)
-            target = td_targets(data.rewards, data.dones, discounts, next_target, next_online)
-        q_taken = q_all.gather(1, data.actions.long())
-        loss = elementwise_loss(q_taken, target, self.loss_kind)
-        q_taken = q_taken.detach()
-        return BatchOutput(loss, (target - q_taken).reshape(-1), q_all.detach(), q_taken, target)
+    def networks(self) -> Networks:
+        policy: Any = self.policy
+        return Networks(
+            policy.q_net,
+            policy.q_net_target,
+            getattr(policy.q_net, "head", Head()),
+            self.policy.optimizer,
+            self.loss_options,
+            float(self.gamma),
+            float(self.max_grad_norm),
+            bool(getattr(policy.q_net, "noisy", False)),
+        )
 
 
 class RlkitQRDQN(RlkitAlgorithm, QRDQN):
-    """sb3-contrib QR-DQN with Double targets, prioritized replay, diagnostics and the guard.
+    """sb3-contrib QR-DQN with every rlkit switch; dueling and NoisyNet heads come with rlkit's policies.
 
     Q-values in diagnostics are quantile means; the TD error is the difference of means.
     """
 
     algo_name = "qrdqn"
 
-    def _target_network(self) -> Any:
-        return self.quantile_net_target
-
-    def _batch(self, data: ReplayBufferSamples, next_target: th.Tensor | None = None) -> BatchOutput:
-        """One gradient step's loss and figures; ``next_target`` is the target quantiles when known."""
-        discounts = data.discounts if data.discounts is not None else self.gamma
-        with th.no_grad():
-            if next_target is None:
-                next_target = self.quantile_net_target(data.next_observations)
-            next_online = self.quantile_net(data.next_observations) if self.double_q else None
-            target = quantile_td_targets(data.rewards, data.dones, discounts, next_target, next_online)
-        current_all = self.quantile_net(data.observations)  # (batch, n_quantiles, n_actions)
-        index = data.actions.long()[..., None].expand(-1, self.n_quantiles, 1)
-        current = current_all.gather(2, index).squeeze(2)
-        loss = quantile_huber_per_sample(current, target)
-        q_taken = current.detach().mean(dim=1, keepdim=True)
-        target_mean = target.mean(dim=1, keepdim=True)
-        return BatchOutput(
-            loss, (target_mean - q_taken).reshape(-1), current_all.detach().mean(dim=1), q_taken, target_mean
+    def networks(self) -> Networks:
+        clip, policy = getattr(self, "max_grad_norm", None), self.policy  # sb3-contrib's default: None
+        return Networks(
+            policy.quantile_net,
+            policy.quantile_net_target,
+            Head("qr"),
+            self.policy.optimizer,
+            self.loss_options,
+            float(self.gamma),
+            float(clip) if clip is not None else float("inf"),
+            bool(getattr(policy.quantile_net, "noisy", False)),
         )

@@ -9,12 +9,13 @@ figures the loop syncs anyway (the mean loss it logs as ``train/loss``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch as th
+from torch import nn
 
 from rlkit.core.errors import RlkitError
+from rlkit.dqn.loss import LossOut
 
 HISTOGRAM_EXCLUDE = ("stdout", "log", "json", "csv")
 SCALARS = (
@@ -40,21 +41,31 @@ class DivergenceError(RlkitError):
     """Training stopped because the loss or the Q-values blew up; the last checkpoint is untouched."""
 
 
-@dataclass
-class BatchOutput:
-    """What one gradient step computed, for the loss, priorities and diagnostics.
+ACTIVATIONS = (nn.ReLU, nn.Tanh, nn.ELU, nn.LeakyReLU, nn.GELU, nn.SiLU)
+DORMANT_TAU = 0.025
+"""A unit is dormant when its mean |activation| on a batch is at most this fraction of its layer's
+mean (ReDo's tau-dormant score, Sokar et al. 2023, which reports 0.025 for value-based agents)."""
 
-    ``loss`` is per sample ``(batch,)`` with gradients; the rest are detached: ``td`` (target minus
-    estimate of the taken action, ``(batch,)``), ``q_all`` (Q-values of every action, ``(batch,
-    n_actions)``; quantile means for QR-DQN), ``q_taken`` and ``target`` (``(batch, 1)``).
-    """
 
-    loss: th.Tensor | None
-    td: th.Tensor | None
-    """``None`` only from the written-out MLP step asked for no figures (its phase reduces them at the end)."""
-    q_all: th.Tensor
-    q_taken: th.Tensor
-    target: th.Tensor
+def dormant_fraction(net: nn.Module, obs: Any) -> float | None:
+    """The fraction of the network's hidden units (channels of a CNN) that are dormant on ``obs``."""
+    layers = [m for m in net.modules() if isinstance(m, ACTIVATIONS)]
+    if not layers or not isinstance(obs, th.Tensor):
+        return None
+    outputs: list[th.Tensor] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: outputs.append(out)) for m in layers]
+    try:
+        with th.no_grad():
+            net(obs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    counts = th.zeros(2)
+    for out in outputs:
+        score = out.abs().flatten(2).mean(dim=2) if out.dim() > 2 else out.abs()
+        score = score.mean(dim=0)
+        counts += th.tensor([float((score <= DORMANT_TAU * score.mean()).sum()), score.numel()])
+    return float(counts[0] / counts[1])
 
 
 class Diagnostics:
@@ -74,11 +85,13 @@ class Diagnostics:
     def due(self, n_updates: int) -> bool:
         return self.interval > 0 and n_updates % self.interval == 0
 
-    def record(
-        self, logger: Any, out: BatchOutput, loss: th.Tensor, grad_norm: th.Tensor, extra: dict[str, float]
-    ) -> None:
+    def dormant(self, net: nn.Module, obs: Any) -> dict[str, float]:
+        """``dormant_fraction`` of the online network on this batch (an extra forward pass per record)."""
+        fraction = dormant_fraction(net, obs)
+        return {} if fraction is None else {"dormant_fraction": fraction}
+
+    def record(self, logger: Any, out: LossOut, loss: th.Tensor, grad_norm: th.Tensor, extra: dict[str, float]) -> None:
         """Log this batch's statistics (one host sync) and the given extra scalars under ``diag/``."""
-        assert out.td is not None, "the step was asked for its figures"
         td = out.td.float()
         q_taken = out.q_taken.reshape(-1)
         q_greedy = out.q_all.max(dim=1).values

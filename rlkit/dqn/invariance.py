@@ -7,30 +7,32 @@ seed reproduces whatever the machine's load.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import torch as th
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
+from rlkit.dqn import private
 from rlkit.dqn.engine import MAX_PHASE_ROWS
-from rlkit.dqn.mlp_update import Head, MlpUpdate
+from rlkit.dqn.interface import Minibatch
+from rlkit.dqn.mlp import MlpGradient
 
 
 def thread_invariant(model: Any, candidates: tuple[int, ...], seed: int = 0) -> bool:
-    """Whether the model's gradient step gives bit-identical results at every candidate count.
+    """Whether the model's written-out gradient step gives bit-identical results at every count.
 
-    Runs :class:`~rlkit.dqn.mlp_update.MlpUpdate` on copies of the model's online and target
-    networks with a synthetic batch of its shapes (a private generator: the model's random
-    streams are untouched) and compares the gradients, their norms, the loss, the target
-    network's Q-values over a whole phase's rows and the Q-values for action selection.
+    Runs :class:`~rlkit.dqn.mlp.MlpGradient` on copies of the model's online and target networks
+    with a synthetic batch of its shapes (a private generator: the model's random streams are
+    untouched) and compares the gradients, their norm, the loss, the target network's Q-values
+    over a whole phase's rows and the Q-values for action selection.
     """
-    online_net, target_net = copy.deepcopy(model.q_net), copy.deepcopy(model.q_net_target)
-    online, target = Head.of(online_net), Head.of(target_net)
-    if online is None or target is None:
+    nets = model.networks()
+    online, target = copy.deepcopy(nets.online), copy.deepcopy(nets.target)
+    optimizer = th.optim.SGD(online.parameters(), lr=0.0)  # only names the trained parameters
+    step = MlpGradient.create(dataclasses.replace(nets, online=online, target=target, optimizer=optimizer))
+    if not isinstance(step, MlpGradient):
         return False
-    step = MlpUpdate(
-        online, target, float(model.gamma), bool(model.double_q), model.loss_kind, list(online_net.parameters())
-    )
     gen = th.Generator().manual_seed(seed)
     batch, n_actions = int(model.batch_size), int(model.action_space.n)
     obs_dim = int(model.observation_space.shape[0])
@@ -51,13 +53,11 @@ def thread_invariant(model: Any, candidates: tuple[int, ...], seed: int = 0) -> 
     phase_obs, act_obs = rand(phase_rows, obs_dim), rand(int(model.n_envs), obs_dim)
 
     def results() -> list[th.Tensor]:
-        out = step.step(data, None, weights)
-        assert out.loss is not None
+        _, loss = step(Minibatch(data, None, weights))
         grads = [p.grad for p in step.params if p.grad is not None]
-        norm = th.linalg.vector_norm(th.stack(th._foreach_norm(grads)))
         with th.no_grad():
-            extra = [step.target_values(phase_obs), online.q_values(act_obs)]
-        return [g.clone() for g in grads] + [norm, out.loss.mean(), *extra]
+            extra = [step.target_values(phase_obs), online(act_obs)]
+        return [g.clone() for g in grads] + [private.total_norm(grads), loss, *extra]
 
     before = th.get_num_threads()
     try:

@@ -23,7 +23,7 @@ import numpy as np
 from stable_baselines3.common.buffers import ReplayBuffer
 
 from rlkit.core.errors import RlkitError
-from rlkit.dqn.buffers import DeviceFrameReplayBuffer, FrameReplayBuffer, PrioritizedReplayBuffer
+from rlkit.replay.buffers import DeviceFrameReplayBuffer, FrameReplayBuffer, PrioritizedReplayBuffer
 
 FORMAT = 1
 _ASIDE_KEYS = "aside.keys"

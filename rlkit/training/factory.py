@@ -211,18 +211,16 @@ def build_model(
     )
     kwargs.update(_replay_buffer(preset, device))
     # Fused Adam: the same update as SB3's default Adam in one kernel (measured ~14% off a gradient step).
-    net_kwargs = {**policy_kwargs(preset, policy), "optimizer_kwargs": {"fused": True}}
-    if preset.algo == "qrdqn":
+    net_kwargs: dict[str, Any] = {**policy_kwargs(preset, policy), **_head_kwargs(preset)}
+    net_kwargs["optimizer_kwargs"] = {"fused": True}
+    if preset.distribution == "qr":
         import torch
 
         # sb3-contrib's own default (Adam, eps 0.01 / batch_size from the QR-DQN paper), fused.
-        optimizer = {
-            "optimizer_class": torch.optim.Adam,
-            "optimizer_kwargs": {"eps": 0.01 / preset.batch_size, "fused": True},
-        }
-        qr_kwargs = {**net_kwargs, **optimizer, "n_quantiles": preset.n_quantiles}
-        return RlkitQRDQN(policy, env, policy_kwargs=qr_kwargs, **kwargs)
-    return RlkitDQN(_dqn_policy(preset, policy), env, policy_kwargs={**net_kwargs, **_head_kwargs(preset)}, **kwargs)
+        net_kwargs.update(optimizer_class=torch.optim.Adam, n_quantiles=preset.n_quantiles)
+        net_kwargs["optimizer_kwargs"] = {"eps": 0.01 / preset.batch_size, "fused": True}
+    cls = RlkitQRDQN if preset.distribution == "qr" else RlkitDQN
+    return cls(_policy_class(preset, policy), env, policy_kwargs=net_kwargs, **kwargs)
 
 
 def _replay_buffer(preset: Preset, device: str) -> dict[str, Any]:
@@ -233,7 +231,7 @@ def _replay_buffer(preset: Preset, device: str) -> dict[str, Any]:
     """
     options: dict[str, Any] = {"handle_timeout_termination": not preset.optimize_memory_usage}
     if preset.frame_buffer and not preset.prioritized_replay and preset.n_steps == 1:
-        from rlkit.dqn.buffers import DeviceFrameReplayBuffer, FrameReplayBuffer
+        from rlkit.replay.buffers import DeviceFrameReplayBuffer, FrameReplayBuffer
 
         storage = preset.frame_buffer_storage
         on_device = storage == "device" or (storage == "auto" and str(device).startswith("cuda"))
@@ -241,25 +239,31 @@ def _replay_buffer(preset: Preset, device: str) -> dict[str, Any]:
         return {"replay_buffer_class": cls, "replay_buffer_kwargs": options}
     if not preset.prioritized_replay:
         return {"replay_buffer_kwargs": options}
-    from rlkit.dqn.buffers import PrioritizedReplayBuffer
+    from rlkit.replay.buffers import PrioritizedReplayBuffer
 
     options.update(alpha=preset.per_alpha, eps=preset.per_eps)
     return {"replay_buffer_class": PrioritizedReplayBuffer, "replay_buffer_kwargs": options}
 
 
-def _dqn_policy(preset: Preset, policy: str) -> Any:
-    """SB3's policy by name when the head is vanilla; rlkit's subclass for dueling or noisy heads."""
-    if not (preset.dueling or preset.noisy):
+def _policy_class(preset: Preset, policy: str) -> Any:
+    """SB3's (or sb3-contrib's) policy by name for a plain head; rlkit's for dueling, noisy or C51 heads."""
+    if not _head_kwargs(preset):
         return policy
-    from rlkit.dqn.policies import RlkitCnnPolicy, RlkitDQNPolicy
+    from rlkit.dqn import policies
 
-    return RlkitCnnPolicy if policy == "CnnPolicy" else RlkitDQNPolicy
+    if preset.distribution == "qr":
+        return policies.RlkitQRCnnPolicy if policy == "CnnPolicy" else policies.RlkitQRDQNPolicy
+    return policies.RlkitCnnPolicy if policy == "CnnPolicy" else policies.RlkitDQNPolicy
 
 
 def _head_kwargs(preset: Preset) -> dict[str, Any]:
-    if not (preset.dueling or preset.noisy):
-        return {}
-    return {"dueling": preset.dueling, "noisy": preset.noisy, "noisy_sigma0": preset.noisy_sigma0}
+    """The head's options for rlkit's policies; empty for the plain heads SB3 and sb3-contrib build."""
+    kwargs: dict[str, Any] = {}
+    if preset.dueling or preset.noisy:
+        kwargs.update(dueling=preset.dueling, noisy=preset.noisy, noisy_sigma0=preset.noisy_sigma0)
+    if preset.distribution == "c51":
+        kwargs.update(distribution="c51", n_atoms=preset.n_atoms, v_min=preset.v_min, v_max=preset.v_max)
+    return kwargs
 
 
 def saved_algo(path: Path) -> str:

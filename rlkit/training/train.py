@@ -156,6 +156,7 @@ def _set_up(
                 "device": _device_name(torch_device),
                 "torch_threads": trainee.threads_label,
                 "policy": trainee.policy,
+                "gradient_step": _gradient_step(trainee.model),
                 "created": now_iso(),
                 **({"init_from": str(weights.source)} if weights is not None else {}),
             }
@@ -841,6 +842,12 @@ def _last_good(run: RunDir) -> int | None:
     """The step of the newest complete checkpoint, or ``None``."""
     folders = run.checkpoint_dirs()
     return int(folders[-1].name.split("-")[1]) if folders else None
+
+
+def _gradient_step(model: Any) -> dict[str, str] | None:
+    """Which parts of the gradient step the model's engine took, and why a fast one was declined."""
+    engine = getattr(model, "engine", None)
+    return engine.describe() if engine is not None else None
 
 
 def _device_name(device: str) -> str:

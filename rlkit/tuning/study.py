@@ -295,7 +295,7 @@ def _check_same(
                 f"study '{name}' was run with {flag} {record.get(key)}, not {value}; "
                 f"use the same value (or leave it out) to continue it, or choose another --study"
             )
-    changed = _first_difference(record.get("base", {}), base)
+    changed = _first_difference(_current_form(record.get("base", {})), base)
     if changed is not None:
         key, was, now = changed
         raise RlkitError(
@@ -307,6 +307,16 @@ def _check_same(
             f"study '{name}' was run with another search space ({record.get('space_name')}) than {space.source}; "
             "use the same space to continue it, or choose another --study"
         )
+
+
+def _current_form(base: dict[str, Any]) -> dict[str, Any]:
+    """A study's recorded base preset as this version writes it (keys added since filled with their defaults)."""
+    from rlkit.config.schema import validate
+
+    try:
+        return to_plain(validate(base, "the study's base preset"))
+    except RlkitError:
+        return base
 
 
 def _first_difference(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> tuple[str, Any, Any] | None:
