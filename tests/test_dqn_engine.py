@@ -24,6 +24,8 @@ from rlkit.environments.factory import make_env
 from rlkit.environments.resolve import resolve
 from rlkit.training.factory import build_model
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # small networks: one thread is fastest, and leaves the other core
+
 BATCH = 32
 BASE = ["learning_starts=10000", f"batch_size={BATCH}", "buffer_size=2000", "diagnostics_interval=3"]
 MLP_PRESETS = ("cartpole", "lunarlander", "acrobot", "mountaincar")
