@@ -5,6 +5,7 @@
 #
 #   bash bench/gpu_pong.sh                       # 420 s of training on cuda, then the summary
 #   BACKEND=sb3 N_ENVS=1 bash bench/gpu_pong.sh  # the same on SB3's Atari wrappers, one env
+#   PRESET=rainbow bash bench/gpu_pong.sh        # the Rainbow preset (envs/rainbow.yaml) instead
 #
 # Settings: the pong preset (Nature CNN, Zoo's Atari values, frame buffer on the GPU: its
 # frame_buffer_storage is auto) on ale-py's threaded vector env with N_ENVS envs, one gradient step
@@ -19,6 +20,7 @@ DEVICE=${DEVICE:-cuda}
 BACKEND=${BACKEND:-ale}
 N_ENVS=${N_ENVS:-8}
 OUT=${OUT:-runs/gpu-pong}
+PRESET=${PRESET:-pong}
 EXTRA=${EXTRA:-}
 if [ "$DEVICE" = cuda ] && ! python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then
   echo "error: no CUDA device here; run on a GPU machine, or set DEVICE=cpu for a (slow) try" >&2
@@ -34,7 +36,7 @@ TRAIN_FREQ=$(( N_ENVS >= 4 ? 1 : 4 / N_ENVS ))
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || true
 set +e
 # shellcheck disable=SC2086  # EXTRA is a list of --set options
-timeout --signal=INT --kill-after=120 "$BUDGET_S" rlkit train pong --device "$DEVICE" --seed 0 -q \
+timeout --signal=INT --kill-after=120 "$BUDGET_S" rlkit train "$PRESET" --device "$DEVICE" --seed 0 -q \
   --run-dir "$OUT/run" --steps "$STEPS" \
   --set atari.backend="$BACKEND" --set n_envs="$N_ENVS" \
   --set train_freq="$TRAIN_FREQ" --set gradient_steps="$GRAD" \

@@ -27,3 +27,16 @@ def test_cartpole_preset_solves_and_stops(tmp_path: Path) -> None:
     assert result.num_timesteps == at["timesteps"] <= 30_000  # stopped where it solved
     final = api.evaluate(tmp_path / "run", model="final", episodes=20, seed=123, save=False)
     assert final.mean >= SOLVED, f"the final model scored {final.mean:.1f} over 20 new episodes"
+
+
+def test_distributional_heads_solve_cartpole(tmp_path: Path) -> None:
+    """C51 and QR-DQN heads (the loss's other two cases) on the shipped preset also solve and stop."""
+    from rlkit import api
+
+    for head, sets in (("c51", ["distribution=c51", "v_min=0", "v_max=100"]), ("qr", ["distribution=qr"])):
+        resolved = resolve("cartpole", overrides=["checkpoint_freq=0", *sets])
+        result = train.start(resolved, seed=0, run_dir=tmp_path / head, quiet=True)
+        assert result.solved_at is not None, f"{head}: not solved in {result.num_timesteps} steps"
+        assert result.num_timesteps == result.solved_at["timesteps"] <= 30_000, head
+        final = api.evaluate(tmp_path / head, model="final", episodes=20, seed=123, save=False)
+        assert final.mean >= SOLVED, f"{head}: the final model scored {final.mean:.1f} over 20 new episodes"

@@ -5,7 +5,8 @@ or Atari's stacked 4x84x84 uint8 frames, channel-first) to two outputs, ``q_valu
 (batch, actions) and ``actions`` (batch,), the greedy actions. Everything between is inside
 the file: SB3's preprocessing (``float()``, ``/255`` for image inputs when the policy
 normalizes images, one-hot for discrete observations), the dueling head, NoisyNet layers with
-their noise-free mean weights, and QR-DQN's mean over quantiles. Running it needs neither
+their noise-free mean weights, C51's expectation over its atoms and QR-DQN's mean over quantiles
+(every head exports expected Q-values). Running it needs neither
 rlkit nor SB3 (onnxruntime + numpy, or torch alone for TorchScript).
 
 Before the file is published it is checked against the model itself on observations recorded
@@ -70,6 +71,19 @@ def greedy_module(model: OffPolicyAlgorithm) -> GreedyQ:
     for param in network.parameters():
         param.requires_grad_(False)
     return GreedyQ(network, quantiles).eval()
+
+
+def head_kind(model: OffPolicyAlgorithm) -> str:
+    """The value head the export maps to expected Q-values: ``none``, ``c51`` or ``qr``."""
+    if hasattr(model, "quantile_net"):
+        return "qr"
+    head = getattr(model.policy.q_net, "head", None)
+    return str(head.kind) if head is not None else "none"
+
+
+def _atoms(model: OffPolicyAlgorithm) -> int | None:
+    net: Any = getattr(model.policy, "q_net", None)
+    return int(net.atoms) if head_kind(model) == "c51" else None
 
 
 def recorded_observations(source: Source, model: OffPolicyAlgorithm, n: int, seed: int = 0) -> Array:
@@ -366,6 +380,8 @@ def describe(source: Source, model: OffPolicyAlgorithm, fmt: str, out: Path, agr
             if getattr(model.policy, "noisy", False)
             else None,
             "n_quantiles": getattr(model, "n_quantiles", None),
+            "distribution": head_kind(model),
+            "n_atoms": _atoms(model),
         },
         "check": agreement.to_dict(),
         "versions": {"rlkit": rlkit.__version__, "torch": torch.__version__},

@@ -152,6 +152,9 @@ class Preset(_Strict):
     learning_rate: float = Field(default=1e-4, gt=0, le=1)
     """Adam learning rate."""
 
+    adam_eps: float | None = Field(default=None, gt=0)
+    """Adam's epsilon; unset is torch's 1e-8 (QR-DQN: sb3-contrib's 0.01 / batch_size). Rainbow uses 1.5e-4."""
+
     learning_rate_schedule: Literal["constant", "linear"] = "constant"
     """``linear`` decays the learning rate to zero over the budget."""
 
@@ -374,6 +377,14 @@ class Preset(_Strict):
 def preset_warnings(preset: Preset) -> list[str]:
     """Settings that are legal but make a run useless, one line each (shown once on the terminal)."""
     found: list[str] = []
+    default_support = (preset.v_min, preset.v_max) == (-10.0, 10.0)
+    big_returns = preset.solved_score is not None and abs(preset.solved_score) > preset.v_max
+    if preset.distribution == "c51" and preset.atari is None and default_support and big_returns:
+        found.append(
+            f"distribution c51 on [-10, 10] is Rainbow's support for clipped Atari rewards, but this env's "
+            f"returns reach {preset.solved_score:g} (solved_score): values beyond it are clipped; set v_min "
+            "and v_max to cover its discounted returns (e.g. --set v_min=-100 --set v_max=200)"
+        )
     if preset.learning_starts >= preset.n_timesteps:
         found.append(
             f"learning_starts {preset.learning_starts} >= n_timesteps {preset.n_timesteps}: no gradient step "

@@ -219,6 +219,8 @@ def build_model(
         # sb3-contrib's own default (Adam, eps 0.01 / batch_size from the QR-DQN paper), fused.
         net_kwargs.update(optimizer_class=torch.optim.Adam, n_quantiles=preset.n_quantiles)
         net_kwargs["optimizer_kwargs"] = {"eps": 0.01 / preset.batch_size, "fused": True}
+    if preset.adam_eps is not None:
+        net_kwargs["optimizer_kwargs"]["eps"] = preset.adam_eps
     cls = RlkitQRDQN if preset.distribution == "qr" else RlkitDQN
     return cls(_policy_class(preset, policy), env, policy_kwargs=net_kwargs, **kwargs)
 
