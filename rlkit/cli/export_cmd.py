@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -61,7 +61,7 @@ def export(
     agreement = result.agreement
     out.print(f"wrote {result.path} ({result.fmt}, {result.size / 1024:.1f} KiB) and {result.meta_path.name}")
     out.print(
-        f"  model {meta['source']['model']} at step {meta['source']['step']} ({meta['source']['algo']}); "
+        f"  model {meta['source']['model']} at step {meta['source']['step']} ({_head(meta['source'])}); "
         f"input '{meta['input']['name']}' {shape} {meta['input']['dtype']}; outputs {', '.join(meta['output_names'])}"
     )
     out.print(
@@ -69,3 +69,12 @@ def export(
         f"greedy actions equal {agreement.actions_equal:.2%}, max |dQ| {agreement.max_abs_dq:.2g}"
         + (f" ({agreement.near_ties} near-ties)" if agreement.near_ties else "")
     )
+
+
+def _head(source: dict[str, Any]) -> str:
+    """``dqn``, ``dqn, c51 head, dueling, noisy``, ``qrdqn``...: what the exported file was made from."""
+    parts = [str(source["algo"])]
+    if source.get("distribution") == "c51":
+        parts.append("c51 head")
+    parts += [name for name in ("dueling", "noisy") if source.get(name)]
+    return ", ".join(parts)

@@ -178,8 +178,11 @@ Gradient = AutogradGradient | MlpGradient
 class GradientEngine:
     """A model's training phase, from parts chosen once (module docstring)."""
 
-    def __init__(self, nets: Networks, gradient: Gradient, phase: bool, lean: bool, why: list[str]) -> None:
+    def __init__(
+        self, nets: Networks, gradient: Gradient, phase: bool, lean: bool, why: list[str], prioritized: bool = False
+    ) -> None:
         self.nets, self.gradient, self.phase, self.lean, self.why = nets, gradient, phase, lean, why
+        self.prioritized = prioritized
         self.params: list[th.Tensor] = [p for g in nets.optimizer.param_groups for p in g["params"]]
 
     @classmethod
@@ -194,9 +197,10 @@ class GradientEngine:
             else:
                 why.append(f"autograd: {manual}")
         phase = options.batched_phases and type(buffer) in PHASE_BUFFERS and not nets.noisy
-        if options.batched_phases and not phase:
-            why.append(f"per-step draws: {type(buffer).__name__}{' with noisy nets' if nets.noisy else ''}")
-        return cls(nets, gradient, phase, options.lean_optimizer, why)
+        if options.batched_phases and not phase and not isinstance(buffer, PrioritizedReplayBuffer):
+            reason = "noisy nets draw new target noise every step" if nets.noisy else f"a {type(buffer).__name__}"
+            why.append(f"per-step draws: {reason}")
+        return cls(nets, gradient, phase, options.lean_optimizer, why, isinstance(buffer, PrioritizedReplayBuffer))
 
     @property
     def manual(self) -> MlpGradient | None:
@@ -205,7 +209,8 @@ class GradientEngine:
 
     def describe(self) -> dict[str, str]:
         """Which part was taken for each choice, and why a fast one was not (``declined``)."""
-        parts = {"batches": "phase" if self.phase else "per-step", "gradients": self.gradient.name}
+        batches = "prioritized" if self.prioritized else "phase" if self.phase else "per-step"
+        parts = {"batches": batches, "gradients": self.gradient.name}
         parts["optimizer"] = "lean" if self.lean else "plain"
         return {**parts, **({"declined": "; ".join(self.why)} if self.why else {})}
 
