@@ -30,6 +30,7 @@ from rlkit.core.seeds import SEED_MAX
 if TYPE_CHECKING:
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
+    from rlkit.analysis.doctor import Diagnosis
     from rlkit.analysis.evaluation import EvalResult
     from rlkit.analysis.video import Recording
     from rlkit.config.presets import Resolved
@@ -276,6 +277,15 @@ def evaluate(
     if save:
         save_result(result)
     return result
+
+
+def doctor(run_dir: str | Path) -> Diagnosis:
+    """What a run's own diagnostics say is wrong, as ``rlkit doctor``: findings worst first, each with
+    its severity, the steps where it shows, the figures behind it and next commands (docs/doctor.md)."""
+    _expect(("run_dir",), run_dir=run_dir)
+    from rlkit.analysis.doctor import examine
+
+    return examine(Path(run_dir))
 
 
 def record(

@@ -12,6 +12,7 @@ import typer
 
 from rlkit.cli import (
     benchmark_cmd,
+    doctor_cmd,
     envs_cmd,
     evaluate_cmd,
     export_cmd,
@@ -77,6 +78,7 @@ app.command("watch")(watch_cmd.watch)
 app.command("export")(export_cmd.export)
 app.command("plot")(plot_cmd.plot)
 app.command("report")(report_cmd.report)
+app.command("doctor")(doctor_cmd.doctor)
 app.command("benchmark")(benchmark_cmd.benchmark)
 app.add_typer(presets_cmd.app, name="presets")
 

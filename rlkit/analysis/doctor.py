@@ -1,0 +1,556 @@
+"""The run doctor: reads what a run recorded and says what is wrong, with the evidence and what to try.
+
+It reads a run directory, never a model: ``config.yaml`` (the preset), ``state.json``, the periodic
+evaluations (``evaluations.csv``, with the Q-value the model predicted at each evaluation's start
+states and the discounted return those episodes then obtained), the training episodes (Monitor
+CSVs) and the ``diag/`` scalars in TensorBoard (TD error, |Q|, gradient norm, dormant units,
+epsilon). Each rule is a function of that :class:`Evidence` and returns a :class:`Finding` or
+nothing; the live display runs the same rules on the figures of a run in progress
+(:class:`rlkit.training.callbacks.DoctorWatch`).
+
+Every threshold is a named constant below with the reason for its value. They are set so that
+the shipped presets' healthy runs raise no finding (``tests/test_doctor.py`` trains them) and a
+run provoked into each pathology raises that finding first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from rlkit.config.schema import Preset
+from rlkit.core.errors import RlkitError
+
+Severity = Literal["critical", "warning", "info"]
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+Array = np.ndarray[Any, Any]
+
+OVERESTIMATE = 0.5
+"""Q at the start states above the discounted return they obtained by more than half its size (and by
+more than 2 standard errors): Double DQN's bias on Atari was a few percent of the values, DQN's reached
+several times them (van Hasselt et al. 2016); half is far past noise and well short of a blow-up."""
+GROWTH_POINTS = 6
+"""Consecutive diagnostics records a geometric-growth fit spans (fewer would fit noise)."""
+GROWTH_FACTOR = 4.0
+"""...over which the value grew at least this much (two doublings: growth, not drift)."""
+GROWTH_FIT = 0.9
+"""R^2 of the fit of log |Q| against steps: growth that is geometric, not a one-off jump."""
+Q_SCALE = 2.0
+"""|Q| must also exceed this many times the largest |return| any episode got: values no return backs
+(a discounted value is at most the undiscounted return for non-negative rewards)."""
+EXPLORATION_GAIN = 0.1
+"""Epsilon at its floor while the evaluations gained less than this share of the way from the first
+evaluation to ``solved_score`` (or, without one, of the first evaluation's own size): exploring ended
+before anything was learned."""
+DORMANT_RISE = 0.15
+"""Dormant-unit share (ReDo's tau = 0.025) that rose by this much since the first tenth of the records:
+Sokar et al. 2023 show it growing through DQN training as performance stalls. The level alone says
+little on small nets: the shipped CartPole preset's healthy [64, 64] runs sit at 30-40% throughout."""
+DORMANT_LEVEL = 0.4
+"""...to at least this share (a rise among few units is noise)."""
+DORMANT_DEAD = 0.8
+"""Or this share, whatever the trend: most of the network no longer responds (a learning rate far too
+high kills ReLU units in the first hundred gradient steps)."""
+COLLAPSE = 0.5
+"""Evaluations fell back more than half of the way from the first evaluation to the best one."""
+MISMATCH = 0.5
+"""Training episodes return more than the greedy evaluations by half of the training mean's size."""
+STALL = 0.3
+"""No new best evaluation over this share of the steps trained (and at least 3 evaluations)."""
+STALL_GAIN = 0.05
+"""A 'new best' must beat the old one by this share of the range seen, not by noise."""
+REPLAY_SHARE = 0.01
+"""A replay buffer under 1% of the budget forgets most of what was collected (DQN on Atari: 1M of 50M, 2%)."""
+SYNC_MIN_UPDATES = 1.0
+"""Gradient steps between two target syncs: under one, the target network is the online network."""
+SYNC_MIN_COUNT = 10
+"""Target syncs over the whole budget: fewer and the target network barely moves."""
+
+
+@dataclass
+class Series:
+    """A scalar over env steps."""
+
+    steps: Array
+    values: Array
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+@dataclass
+class Evidence:
+    """What one run recorded, as the rules read it."""
+
+    preset: Preset
+    state: dict[str, Any]
+    evaluations: list[dict[str, float]]
+    training: Series | None = None
+    """Training episodes' returns at the step each ended (all envs, in time order)."""
+    diag: dict[str, Series] = field(default_factory=dict)
+    """``diag/*`` scalars from TensorBoard, by name without the prefix."""
+    checkpoints: list[int] = field(default_factory=list)
+    run: Path | None = None
+
+    @property
+    def steps(self) -> int:
+        last = [int(self.state.get("num_timesteps") or 0)]
+        last += [int(r["timesteps"]) for r in self.evaluations[-1:]]
+        return max(last)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing wrong with a run: how bad, where it shows, the figures behind it, what to try next."""
+
+    code: str
+    title: str
+    severity: Severity
+    steps: tuple[int, int]
+    figures: dict[str, float | int | str]
+    advice: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Diagnosis:
+    """The findings (worst first) and what was read."""
+
+    run: str
+    findings: list[Finding]
+    read: dict[str, int]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.findings
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run": self.run,
+            "healthy": self.healthy,
+            "read": self.read,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+Rule = Callable[[Evidence, str], "Finding | None"]
+
+
+def _new(alias: str, *sets: str) -> str:
+    """``rlkit train ALIAS --set ...``: a new run with other settings."""
+    return " ".join([f"rlkit train {alias}", *(f"--set {s}" for s in sets)])
+
+
+# ----------------------------------------------------------------------------------------
+# The rules
+# ----------------------------------------------------------------------------------------
+
+
+def q_overestimation(evidence: Evidence, alias: str) -> Finding | None:
+    """Q predicted at the evaluations' start states against the discounted return they then got."""
+    rows = [r for r in evidence.evaluations if math.isfinite(r.get("q_start", math.nan))]
+    rows = [r for r in rows if math.isfinite(r.get("return_discounted", math.nan))]
+    if len(rows) < 2:
+        return None
+    over = []
+    for r in rows:
+        gap, got = r["q_start"] - r["return_discounted"], r["return_discounted"]
+        noise = 2 * r.get("return_discounted_std", 0.0) / math.sqrt(max(1.0, r.get("episodes", 1.0)))
+        over.append(gap > max(OVERESTIMATE * max(abs(got), 1.0), noise))
+    if not (over[-1] and over[-2]):
+        return None
+    last = rows[-1]
+    gaps = [r["q_start"] - r["return_discounted"] for r in rows]
+    trend = "growing" if len(gaps) >= 3 and gaps[-1] > gaps[-2] > gaps[-3] else "steady"
+    first = next(i for i in range(len(over)) if all(over[i:]))
+    p = evidence.preset
+    advice = [_new(alias, "double_q=true")] if not p.double_q else []
+    advice.append(_new(alias, f"target_update_interval={max(1, p.target_update_interval * 2)}"))
+    advice.append(_new(alias, f"learning_rate={p.learning_rate / 3:.3g}"))
+    return Finding(
+        "q_overestimation",
+        "Q-values overestimate the returns they lead to",
+        "warning",
+        (int(rows[first]["timesteps"]), int(last["timesteps"])),
+        {
+            "q_at_start": round(last["q_start"], 3),
+            "discounted_return": round(last["return_discounted"], 3),
+            "gap": round(gaps[-1], 3),
+            "trend": trend,
+            "evaluations_over": sum(over),
+        },
+        advice[:2],
+    )
+
+
+def _geometric_phase(series: Series) -> tuple[float, float, int, int] | None:
+    """The strongest stretch of geometric growth: over GROWTH_POINTS consecutive records, log|value|
+    fits a rising line (R^2 >= GROWTH_FIT) and grows at least GROWTH_FACTOR-fold. Its slope per step,
+    R^2, first and last step; ``None`` when no stretch qualifies."""
+    values, steps = np.abs(series.values), series.steps
+    best: tuple[float, float, int, int] | None = None
+    best_growth = GROWTH_FACTOR
+    for start in range(0, len(values) - GROWTH_POINTS + 1):
+        window = slice(start, start + GROWTH_POINTS)
+        x, y = steps[window], values[window]
+        if (y <= 0).any() or np.ptp(x) == 0:
+            continue
+        logs = np.log(y)
+        slope, intercept = np.polyfit(x, logs, 1)
+        total = float(((logs - logs.mean()) ** 2).sum())
+        r2 = 1.0 - float(((logs - (slope * x + intercept)) ** 2).sum()) / total if total > 0 else 0.0
+        growth = float(y[-1] / y[0])
+        if slope > 0 and r2 >= GROWTH_FIT and growth >= best_growth:
+            best, best_growth = (float(slope), r2, int(x[0]), int(x[-1])), growth
+    return best
+
+
+def divergence_coming(evidence: Evidence, alias: str) -> Finding | None:
+    """|Q| (or the TD error) growing geometrically, to values no return backs."""
+    q = evidence.diag.get("q_greedy_max")
+    q_min = evidence.diag.get("q_greedy_min")
+    if q is None or len(q) < GROWTH_POINTS:
+        return None
+    largest = (
+        np.maximum(np.abs(q.values), np.abs(q_min.values))
+        if q_min is not None and len(q_min) == len(q)
+        else np.abs(q.values)
+    )
+    q_abs = Series(q.steps, largest)
+    returns = evidence.training.values if evidence.training is not None and len(evidence.training) else np.zeros(1)
+    scale = max(1.0, float(np.abs(returns).max()))
+    td = evidence.diag.get("td_error_abs_mean")
+    crashed = "diverged" in str(evidence.state.get("error", ""))
+    for name, series in (("|Q|", q_abs), ("|TD error|", td)):
+        if series is None:
+            continue
+        phase = _geometric_phase(series)
+        peak = float(np.abs(series.values).max())
+        if phase is None or (peak < Q_SCALE * scale and not crashed):
+            continue
+        slope, r2, first, last = phase
+        p = evidence.preset
+        return Finding(
+            "divergence",
+            f"divergence: {name} grew geometrically past any return obtained"
+            + (" (the guard stopped the run)" if crashed else ""),
+            "critical",
+            (first, int(series.steps[int(np.abs(series.values).argmax())])),
+            {
+                "peak": round(peak, 4),
+                "doubling_steps": int(math.log(2) / slope),
+                "growth_fit_r2": round(r2, 3),
+                "largest_episode_return": round(scale, 3),
+                "divergence_q_bound": p.divergence_q_bound,
+            },
+            [
+                _new(alias, f"learning_rate={p.learning_rate / 10:.3g}"),
+                _new(alias, f"max_grad_norm={min(p.max_grad_norm, 1.0):g}", "double_q=true"),
+            ],
+        )
+    return None
+
+
+def exploration_ended_early(evidence: Evidence, alias: str) -> Finding | None:
+    """Epsilon at its floor before learning started, or while the evaluations were still where they began."""
+    p = evidence.preset
+    if p.noisy:
+        return None
+    floor_at = int(p.exploration_fraction * p.n_timesteps)
+    advice = [
+        _new(alias, f"exploration_fraction={min(1.0, p.exploration_fraction * 4):.3g}"),
+        _new(alias, f"learning_starts={max(0, min(p.learning_starts, floor_at // 4))}"),
+    ]
+    if p.learning_starts >= floor_at and p.exploration_final_eps < p.exploration_initial_eps:
+        return Finding(
+            "exploration_ended_early",
+            "exploration ends before learning starts",
+            "warning",
+            (floor_at, p.learning_starts),
+            {
+                "epsilon_floor_at": floor_at,
+                "learning_starts": p.learning_starts,
+                "final_epsilon": p.exploration_final_eps,
+            },
+            advice,
+        )
+    rows = evidence.evaluations
+    after = [r for r in rows if r["timesteps"] >= floor_at]
+    if len(rows) < 2 or not after or after[0] is rows[0]:
+        return None
+    first = rows[0]["mean_reward"]
+    target = p.solved_score if p.solved_score is not None and p.solved_score > first else first + max(abs(first), 1.0)
+    at_floor = max(r["mean_reward"] for r in rows if r["timesteps"] <= after[0]["timesteps"])
+    gained = (at_floor - first) / (target - first)
+    later = max(r["mean_reward"] for r in after)
+    if (
+        gained >= EXPLORATION_GAIN
+        or (later - first) / (target - first) >= EXPLORATION_GAIN
+        or bool(evidence.state.get("solved"))
+    ):
+        return None
+    return Finding(
+        "exploration_ended_early",
+        "exploration ended before anything was learned",
+        "warning",
+        (floor_at, int(after[-1]["timesteps"])),
+        {
+            "epsilon_floor_at": floor_at,
+            "final_epsilon": p.exploration_final_eps,
+            "first_eval": round(first, 3),
+            "best_eval_since": round(later, 3),
+            "share_of_the_way": round(max(gained, 0.0), 3),
+        },
+        advice,
+    )
+
+
+def dormant_units(evidence: Evidence, alias: str) -> Finding | None:
+    """ReDo's dormant units: a large and growing share of hidden units that no longer respond."""
+    series = evidence.diag.get("dormant_fraction")
+    if series is None or len(series) < 5:
+        return None
+    early = float(series.values[: max(1, len(series) // 10)].mean())
+    late = float(series.values[-max(3, len(series) // 10) :].mean())
+    rising = late >= DORMANT_LEVEL and late - early >= DORMANT_RISE
+    if not rising and late < DORMANT_DEAD:
+        return None
+    p = evidence.preset
+    return Finding(
+        "dormant_units",
+        f"{late:.0%} of the hidden units are dormant" + (" and rising" if rising else ": most of the network is dead"),
+        "warning",
+        (int(series.steps[0]), int(series.steps[-1])),
+        {"dormant_share_now": round(late, 3), "dormant_share_early": round(early, 3)},
+        [
+            _new(alias, f"learning_rate={p.learning_rate / 10:.3g}"),
+            _new(alias, "policy_kwargs.activation_fn=leaky_relu"),
+        ],
+    )
+
+
+def collapse_after_solving(evidence: Evidence, alias: str) -> Finding | None:
+    """The evaluations fell well below their best (after solving, or after a good stretch)."""
+    rows = evidence.evaluations
+    if len(rows) < 3:
+        return None
+    means = np.asarray([r["mean_reward"] for r in rows])
+    best_i = int(means.argmax())
+    first, best, last = float(means[0]), float(means[best_i]), float(means[-1])
+    solved = evidence.preset.solved_score
+    reached = solved is not None and best >= solved
+    if best_i == len(rows) - 1 or best - first <= 0 or (best - last) < COLLAPSE * (best - first):
+        return None
+    if solved is not None and last >= solved:
+        return None
+    best_step = int(rows[best_i]["timesteps"])
+    near = min(evidence.checkpoints, key=lambda s: abs(s - best_step)) if evidence.checkpoints else None
+    where = str(evidence.run) if evidence.run is not None else "RUN"
+    advice = [f"rlkit evaluate {where} --model best    # best_model.zip: the evaluation at step {best_step:,}"]
+    if near is not None:
+        advice.append(f"rlkit train {alias} --init-from {where}/checkpoints/step-{near:012d}/model.zip")
+    elif not evidence.preset.stop_on_solved and solved is not None:
+        advice.append(_new(alias, "stop_on_solved=true"))
+    return Finding(
+        "collapse",
+        "performance collapsed after " + ("solving" if reached else "its best evaluation"),
+        "warning",
+        (best_step, int(rows[-1]["timesteps"])),
+        {"best_eval": round(best, 3), "best_at": best_step, "last_eval": round(last, 3), "first_eval": round(first, 3)},
+        advice,
+    )
+
+
+def train_eval_mismatch(evidence: Evidence, alias: str) -> Finding | None:
+    """Training episodes return far more than greedy evaluation episodes (the eval env plays another game)."""
+    if evidence.training is None or len(evidence.training) < 20 or not evidence.evaluations:
+        return None
+    train = float(evidence.training.values[-20:].mean())
+    last = evidence.evaluations[-1]
+    gap = train - last["mean_reward"]
+    if gap <= MISMATCH * max(abs(train), 1.0) or gap <= 2 * last.get("std_reward", 0.0):
+        return None
+    atari = evidence.preset.atari is not None
+    advice = [f"rlkit record {evidence.run or 'RUN'} --episodes 2    # watch what the greedy policy does"]
+    if atari:
+        advice.insert(0, _new(alias, "atari.backend=sb3"))  # SB3's wrapper presses FIRE after a life loss
+    return Finding(
+        "train_eval_mismatch",
+        "training returns far above the greedy evaluations" + (" (FIRE after a lost life?)" if atari else ""),
+        "warning",
+        (int(evidence.training.steps[-20]), int(last["timesteps"])),
+        {"training_mean_last_20": round(train, 3), "eval_mean": round(last["mean_reward"], 3), "gap": round(gap, 3)},
+        advice,
+    )
+
+
+def stalled(evidence: Evidence, alias: str) -> Finding | None:
+    """No new best evaluation over a large share of the steps trained."""
+    rows = evidence.evaluations
+    if len(rows) < 4 or evidence.state.get("solved"):
+        return None
+    means = np.asarray([r["mean_reward"] for r in rows])
+    steps = np.asarray([r["timesteps"] for r in rows])
+    span = max(float(np.ptp(means)), 1e-9)
+    best, best_step = means[0], steps[0]
+    for m, s in zip(means[1:], steps[1:], strict=True):
+        if m > best + STALL_GAIN * span:
+            best, best_step = m, s
+    total = float(steps[-1])
+    flat = int(((steps > best_step) & (steps <= total)).sum())
+    if total - best_step < STALL * total or flat < 3:
+        return None
+    p = evidence.preset
+    return Finding(
+        "stalled",
+        "stalled: no better evaluation for a long stretch",
+        "info",
+        (int(best_step), int(total)),
+        {
+            "best_eval": round(float(best), 3),
+            "best_at": int(best_step),
+            "share_without_gain": round((total - best_step) / total, 3),
+        },
+        [
+            _new(alias, f"learning_rate={p.learning_rate / 3:.3g}"),
+            _new(alias, f"n_steps={max(3, p.n_steps * 2)}"),
+        ],
+    )
+
+
+def replay_and_targets(evidence: Evidence, alias: str) -> Finding | None:
+    """Too little replay for the budget, or target syncs too frequent or too rare for the update rate."""
+    p = evidence.preset
+    grads = p.gradient_steps if p.gradient_steps > 0 else p.train_freq * p.n_envs
+    updates_per_step = grads / (p.train_freq * p.n_envs)
+    per_sync = p.target_update_interval * updates_per_step if p.tau >= 1.0 else math.inf
+    syncs = p.n_timesteps / p.target_update_interval
+    problems: list[tuple[str, dict[str, float | int | str], list[str]]] = []
+    if p.buffer_size < REPLAY_SHARE * p.n_timesteps:
+        problems.append(
+            (
+                "the replay buffer is under 1% of the budget",
+                {"buffer_size": p.buffer_size, "n_timesteps": p.n_timesteps},
+                [_new(alias, f"buffer_size={int(REPLAY_SHARE * 5 * p.n_timesteps)}")],
+            )
+        )
+    if per_sync < SYNC_MIN_UPDATES:
+        problems.append(
+            (
+                "target syncs come before one gradient step: the target is the online network",
+                {"gradient_steps_per_sync": round(per_sync, 3), "target_update_interval": p.target_update_interval},
+                [_new(alias, f"target_update_interval={int(math.ceil(p.train_freq * p.n_envs * 8 / max(grads, 1)))}")],
+            )
+        )
+    elif syncs < SYNC_MIN_COUNT and p.tau >= 1.0:
+        problems.append(
+            (
+                "the target network syncs fewer than 10 times in the budget",
+                {"target_syncs_in_budget": round(syncs, 2), "target_update_interval": p.target_update_interval},
+                [_new(alias, f"target_update_interval={max(1, p.n_timesteps // 50)}")],
+            )
+        )
+    if not problems:
+        return None
+    title, figures, advice = problems[0]
+    return Finding("replay_and_targets", title, "info", (0, p.n_timesteps), figures, advice)
+
+
+RULES: list[Rule] = [
+    divergence_coming,
+    q_overestimation,
+    exploration_ended_early,
+    collapse_after_solving,
+    train_eval_mismatch,
+    dormant_units,
+    stalled,
+    replay_and_targets,
+]
+"""Every rule, in the order a tie in severity is listed."""
+
+
+def diagnose(evidence: Evidence, alias: str = "ALIAS") -> list[Finding]:
+    """Every rule's finding on ``evidence``, worst first."""
+    found = [f for rule in RULES if (f := rule(evidence, alias)) is not None]
+    return sorted(found, key=lambda f: SEVERITY_ORDER[f.severity])
+
+
+# ----------------------------------------------------------------------------------------
+# Reading a run directory
+# ----------------------------------------------------------------------------------------
+
+
+def training_series(monitor: Path, frames_per_step: int = 1) -> Series | None:
+    """Training episode returns at the step each ended, all envs in time order."""
+    from rlkit.analysis.plots import read_monitor_csv
+
+    parts = [read_monitor_csv(p) for p in sorted(monitor.glob("*.monitor.csv"))] if monitor.is_dir() else []
+    if not parts or not sum(len(p[0]) for p in parts):
+        return None
+    returns, lengths, times = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    order = np.argsort(times, kind="stable")
+    return Series(np.cumsum(lengths[order]) / max(1, frames_per_step), returns[order])
+
+
+def diag_series(tensorboard: Path) -> dict[str, Series]:
+    """The ``diag/*`` scalars of a run's TensorBoard logs (every session merged, by step)."""
+    if not tensorboard.is_dir() or not any(tensorboard.rglob("events.out.tfevents*")):
+        return {}
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    found: dict[str, dict[int, float]] = {}
+    for folder in sorted({p.parent for p in tensorboard.rglob("events.out.tfevents*")}):
+        accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0, "histograms": 1, "tensors": 1})
+        try:
+            accumulator.Reload()
+        except Exception as exc:  # a torn event file: the records before it stay readable
+            raise RlkitError(f"{folder}: unreadable TensorBoard log ({type(exc).__name__}: {exc})") from None
+        for tag in accumulator.Tags().get("scalars", []):
+            if tag.startswith("diag/"):
+                values = found.setdefault(tag[5:], {})
+                for event in accumulator.Scalars(tag):
+                    values[int(event.step)] = float(event.value)
+    return {
+        name: Series(np.asarray(sorted(v), float), np.asarray([v[s] for s in sorted(v)], float))
+        for name, v in found.items()
+    }
+
+
+def read_evidence(path: Path) -> tuple[str, Evidence]:
+    """A run directory's alias and what it recorded (nothing is loaded but data: no model, no code)."""
+    from rlkit.training.rundir import RunDir
+
+    run = RunDir.open(path)
+    alias, _seed, preset = run.read_config()
+    frames = preset.atari.frame_skip if preset.atari is not None else 1
+    checkpoints = [int(folder.name.split("-")[1]) for folder in run.checkpoint_dirs()]
+    evidence = Evidence(
+        preset=preset,
+        state=run.read_state(),
+        evaluations=run.read_evaluations(),
+        training=training_series(run.monitor, frames),
+        diag=diag_series(run.tensorboard),
+        checkpoints=checkpoints,
+        run=path,
+    )
+    return alias, evidence
+
+
+def examine(path: Path) -> Diagnosis:
+    """``rlkit doctor RUN``: the findings of one run directory."""
+    alias, evidence = read_evidence(path)
+    read = {
+        "evaluations": len(evidence.evaluations),
+        "training_episodes": len(evidence.training) if evidence.training is not None else 0,
+        "diagnostics_records": max((len(s) for s in evidence.diag.values()), default=0),
+        "rules": len(RULES),
+        "steps": evidence.steps,
+    }
+    return Diagnosis(str(path), diagnose(evidence, alias), read)
