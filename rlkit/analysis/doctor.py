@@ -235,7 +235,7 @@ def divergence_coming(evidence: Evidence, alias: str) -> Finding | None:
         peak = float(np.abs(series.values).max())
         if phase is None or (peak < Q_SCALE * scale and not crashed):
             continue
-        slope, r2, first, last = phase
+        slope, r2, first, _last = phase
         p = evidence.preset
         return Finding(
             "divergence",
@@ -446,7 +446,7 @@ def replay_and_targets(evidence: Evidence, alias: str) -> Finding | None:
             (
                 "target syncs come before one gradient step: the target is the online network",
                 {"gradient_steps_per_sync": round(per_sync, 3), "target_update_interval": p.target_update_interval},
-                [_new(alias, f"target_update_interval={int(math.ceil(p.train_freq * p.n_envs * 8 / max(grads, 1)))}")],
+                [_new(alias, f"target_update_interval={math.ceil(p.train_freq * p.n_envs * 8 / max(grads, 1))}")],
             )
         )
     elif syncs < SYNC_MIN_COUNT and p.tau >= 1.0:

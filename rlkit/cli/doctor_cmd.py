@@ -48,7 +48,7 @@ def doctor(
 
 
 def _fmt(value: float | int | str) -> str:
-    if isinstance(value, bool) or isinstance(value, str):
+    if isinstance(value, (bool, str)):
         return str(value)
     if isinstance(value, int):
         return f"{value:,}"
