@@ -1,0 +1,223 @@
+"""The run doctor names the right finding first on runs provoked into each pathology, and stays silent
+on the shipped presets' healthy runs; each rule also against synthetic evidence at its thresholds."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from stable_baselines3.common.callbacks import BaseCallback
+from typer.testing import CliRunner
+
+import rlkit
+from rlkit.analysis import doctor
+from rlkit.analysis.doctor import Evidence, Series
+from rlkit.cli import app
+from rlkit.environments.resolve import resolve
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _evidence(*sets: str, evaluations: list[float] | None = None, **kwargs: Any) -> Evidence:
+    preset = resolve("cartpole", overrides=list(sets)).preset
+    rows = [
+        {"timesteps": 2000.0 * (i + 1), "mean_reward": m, "std_reward": 5.0, "episodes": 10.0}
+        for i, m in enumerate(evaluations or [])
+    ]
+    return Evidence(preset=preset, state=kwargs.pop("state", {}), evaluations=rows, **kwargs)
+
+
+def _codes(evidence: Evidence) -> list[str]:
+    return [f.code for f in doctor.diagnose(evidence, "cartpole")]
+
+
+def _series(values: list[float], every: int = 500) -> Series:
+    return Series(np.arange(1, len(values) + 1, dtype=float) * every, np.asarray(values, float))
+
+
+def test_divergence_is_values_running_away_from_the_returns() -> None:
+    training = _series([20.0] * 30)
+    growing = _series([2.0, 4.0, 8.5, 17.0, 33.0, 70.0, 140.0, 300.0])
+    found = doctor.diagnose(_evidence(training=training, diag={"q_greedy_max": growing}), "cartpole")
+    assert [f.code for f in found] == ["divergence"] and 0 < int(found[0].figures["doubling_steps"]) < 1000
+    big_returns = _series([400.0] * 30)  # the same values, backed by the returns: values propagating
+    assert _codes(_evidence(training=big_returns, diag={"q_greedy_max": growing})) == []
+    settled = _series([2.0, 40.0, 80.0, 90.0, 88.0, 91.0, 89.0, 90.0, 88.0])  # past the returns, no longer rising
+    assert _codes(_evidence(training=training, diag={"q_greedy_max": settled})) == []
+
+
+def test_q_overestimation_against_the_discounted_returns() -> None:
+    evidence = _evidence(evaluations=[50.0, 300.0, 400.0])
+    for row, q in zip(evidence.evaluations, (30.0, 60.0, 90.0), strict=True):
+        row.update(q_start=q, return_discounted=20.0, return_discounted_std=4.0)
+    found = doctor.diagnose(evidence, "cartpole")
+    assert [f.code for f in found] == ["q_overestimation"] and found[0].figures["trend"] == "growing"
+    assert any("double_q=true" in line for line in found[0].advice)
+    for row in evidence.evaluations:
+        row["q_start"] = 24.0  # within half the return's size of it: no finding
+    assert _codes(evidence) == []
+
+
+def test_exploration_rules() -> None:
+    assert _codes(_evidence("learning_starts=6000", "exploration_fraction=0.01")) == ["exploration_ended_early"]
+    flat = _evidence("exploration_fraction=0.05", evaluations=[20.0, 21.0, 19.0, 22.0, 20.0])
+    assert "exploration_ended_early" in _codes(flat)  # epsilon at its floor at 5,000; nothing learned
+    learned = _evidence("exploration_fraction=0.05", evaluations=[20.0, 150.0, 300.0])
+    assert _codes(learned) == []
+    assert _codes(_evidence("noisy=true", "learning_starts=6000", "exploration_fraction=0.01")) == []
+
+
+def test_dormant_units_rising_or_dead() -> None:
+    assert _codes(_evidence(diag={"dormant_fraction": _series([0.35, 0.4, 0.36, 0.38, 0.37, 0.4])})) == []
+    rising = _series([0.3] * 5 + [0.5] * 5)
+    assert _codes(_evidence(diag={"dormant_fraction": rising})) == ["dormant_units"]
+    assert _codes(_evidence(diag={"dormant_fraction": _series([0.9] * 6)})) == ["dormant_units"]
+
+
+def test_collapse_after_solving_points_at_the_best_model() -> None:
+    evidence = _evidence(evaluations=[20.0, 480.0, 500.0, 120.0], checkpoints=[5000, 6000], run=Path("R"))
+    found = doctor.diagnose(evidence, "cartpole")
+    assert found[0].code == "collapse" and found[0].figures["best_at"] == 6000
+    assert "rlkit evaluate R --model best" in found[0].advice[0]
+    assert "step-000000006000" in found[0].advice[1]
+    assert _codes(_evidence(evaluations=[20.0, 480.0, 500.0, 490.0])) == []
+
+
+def test_train_eval_mismatch() -> None:
+    training = _series([300.0] * 40)
+    assert _codes(_evidence(evaluations=[9.0], training=training)) == ["train_eval_mismatch"]
+    assert _codes(_evidence(evaluations=[290.0], training=training)) == []
+
+
+def test_stalled_and_static_settings() -> None:
+    stalled = _evidence(evaluations=[20.0, 200.0, 210.0, 205.0, 208.0, 201.0, 207.0])
+    assert _codes(stalled) == ["stalled"]
+    assert _codes(_evidence(*(), state={"solved": True}, evaluations=[20.0, 200.0, 210.0, 205.0, 208.0])) == []
+    assert _codes(_evidence("buffer_size=500", "n_timesteps=100000", "batch_size=64")) == ["replay_and_targets"]
+    assert _codes(_evidence("target_update_interval=1", "train_freq=64", "gradient_steps=32")) == ["replay_and_targets"]
+    assert _codes(_evidence("target_update_interval=20000", "n_timesteps=100000")) == ["replay_and_targets"]
+
+
+# ----------------------------------------------------------------------------------------
+# Real runs, each provoked into one pathology
+# ----------------------------------------------------------------------------------------
+
+
+def _train(tmp_path: Path, name: str, env: str = "cartpole", seed: int = 1, **sets: Any) -> Path:
+    run = tmp_path / name
+    with contextlib.suppress(rlkit.RlkitError):  # the divergence guard: the doctor reads what came before
+        rlkit.train(env, seed=seed, overrides={"checkpoint_freq": 5000, **sets}, run_dir=run)
+    return run
+
+
+def _first(run: Path) -> str:
+    findings = rlkit.doctor(run).findings
+    assert findings, f"no finding on {run.name}"
+    return findings[0].code
+
+
+def test_a_healthy_cartpole_run_has_no_finding(tmp_path: Path) -> None:
+    run = _train(tmp_path, "healthy", seed=0)
+    diagnosis = rlkit.doctor(run)
+    assert diagnosis.healthy, [f.title for f in diagnosis.findings]
+    assert diagnosis.read["diagnostics_records"] > 5 and diagnosis.read["evaluations"] >= 3
+    result = CliRunner().invoke(app, ["doctor", str(run)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0 and result.output.startswith("healthy: no finding in")
+
+
+def test_a_learning_rate_100x_too_high_kills_the_network(tmp_path: Path) -> None:
+    run = _train(tmp_path, "lr", learning_rate=0.23, stop_on_solved=False, n_timesteps=12000)
+    assert _first(run) == "dormant_units"
+
+
+def test_runaway_values_are_divergence(tmp_path: Path) -> None:
+    """MountainCar at gamma 1 bootstraps through its time limit: every backup adds -1 and nothing bounds
+    the values (8-step returns, the target synced every step, squared error make it quick)."""
+    sets = {"gamma": 1.0, "target_update_interval": 1, "loss": "mse", "n_steps": 8, "learning_rate": 0.003}
+    sets.update(max_grad_norm=1e4, learning_starts=1000, n_timesteps=12000)
+    run = _train(tmp_path, "divergence", "mountaincar", **sets)
+    found = rlkit.doctor(run).findings[0]
+    assert found.code == "divergence" and float(found.figures["times_the_largest_return"]) > 2
+    guarded = _train(tmp_path, "guarded", "mountaincar", divergence_q_bound=1000.0, **sets)
+    assert json.loads((guarded / "state.json").read_text())["status"] == "crashed"
+    found = rlkit.doctor(guarded).findings[0]
+    assert found.code == "divergence" and "the guard stopped the run" in found.title
+
+
+def test_exploration_over_before_learning_starts(tmp_path: Path) -> None:
+    run = _train(tmp_path, "explore", exploration_fraction=0.01, learning_starts=5000, n_timesteps=8000)
+    assert _first(run) == "exploration_ended_early"
+
+
+class _Sabotage(BaseCallback):
+    """Once an evaluation has reached ``score``, set the learning rate to ``lr`` (0 freezes, 0.5 wrecks)."""
+
+    def __init__(self, run: Path, score: float, lr: float) -> None:
+        super().__init__()
+        self.run, self.score, self.lr = run, score, lr
+
+    def _on_step(self) -> bool:
+        csv = self.run / "evaluations.csv"
+        if self.n_calls % 500 == 0 and csv.exists():
+            means = [float(line.split(",")[1]) for line in csv.read_text().splitlines()[1:]]
+            if means and max(means) >= self.score:
+                from stable_baselines3.common.utils import ConstantSchedule
+
+                self.model.lr_schedule = ConstantSchedule(self.lr)
+        return True
+
+
+def test_a_collapse_after_solving(tmp_path: Path) -> None:
+    run = tmp_path / "collapse"
+    rlkit.train(
+        "cartpole",
+        seed=0,
+        run_dir=run,
+        callbacks=[_Sabotage(run, 475.0, 0.5)],
+        overrides={"stop_on_solved": False, "n_timesteps": 20000, "checkpoint_freq": 5000},
+    )
+    found = rlkit.doctor(run).findings
+    assert found and "collapse" in [f.code for f in found[:2]], [f.code for f in found]
+
+
+def test_a_stall(tmp_path: Path) -> None:
+    run = tmp_path / "stall"
+    rlkit.train(
+        "cartpole",
+        seed=0,
+        run_dir=run,
+        callbacks=[_Sabotage(run, 100.0, 0.0)],
+        overrides={"stop_on_solved": False, "n_timesteps": 20000, "checkpoint_freq": 5000},
+    )
+    assert _first(run) == "stalled"
+
+
+def test_an_evaluation_env_that_plays_another_game(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training episodes run to 500 steps; the evaluation env cuts them at 20 (as a missing FIRE would)."""
+    from rlkit.environments import factory
+
+    original = factory.make_env
+    short = resolve("cartpole", overrides=["wrappers=[{name: TimeLimit, kwargs: {max_episode_steps: 20}}]"]).preset
+
+    def make_env(preset: Any, *args: Any, train: bool = True, **kwargs: Any) -> Any:
+        return original(preset if train else short, *args, train=train, **kwargs)
+
+    monkeypatch.setattr(factory, "make_env", make_env)
+    run = _train(tmp_path, "mismatch", seed=0, stop_on_solved=False, n_timesteps=14000)
+    assert _first(run) == "train_eval_mismatch"
+
+
+def test_json_and_one_line_errors(tmp_path: Path) -> None:
+    run = _train(tmp_path, "explore", exploration_fraction=0.01, learning_starts=3000, n_timesteps=4000)
+    result = CliRunner().invoke(app, ["doctor", str(run), "--json"])
+    data = json.loads(result.output)
+    assert result.exit_code == 0 and data["findings"][0]["code"] == "exploration_ended_early"
+    assert data["findings"][0]["advice"] and data["findings"][0]["steps"] == [40, 3000]
+    missing = CliRunner().invoke(app, ["doctor", str(tmp_path / "nope")])
+    assert (
+        missing.exit_code != 0 and "Traceback" not in missing.output and len(missing.output.strip().splitlines()) == 1
+    )
