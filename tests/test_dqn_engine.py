@@ -99,6 +99,22 @@ def test_what_the_written_out_path_does_not_implement_takes_autograd(sets: list[
     assert why in described["declined"]
 
 
+@pytest.mark.parametrize("env_id", ["FrozenLake-v1", "Taxi-v4"])
+def test_observations_that_are_not_flat_boxes_take_autograd(env_id: str) -> None:
+    """Discrete observations reach the network one-hot encoded: the written-out path reads raw floats."""
+    import gymnasium as gym
+
+    from rlkit.dqn.algorithms import RlkitDQN
+
+    model = RlkitDQN("MlpPolicy", gym.make(env_id), learning_starts=20, batch_size=8, device="cpu")
+    assert (
+        model.engine.manual is None
+        and "not [Linear, ReLU, ...] on flat observations" in model.engine.describe()["declined"]
+    )
+    model.learn(64)  # trains through autograd
+    assert model._n_updates > 0
+
+
 def test_cnn_takes_autograd() -> None:
     preset = resolve("pong", overrides=["buffer_size=100"]).preset
     model = build_model(preset, make_env(preset, n_envs=1, seed=0), seed=0, device="cpu", tensorboard_log=None)

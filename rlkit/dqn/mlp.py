@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch import nn
 
@@ -99,7 +100,9 @@ class MlpNet:
     def of(cls, q_net: nn.Module) -> MlpNet | None:
         from rlkit.dqn.policies import DuelingHead
 
-        if type(getattr(q_net, "features_extractor", None)) is not FlattenExtractor:
+        space = getattr(q_net, "observation_space", None)
+        flat = isinstance(space, spaces.Box) and len(space.shape) == 1  # not one-hot, not images, not 2-D
+        if not flat or type(getattr(q_net, "features_extractor", None)) is not FlattenExtractor:
             return None
         modules = list(getattr(q_net, "q_net", []))
         if len(modules) == 1 and type(modules[0]) is DuelingHead and modules[0].atoms == 1:
