@@ -41,9 +41,10 @@ from rlkit.dqn.diagnostics import Diagnostics, check_divergence
 from rlkit.dqn.engine import EngineOptions, GradientEngine
 from rlkit.dqn.interface import Networks
 from rlkit.dqn.loss import Head, LossOptions
+from rlkit.dqn.mlp import MlpNet
 from rlkit.replay.buffers import PrioritizedReplayBuffer
 
-_RUNTIME = ["_engine", "_engine_key", "engine_options", "_diag"]
+_RUNTIME = ["_engine", "_engine_key", "_forward", "engine_options", "_diag"]
 """Attributes rebuilt by ``_setup_model`` (or given at run time), never saved."""
 _RENAMED = {"loss_kind": "loss"}
 """Attributes saved under another name by rlkit before 0.2 (read when an old model is loaded)."""
@@ -115,6 +116,7 @@ class RlkitAlgorithm(OffPolicyAlgorithm):
         self._diag = Diagnostics(self.diagnostics_interval, self.device)
         self._engine: GradientEngine | None = None
         self._engine_key: tuple[Any, ...] = ()
+        self._forward: tuple[Any, MlpNet | None] = (None, None)
 
     @property
     def loss_options(self) -> LossOptions:
@@ -215,7 +217,19 @@ class RlkitAlgorithm(OffPolicyAlgorithm):
             self.policy.set_training_mode(False)
         with th.inference_mode():
             obs = th.as_tensor(observation, device=self.device)
-            return private.greedy_actions(self.policy, obs, deterministic).cpu().numpy(), state
+            return self._greedy(obs, deterministic).cpu().numpy(), state
+
+    def _greedy(self, obs: th.Tensor, deterministic: bool) -> th.Tensor:
+        """The current policy's greedy actions: its Q-network written out when that is a ReLU MLP of Q-values
+        (:class:`~rlkit.dqn.mlp.MlpNet`: the same products as its modules without their per-call cost),
+        else the policy's own ``_predict``. The network is the policy's at this call (parsed once per network)."""
+        q_net = getattr(self.policy, "q_net", None)
+        if q_net is not None and self.engine_options.manual_backward:
+            if self._forward[0] is not q_net:
+                self._forward = (q_net, MlpNet.of(q_net))
+            if self._forward[1] is not None:
+                return self._forward[1].q_values(obs.float()).argmax(dim=1)
+        return private.greedy_actions(self.policy, obs, deterministic)
 
     def collect_rollouts(
         self,

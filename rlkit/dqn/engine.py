@@ -53,7 +53,8 @@ class EngineOptions:
     """Fused Adam: clip and step without torch.optim's per-call bookkeeping (:class:`LeanAdam`)."""
 
     manual_backward: bool = True
-    """MLP Q-networks: forward and backward written out, without autograd (:class:`MlpGradient`)."""
+    """MLP Q-networks: forward and backward written out, without autograd (:class:`MlpGradient`), and
+    the forward pass of action selection too (``RlkitAlgorithm.predict``)."""
 
     @classmethod
     def reference(cls) -> EngineOptions:

@@ -100,6 +100,8 @@ class MlpNet:
     def of(cls, q_net: nn.Module) -> MlpNet | None:
         from rlkit.dqn.policies import DuelingHead
 
+        if getattr(q_net, "atoms", 1) != 1:  # a C51 head's outputs are logits, not Q-values
+            return None
         space = getattr(q_net, "observation_space", None)
         flat = isinstance(space, spaces.Box) and len(space.shape) == 1  # not one-hot, not images, not 2-D
         if not flat or type(getattr(q_net, "features_extractor", None)) is not FlattenExtractor:
