@@ -14,10 +14,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 from typer.testing import CliRunner
 
 import rlkit
-from rlkit.analysis import doctor
-from rlkit.analysis.doctor import Evidence, Series
 from rlkit.cli import app
 from rlkit.environments.resolve import resolve
+from rlkit.training import findings as doctor
+from rlkit.training.findings import Evidence, Series
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
