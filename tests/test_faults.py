@@ -595,3 +595,69 @@ def test_model_whose_weights_are_a_pickle_runs_nothing(stopped: Path, tmp_path: 
             archive.writestr(name, blob)
     _refused(invoke("evaluate", stopped, "--episodes", "1"), "cannot load model", "UnpicklingError")
     assert not marker.exists()
+
+
+# --- hostile YAML, through every reader -----------------------------------------------------
+
+ONE_LINE_YAML = {  # what fits on a command line (--set): no NUL, no megabytes
+    "aliases": "[&a [x, x, x, x, x, x, x, x, x], &b [*a, *a, *a, *a, *a, *a, *a, *a, *a], "
+    + ", ".join(f"&{c} [{', '.join([f'*{p}'] * 9)}]" for p, c in zip("bcdefgh", "cdefghi", strict=True))
+    + "]",
+    "nesting": "[" * 300 + "]" * 300,
+    "scalar": "x" * 20_000,
+    "python-tag": "!!python/object/apply:os.system ['touch pwned']",
+}
+
+
+def _hostile_file(tmp_path: Path, kind: str) -> Path:
+    from tests.test_safe_yaml import HOSTILE
+
+    path = tmp_path / "hostile.yaml"
+    path.write_text(HOSTILE[kind][0])
+    return path
+
+
+def _readers(tmp_path: Path, hostile: Path, finished_run: Path) -> dict[str, tuple[list[object], Path]]:
+    """Each reader of a YAML file: the command that makes it read ``hostile``, and the folder it must leave empty."""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    shutil.copy(hostile, run / "config.yaml")
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    shutil.copy(hostile, bench / "preset.yaml")
+    zoo_out = tmp_path / "zoo"
+    return {
+        "preset file": (["train", hostile, "-q"], tmp_path / "runs"),
+        "--config": (["train", "cartpole", "--config", hostile, "-q"], tmp_path / "runs"),
+        "search space": (["tune", "run", "cartpole", "--space", hostile, "--trials", "1", "-q"], tmp_path / "runs"),
+        "zoo file": (["presets", "import-zoo", hostile, "--out", zoo_out], zoo_out),
+        "run config (evaluate)": (["evaluate", run, "--episodes", "1"], run / "nothing"),
+        "run config (resume)": (["train", "--resume", run, "--steps", "900", "-q"], run / "nothing"),
+        "benchmark preset": (["benchmark", "cartpole", "--seeds", "1", "--out", bench], bench / "seed-0"),
+    }
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["aliases", "nesting", "scalar", "binary", "python-tag", "size"])
+def test_hostile_yaml_through_every_reader_is_one_line(
+    kind: str, tmp_path: Path, finished_run: Path, _isolated_runs: Path
+) -> None:
+    hostile = _hostile_file(tmp_path, kind)
+    marker = Path("pwned")
+    for reader, (args, untouched) in _readers(tmp_path, hostile, finished_run).items():
+        before = _snapshot(tmp_path / "run")
+        line = _refused(invoke(*args))
+        assert any(name in line for name in ("hostile.yaml", "config.yaml", "preset.yaml")), (reader, line)
+        assert not untouched.exists() or not any(untouched.iterdir()), f"{reader} wrote {untouched}"
+        assert _snapshot(tmp_path / "run") == before, reader
+        assert not marker.exists()
+    assert not _isolated_runs.exists() or not any(p.is_file() for p in _isolated_runs.rglob("*"))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", sorted(ONE_LINE_YAML))
+def test_hostile_yaml_in_a_set_value_is_one_line(kind: str, _isolated_runs: Path) -> None:
+    for command in (["train", "cartpole"], ["tune", "run", "cartpole", "--trials", "1"]):
+        line = _refused(invoke(*command, "--set", f"env_kwargs={ONE_LINE_YAML[kind]}", "-q"), "--set env_kwargs")
+        assert len(line) < 200
+    assert not _isolated_runs.exists() or not any(p.is_file() for p in _isolated_runs.rglob("*"))

@@ -44,7 +44,7 @@ from typing import Any
 import yaml
 
 from rlkit.config.schema import Preset, to_plain, validate
-from rlkit.core import atomic
+from rlkit.core import atomic, safe_yaml
 from rlkit.core.errors import RlkitError
 from rlkit.core.paths import check_folder, make_folder
 
@@ -184,14 +184,12 @@ class RunDir:
         """Alias, seed and validated preset of this run; a damaged file is one line."""
         damaged = f"{self.config}: damaged run config"
         try:
-            data = yaml.safe_load(self.config.read_text())
-        except (OSError, UnicodeDecodeError) as exc:
-            raise RlkitError(f"{damaged} (unreadable: {one_line(exc)})") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or "invalid YAML"
-            raise RlkitError(f"{damaged} (malformed YAML{where}: {problem})") from None
+            data = safe_yaml.load_file(self.config)
+        except safe_yaml.YamlMalformed as exc:
+            where = f" at line {exc.line}" if exc.line is not None else ""
+            raise RlkitError(f"{damaged} (malformed YAML{where}: {exc.problem})") from None
+        except RlkitError as exc:  # unreadable, oversized, hostile: one line from the safe loader
+            raise RlkitError(f"{damaged} ({str(exc).removeprefix(f'{self.config}:').strip()})") from None
         if not isinstance(data, dict) or not isinstance(data.get("preset"), dict):
             raise RlkitError(f"{damaged} (expected the keys alias, seed and preset)")
         try:
