@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -661,3 +661,111 @@ def test_hostile_yaml_in_a_set_value_is_one_line(kind: str, _isolated_runs: Path
         line = _refused(invoke(*command, "--set", f"env_kwargs={ONE_LINE_YAML[kind]}", "-q"), "--set env_kwargs")
         assert len(line) < 200
     assert not _isolated_runs.exists() or not any(p.is_file() for p in _isolated_runs.rglob("*"))
+
+
+# --- envs that break their own spaces -------------------------------------------------------
+
+HOSTILE_ENV = '''
+"""Hostile-v0: an env that breaks its own observation space, or raises, hangs or dies, from a step on."""
+
+import multiprocessing
+import os
+import signal
+import time
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+class Hostile(gym.Env):
+    metadata = {"render_modes": []}
+
+    def __init__(self, mode="fine", after=0, in_worker=False):
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
+        self.action_space = spaces.Discrete(2)
+        self.mode, self.after, self.steps = mode, after, 0
+        # in_worker: misbehave only in a subprocess env worker (never in the test's own process)
+        self.armed = not in_worker or multiprocessing.parent_process() is not None
+
+    def _obs(self):
+        mode = self.mode if self.armed and self.steps >= self.after else "fine"
+        if mode == "shape":
+            return np.zeros(3, dtype=np.float32)
+        if mode == "dtype":
+            return np.zeros(1, dtype=np.float64)
+        if mode == "bounds":
+            return np.array([7.0], dtype=np.float32)
+        if mode == "nan":
+            return np.array([np.nan], dtype=np.float32)
+        return np.array([0.5], dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if self.armed and self.mode == "reset-raises" and self.steps >= self.after:
+            raise RuntimeError("reset failed on purpose")
+        return self._obs(), {}
+
+    def step(self, action):
+        self.steps += 1
+        if self.armed and self.steps >= self.after:
+            if self.mode == "raises":
+                raise ValueError(f"boom at step {self.steps}")
+            if self.mode == "hangs":
+                time.sleep(3600)
+            if self.mode == "dies":
+                os.kill(os.getpid(), signal.SIGKILL)
+        return self._obs(), 1.0, False, self.steps % 20 == 0, {}
+
+
+gym.register(id="Hostile-v0", entry_point=Hostile)
+'''
+
+
+@pytest.fixture
+def hostile_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The current folder holds ``hostile_env.py`` (env ``Hostile-v0``), importable with ``--import hostile_env``."""
+    import gymnasium as gym
+
+    from rlkit.environments import imports
+
+    def forget() -> None:
+        sys.modules.pop("hostile_env", None)
+        if "hostile_env" in imports._imported:
+            imports._imported.remove("hostile_env")
+        gym.registry.pop("Hostile-v0", None)
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "hostile_env.py").write_text(HOSTILE_ENV)
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    forget()
+    yield folder
+    forget()
+
+
+@pytest.mark.parametrize(
+    ("mode", "after", "came", "expected"),
+    [
+        ("shape", 0, "reset() returned an observation with shape (3,)", "expects shape (1,)"),
+        ("dtype", 0, "reset() returned an observation with dtype float64", "expects dtype float32"),
+        ("bounds", 2, "step 2 returned an observation with 7.0 at index 0", "expects values in [0.0, 1.0]"),
+        ("nan", 3, "step 3 returned an observation with nan at index 0", "expects finite values"),
+        ("shape", 4, "step 4 returned an observation with shape (3,)", "expects shape (1,)"),
+        ("reset-raises", 0, "reset() raised RuntimeError: reset failed on purpose", "hostile_env.py line"),
+        ("raises", 1, "step 1 raised ValueError: boom at step 1", "hostile_env.py line"),
+    ],
+)
+def test_an_env_that_breaks_its_space_is_refused_before_any_run(
+    hostile_env: Path, _isolated_runs: Path, mode: str, after: int, came: str, expected: str
+) -> None:
+    kwargs = f"env_kwargs={{mode: {mode}, after: {after}}}"
+    for command in (
+        ["train", "hostile_env:Hostile-v0", "--steps", "300", "-q"],
+        ["tune", "run", "hostile_env:Hostile-v0", "--trials", "1", "--steps", "300", "-q"],
+        ["benchmark", "hostile_env:Hostile-v0", "--seeds", "1", "--steps", "300", "--out", hostile_env / "bench"],
+    ):
+        _refused(invoke(*command, "--set", kwargs), "Hostile-v0: ", came, expected)
+    assert not _isolated_runs.exists() or not any(_isolated_runs.iterdir()), "no run directory, no study"
+    assert not (hostile_env / "bench").exists()
