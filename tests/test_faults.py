@@ -469,7 +469,14 @@ def test_new_run_on_a_full_disk_leaves_no_run_directory(_isolated_runs: Path, mo
     monkeypatch.setattr(RunDir, "write_config", full)
     result = invoke("train", "cartpole", "--seed", "0", "-q")
     assert_one_line_error(result, "no space left on the device writing", "config.yaml")
-    assert not _isolated_runs.exists() or not any(_isolated_runs.rglob("*")), "no empty run directory"
+    assert not _isolated_runs.exists(), "no empty run directory, nor the runs folder it made"
+    _isolated_runs.mkdir()
+    (_isolated_runs / "other").mkdir()  # a runs folder that was there (with something in it) stays
+    assert_one_line_error(invoke("train", "cartpole", "--seed", "0", "-q"), "no space left on the device")
+    assert [p.name for p in _isolated_runs.iterdir()] == ["other"]
+    given = _isolated_runs.parent / "deep" / "er" / "run"
+    assert_one_line_error(invoke("train", "cartpole", "--run-dir", given, "-q"), "no space left on the device")
+    assert not (_isolated_runs.parent / "deep").exists(), "--run-dir's parents made for it are removed too"
 
 
 def test_state_is_written_in_place_when_no_temporary_file_fits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -503,7 +510,7 @@ def test_new_run_stopped_by_a_full_disk_before_its_first_checkpoint_is_removed(
     resolved = resolve("cartpole", overrides=tiny_overrides(BUDGET, eval_freq=0))
     with pytest.raises(RlkitError, match="no checkpoint yet and was removed"):
         train.start(resolved, seed=0, quiet=True)
-    assert not any(p.is_file() for p in _isolated_runs.rglob("*")), "nothing of the run is left"
+    assert not _isolated_runs.exists(), "nothing of the run is left, nor the runs folder it made"
 
 
 def test_a_model_outside_a_run_directory_needs_its_config(finished_run: Path, tmp_path: Path) -> None:
@@ -769,3 +776,37 @@ def test_an_env_that_breaks_its_space_is_refused_before_any_run(
         _refused(invoke(*command, "--set", kwargs), "Hostile-v0: ", came, expected)
     assert not _isolated_runs.exists() or not any(_isolated_runs.iterdir()), "no run directory, no study"
     assert not (hostile_env / "bench").exists()
+
+
+# --- refusals that write nothing and say one line --------------------------------------------
+
+
+def test_export_that_is_refused_makes_no_export_folder(stopped: Path) -> None:
+    for fmt in ("onnx", "torchscript"):
+        _refused(invoke("export", stopped, "--format", fmt, "--check", "0"), "--check must be at least 1")
+        assert not (stopped / "export").exists()
+    final = stopped / "model.zip"
+    final.write_bytes(final.read_bytes()[:2000])  # damaged: found out once the model is loaded
+    _refused(invoke("export", stopped, "--model", "final", "--format", "torchscript"), "model.zip")
+    assert not (stopped / "export").exists(), "a failure after the folder was made removes it again"
+
+
+def test_a_results_folder_that_cannot_be_is_one_line_before_anything_shows(tmp_path: Path, monkeypatch: Any) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("RLKIT_RUNS_DIR", str(blocker))
+    for args in (["benchmark", "cartpole", "--seeds", "2", "--jobs", "2"], ["tune", "run", "cartpole", "--jobs", "2"]):
+        result = invoke(*args)
+        _refused(result, "RLKIT_RUNS_DIR=", "is a file")
+        assert result.output.strip().count("\n") == 0, result.output  # no warning, no table before it
+    assert blocker.read_text() == ""
+
+
+def test_a_study_folder_that_is_missing_is_one_short_line(tmp_path: Path, _isolated_runs: Path) -> None:
+    url = f"sqlite:///{tmp_path}/missing/x.db"
+    result = invoke("tune", "run", "cartpole", "--storage", url, "--trials", "1", "--jobs", "2")
+    line = _refused(result, url, "does not exist")
+    assert result.output.strip() == line
+    relative = invoke("tune", "run", "cartpole", "--storage", "sqlite:///missing/dir/x.db", "--trials", "1")
+    assert len(_refused(relative)) <= 80, "one line on an 80-column terminal"
+    assert not (tmp_path / "missing").exists() and not _isolated_runs.exists()

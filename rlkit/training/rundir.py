@@ -69,6 +69,15 @@ def default_root() -> Path:
     return Path(value)
 
 
+def _outermost_missing(path: Path) -> Path | None:
+    """The outermost of ``path`` and its parents that does not exist yet (what ``mkdir -p`` would make first)."""
+    made = None
+    node = Path(os.path.abspath(path))
+    while not node.exists() and not node.is_symlink() and node != node.parent:
+        made, node = node, node.parent
+    return made
+
+
 def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
 
@@ -78,6 +87,9 @@ class RunDir:
     """Paths inside one run directory."""
 
     path: Path
+    made: Path | None = field(default=None, compare=False)
+    """The outermost folder :meth:`create` made for this run (the run folder or one above it, e.g. the
+    runs root); ``None`` when the folder already existed. A new run that fails removes up to it."""
 
     @property
     def config(self) -> Path:
@@ -143,19 +155,21 @@ class RunDir:
         """A brand-new run folder; an existing non-empty folder is never reused."""
         cls.check_new(alias, root, path)
         if path is not None:
-            return cls(make_folder(path, "--run-dir"))
+            made = _outermost_missing(path)
+            return cls(make_folder(path, "--run-dir"), made)
         base = (root or default_root()) / alias
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         for n in range(1, 1000):
             name = f"{stamp}-s{seed}" + ("" if n == 1 else f"-{n}")
             candidate = base / name
+            made = _outermost_missing(candidate)
             try:
                 candidate.mkdir(parents=True, exist_ok=False)
             except FileExistsError:
                 continue
             except OSError as exc:
                 raise RlkitError(f"cannot create a run directory under {base}: {exc.strerror or exc}") from None
-            return cls(candidate)
+            return cls(candidate, made)
         raise RlkitError(f"could not create a run directory under {base}")
 
     @classmethod

@@ -111,10 +111,8 @@ def open_storage(
             if not create:
                 raise RlkitError(f"no study database at {url.sqlite_path}")
             if folder.resolve() != tune_root(runs_root).resolve():
-                raise RlkitError(
-                    f"storage {url.shown}: folder {folder} does not exist; create it first, "
-                    f"or leave out --storage for the default {tune_root(runs_root)}/<study>.db"
-                )
+                # Short: it fits one 80-column line for a short path (the default needs no --storage at all).
+                raise RlkitError(f"--storage {url.shown}: its folder does not exist")
             make_folder(folder, "study folder")
         if url.sqlite_path.exists() and not url.sqlite_path.is_file():
             raise RlkitError(f"storage {url.shown}: {url.sqlite_path} is not a file (a folder or a special file)")
