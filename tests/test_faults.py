@@ -688,12 +688,15 @@ from gymnasium import spaces
 class Hostile(gym.Env):
     metadata = {"render_modes": []}
 
-    def __init__(self, mode="fine", after=0, in_worker=False):
+    def __init__(self, mode="fine", after=0, in_worker=False, pid_file=None):
         self.observation_space = spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
         self.action_space = spaces.Discrete(2)
         self.mode, self.after, self.steps = mode, after, 0
         # in_worker: misbehave only in a subprocess env worker (never in the test's own process)
         self.armed = not in_worker or multiprocessing.parent_process() is not None
+        if pid_file is not None and multiprocessing.parent_process() is not None:
+            with open(pid_file, "a") as handle:  # the worker's pid, for the test to check it is gone
+                handle.write(f"{os.getpid()}\\n")
 
     def _obs(self):
         mode = self.mode if self.armed and self.steps >= self.after else "fine"
@@ -810,3 +813,247 @@ def test_a_study_folder_that_is_missing_is_one_short_line(tmp_path: Path, _isola
     relative = invoke("tune", "run", "cartpole", "--storage", "sqlite:///missing/dir/x.db", "--trials", "1")
     assert len(_refused(relative)) <= 80, "one line on an 80-column terminal"
     assert not (tmp_path / "missing").exists() and not _isolated_runs.exists()
+
+
+# --- subprocess envs (vec_env: subproc) ------------------------------------------------------
+
+SUBPROC = ["vec_env=subproc", "n_envs=2"]
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie waiting to be reaped does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _session(sid: int) -> list[int]:
+    """Every live process of session ``sid`` (a command started with ``start_new_session``: all it started)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _gone_within(pids: Callable[[], list[int]], seconds: float = 8.0) -> list[int]:
+    """Poll until none of ``pids()`` is alive (or ``seconds`` pass); what is still alive."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    left = [p for p in pids() if _alive(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = [p for p in pids() if _alive(p)]
+    return left
+
+
+def _worker_pids(pid_file: Path) -> list[int]:
+    return [int(line) for line in pid_file.read_text().split()] if pid_file.exists() else []
+
+
+def _subproc_env(mode: str, after: int, pid_file: Path) -> list[str]:
+    kwargs = f"env_kwargs={{mode: {mode}, after: {after}, in_worker: true, pid_file: '{pid_file}'}}"
+    pairs = tiny_overrides(2000, checkpoint_freq=200, eval_freq=0)
+    return ["hostile_env:Hostile-v0", *(a for p in [*pairs, *SUBPROC, kwargs] for a in ("--set", p)), "-q"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "said"),
+    [
+        ("raises", "step() at its step 250, raised ValueError: boom at step 250 (hostile_env.py line"),
+        ("dies", "step() at its step 250: its worker process died (killed by SIGKILL)"),
+        ("hangs", "step() at its step 250: no answer within 1 s, so its workers were stopped"),
+    ],
+)
+def test_a_subprocess_env_that_raises_dies_or_hangs_is_one_line_and_resumable(
+    hostile_env: Path, monkeypatch: pytest.MonkeyPatch, mode: str, said: str
+) -> None:
+    monkeypatch.setenv("RLKIT_ENV_TIMEOUT", "1")
+    pid_file, run = hostile_env / "pids", hostile_env / "run"
+    result = invoke("train", *_subproc_env(mode, 250, pid_file), "--run-dir", run)
+    line = _refused(result, "Hostile-v0 (subprocess env ", said, "resume from step 400: rlkit train --resume run")
+    assert len(_worker_pids(pid_file)) == 2
+    assert _gone_within(lambda: _worker_pids(pid_file)) == [], "every worker is stopped"
+    state = json.loads((run / "state.json").read_text())
+    assert state["status"] == "crashed" and state["last_checkpoint"] == 400 and state["error"] in line
+    assert "Traceback" not in result.stderr
+
+
+def test_a_subprocess_env_that_fails_as_it_starts_is_one_line(hostile_env: Path) -> None:
+    from rlkit.environments.factory import make_env
+    from rlkit.environments.resolve import resolve as resolve_env
+
+    pid_file = hostile_env / "pids"
+    kwargs = f"env_kwargs={{mode: reset-raises, after: 0, in_worker: true, pid_file: '{pid_file}'}}"
+    preset = resolve_env("hostile_env:Hostile-v0", overrides=[*SUBPROC, kwargs]).preset  # the check passes here
+    envs = make_env(preset, n_envs=2, seed=0)
+    with pytest.raises(RlkitError, match=r"subprocess env 1 of 2\), reset\(\), raised RuntimeError: reset failed"):
+        envs.reset()
+    assert _gone_within(lambda: _worker_pids(pid_file)) == []
+    envs.close()  # closing what already failed is quiet
+
+
+def _start_in_own_session(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """``rlkit ARGS`` in its own session (its pid is its process group and session id), output to ``log``."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with open(log, "wb") as handle:
+        return subprocess.Popen(
+            [sys.executable, "-m", "rlkit", *args], stdout=handle, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[bytes], seconds: float = 120.0) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert proc.poll() is None, "the command ended before it got there"
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.1)
+
+
+def test_ctrl_c_to_the_process_group_of_a_subproc_run_checkpoints_and_resumes(tmp_path: Path) -> None:
+    """As a terminal sends it: SIGINT to the whole group (the run, the fork server, the env workers)."""
+    run, log = tmp_path / "run", tmp_path / "log"
+    sets = [*tiny_overrides(100_000, checkpoint_freq=500, eval_freq=1000), *SUBPROC, "stop_on_solved=false"]
+    proc = _start_in_own_session(
+        ["train", "cartpole", "--run-dir", str(run), *(a for p in sets for a in ("--set", p))], log
+    )
+    try:
+        _wait_for(run / "checkpoints" / "step-000000000500", proc)
+        assert len(_session(proc.pid)) >= 3, "the run, its fork server and its two env workers"
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(60) == 130, log.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    output = log.read_text()
+    assert "Traceback" not in output and "ConnectionResetError" not in output, output
+    assert "checkpoint saved. Resume with:" in output and f"rlkit train --resume {run}" in output
+    assert _gone_within(lambda: _session(proc.pid)) == [], "nothing of the run outlives it"
+    state = json.loads((run / "state.json").read_text())
+    assert state["status"] == "interrupted" and state["last_checkpoint"] == state["num_timesteps"] >= 500
+    result = invoke("train", "--resume", run, "--steps", str(state["num_timesteps"] + 300), "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "state.json").read_text())["status"] == "finished"
+
+
+SIGNAL_DRIVER = """
+import json, os, signal, sys
+from pathlib import Path
+from stable_baselines3.common.callbacks import BaseCallback
+from rlkit.core.errors import Interrupted
+from rlkit.environments.resolve import resolve
+from rlkit.training import callbacks, factory, train
+
+phase, signum, run, times = sys.argv[1], getattr(signal, sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+sent = []
+
+def ctrl_c():  # as a terminal does: the signal to the whole process group, env workers included
+    if len(sent) < times:
+        sent.append(phase)
+        os.killpg(0, signum)
+
+real_build, real_eval, real_save = factory.build, callbacks.evaluate_policy, callbacks.save_buffer
+
+def build(*args, **kwargs):
+    trainee = real_build(*args, **kwargs)
+    (run.parent / "pids").write_text(json.dumps([p.pid for p in trainee.env.processes]))
+    if phase == "set-up":
+        ctrl_c()
+    return trainee
+
+def evaluate(*args, **kwargs):
+    if phase == "evaluation":
+        ctrl_c()
+    return real_eval(*args, **kwargs)
+
+def save(buffer, path):
+    real_save(buffer, path)
+    if phase == "checkpoint" or (phase == "twice" and sent):  # twice: the stop's own checkpoint
+        ctrl_c()
+
+class AtStep(BaseCallback):
+    def _on_step(self):
+        if phase in ("collection", "twice") and self.num_timesteps >= 350 and not sent:
+            ctrl_c()
+        return True
+
+factory.build, callbacks.evaluate_policy, callbacks.save_buffer = build, evaluate, save
+sets = ["n_timesteps=5000", "learning_starts=100", "train_freq=16", "gradient_steps=8", "eval_freq=300",
+        "eval_episodes=2", "checkpoint_freq=300", "buffer_size=5000", "vec_env=subproc", "n_envs=2",
+        "stop_on_solved=false"]
+try:
+    train.start(resolve("cartpole", overrides=sets), seed=0, run_dir=run, quiet=True, callbacks=[AtStep()])
+except Interrupted as exc:
+    print(str(exc).replace(chr(10), " "), flush=True)
+    sys.exit(exc.exit_code)
+print("finished", flush=True)
+"""
+
+
+def _signalled_run(tmp_path: Path, phase: str, signame: str, times: int = 1) -> tuple[int, str, Path]:
+    """A subproc CartPole run in its own session that signals its own process group at ``phase``."""
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGNAL_DRIVER, phase, signame, str(run), str(times)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        output = proc.communicate(timeout=180)[0].decode()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    workers = json.loads((tmp_path / "pids").read_text())
+    assert len(workers) == 2
+    assert _gone_within(lambda: [*_session(proc.pid), *workers]) == [], "no fork server, tracker or worker left"
+    assert "Traceback" not in output and "Error" not in output, output
+    return proc.returncode, output, run
+
+
+@pytest.mark.parametrize(
+    ("phase", "signame"),
+    [
+        ("collection", "SIGINT"),
+        pytest.param("set-up", "SIGINT", marks=pytest.mark.slow),
+        pytest.param("evaluation", "SIGINT", marks=pytest.mark.slow),
+        pytest.param("checkpoint", "SIGINT", marks=pytest.mark.slow),
+        pytest.param("collection", "SIGTERM", marks=pytest.mark.slow),
+        pytest.param("evaluation", "SIGHUP", marks=pytest.mark.slow),
+    ],
+)
+def test_a_signal_to_the_group_of_a_subproc_run_at_every_phase(tmp_path: Path, phase: str, signame: str) -> None:
+    code, output, run = _signalled_run(tmp_path, phase, signame)
+    assert code == 128 + getattr(signal, signame), output
+    if phase == "set-up":
+        assert "stopped before training began; the new run directory was removed" in output
+        assert not run.exists()
+        return
+    assert "checkpoint saved. Resume with:" in output, output
+    state = json.loads((run / "state.json").read_text())
+    assert state["status"] == "interrupted" and state["last_checkpoint"] == state["num_timesteps"] > 0
+    result = train.resume(run, quiet=True, total_steps=state["num_timesteps"] + 200)
+    assert result is not None and result.num_timesteps >= state["num_timesteps"] + 200
+
+
+@pytest.mark.slow
+def test_ctrl_c_twice_on_a_subproc_run_keeps_the_last_checkpoint(tmp_path: Path) -> None:
+    """The second Ctrl-C lands while the stop's checkpoint is written: it is abandoned, the one before kept."""
+    code, output, run = _signalled_run(tmp_path, "twice", "SIGINT", times=2)
+    assert code == 130 and "second Ctrl-C: the checkpoint being saved was abandoned" in output, output
+    assert "the run resumes from step 300" in output
+    state = json.loads((run / "state.json").read_text())
+    assert state["status"] == "interrupted" and state["last_checkpoint"] == 300
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-000000000300"]

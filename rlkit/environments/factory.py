@@ -284,10 +284,15 @@ def make_env(
     vec_env_cls: Any = DummyVecEnv
     vec_env_kwargs: dict[str, Any] | None = None
     if train and preset.vec_env == "subproc" and n_envs > 1:
-        from stable_baselines3.common.vec_env import SubprocVecEnv
+        from rlkit.environments.subproc import SubprocEnvs
 
-        # fork: each child has this process's imports (a user's env module included).
-        vec_env_cls, vec_env_kwargs = SubprocVecEnv, {"start_method": "fork"}
+        # Each worker imports the run's env modules itself; its signals, errors and end are owned there.
+        vec_env_cls = SubprocEnvs
+        vec_env_kwargs = {
+            "env_id": preset.env_id,
+            "modules": tuple(preset.env_imports),
+            "atari": is_atari(preset.env_id),
+        }
     with warnings.catch_warnings():
         # Without render_mode, SB3 first tries render_mode='rgb_array' (gymnasium warns), then none.
         warnings.filterwarnings("ignore", message=".*initialised with render_mode='rgb_array'")

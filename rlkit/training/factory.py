@@ -150,13 +150,17 @@ def build(
         monitor_dir=monitor_dir,
         resume=checkpoint is not None,
     )
-    policy = policy_name(preset, env.observation_space)
-    threads = configure_threads(preset, policy, device)
-    if checkpoint is None:
-        model = build_model(preset, env, seed=seed, device=device, tensorboard_log=tensorboard_log)
-    else:
-        model = load_model(checkpoint / "model.zip", env, device, preset=preset)
-    return Trainee(env, model, policy, threads, thread_tuner(preset, model), device)
+    try:
+        policy = policy_name(preset, env.observation_space)
+        threads = configure_threads(preset, policy, device)
+        if checkpoint is None:
+            model = build_model(preset, env, seed=seed, device=device, tensorboard_log=tensorboard_log)
+        else:
+            model = load_model(checkpoint / "model.zip", env, device, preset=preset)
+        return Trainee(env, model, policy, threads, thread_tuner(preset, model), device)
+    except BaseException:
+        env.close()  # subprocess envs: no worker outlives a build that failed
+        raise
 
 
 def threads_label(threads: int, tuner: ThreadTuner | None) -> int | str:

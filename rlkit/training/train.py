@@ -144,6 +144,7 @@ def _set_up(
 
     preset = resolved.preset
     lock = run.lock()
+    trainee: Trainee | None = None
     try:
         run.write_config(preset, resolved.alias, resolved.source, seed)
         run.append_command(argv)
@@ -165,6 +166,8 @@ def _set_up(
         run.update_state(status="running", num_timesteps=0, n_timesteps=preset.n_timesteps, wall_s=0.0)
         eval_env = make_env(preset, n_envs=preset.eval_envs, seed=derive_seed(seed, EVAL_SEED_OFFSET), train=False)
     except BaseException:
+        if trainee is not None:
+            trainee.env.close()  # subprocess envs: their workers end with the failed start
         lock.release()
         raise
     return lock, trainee, eval_env
@@ -607,6 +610,11 @@ def _learn(
             if full:
                 kept = f"the last good checkpoint (step {good}) is intact" if good is not None else "no checkpoint yet"
                 raise RlkitError(f"{message}; {kept}; free some space, then: {resume_cmd}") from None
+            from rlkit.environments.subproc import EnvProcessError
+
+            if isinstance(exc, EnvProcessError):  # the env failed, not the run: say how it goes on
+                then = f"resume from step {good:,}: {resume_cmd}" if good is not None else "no checkpoint yet"
+                raise EnvProcessError(f"{message}; {then}") from None
             raise
 
     wall = clock.seconds()
