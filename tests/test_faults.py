@@ -913,13 +913,15 @@ def _start_in_own_session(args: list[str], log: Path) -> subprocess.Popen[bytes]
         )  # fmt: skip
 
 
-def _wait_for(path: Path, proc: subprocess.Popen[bytes], seconds: float = 120.0) -> None:
+def _wait_for(path: Path, proc: subprocess.Popen[bytes], seconds: float = 180.0) -> None:
     import time
 
     deadline = time.monotonic() + seconds
     while not path.exists():
-        assert proc.poll() is None, "the command ended before it got there"
-        assert time.monotonic() < deadline, f"{path} never appeared"
+        assert proc.poll() is None, f"the command ended ({proc.returncode}) before {path} appeared"
+        assert time.monotonic() < deadline, (
+            f"{path} never appeared; there: {sorted(path.parent.parent.rglob('*'))[:20]}"
+        )
         time.sleep(0.1)
 
 
@@ -1057,3 +1059,175 @@ def test_ctrl_c_twice_on_a_subproc_run_keeps_the_last_checkpoint(tmp_path: Path)
     state = json.loads((run / "state.json").read_text())
     assert state["status"] == "interrupted" and state["last_checkpoint"] == 300
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-000000000300"]
+
+
+def _parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_subprocess_env_workers_leave_stopping_to_the_parent() -> None:
+    """SIGINT, SIGTERM and SIGHUP to the workers and their fork server change nothing; close ends them all."""
+    import numpy as np
+
+    from rlkit.environments.factory import make_env
+    from rlkit.environments.subproc import START_METHOD, SubprocEnvs
+
+    envs = make_env(resolve("cartpole", overrides=SUBPROC).preset, n_envs=2, seed=0)
+    assert isinstance(envs, SubprocEnvs) and START_METHOD != "fork"
+    workers = [p.pid for p in envs.processes]
+    server = _parent_of(workers[0])
+    assert server != os.getpid(), "forked from a fork server, not from this (threaded) process"
+    envs.reset()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for pid in (*workers, server):
+            os.kill(pid, sig)
+    import time
+
+    time.sleep(0.5)
+    assert all(_alive(pid) for pid in (*workers, server))
+    obs, _, _, _ = envs.step(np.array([0, 1]))
+    assert obs.shape == (2, 4)
+    envs.close()
+    assert _gone_within(lambda: workers) == []
+
+
+# --- process trees: benchmark and tune --jobs under every signal -----------------------------
+
+TREE_SIGNALS = {  # how the parent is told to stop: (send, expected exit code)
+    "SIGTERM": (lambda pid: os.kill(pid, signal.SIGTERM), 143),
+    "SIGINT to the pid": (lambda pid: os.kill(pid, signal.SIGINT), 130),
+    "SIGINT to the group": (lambda pid: os.killpg(pid, signal.SIGINT), 130),
+    "SIGHUP": (lambda pid: os.kill(pid, signal.SIGHUP), 129),
+    "SIGKILL": (lambda pid: os.kill(pid, signal.SIGKILL), -9),
+}
+
+
+def _descendants(root: int) -> list[int]:
+    """``root``'s children, theirs, and so on (by parent pid, read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                children.setdefault(_parent_of(int(entry.name)), []).append(int(entry.name))
+            except OSError:
+                continue
+    found, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def _stop_tree(proc: subprocess.Popen[bytes], how: str, code: int | None = None) -> list[int]:
+    """Send ``how`` to ``proc``; the exit code must match and every process it had started must end."""
+    send, expected = TREE_SIGNALS[how]
+    code = expected if code is None or expected == -9 else code
+    tree = _descendants(proc.pid)
+    assert tree, "it has worker processes"
+    send(proc.pid)
+    assert proc.wait(60) == code
+    left = _gone_within(lambda: tree, 20.0)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], f"still alive after {how}: {left}"
+    return tree
+
+
+def _bench_args(out: Path, seeds: int, jobs: int, steps: int, *extra: str) -> list[str]:
+    sets = [*tiny_overrides(steps, checkpoint_freq=300, eval_freq=1000), "stop_on_solved=false", *extra]
+    return [
+        "benchmark", "cartpole", "--seeds", str(seeds), "--jobs", str(jobs), "--episodes", "2", "--out", str(out),
+        *(a for p in sets for a in ("--set", p)),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "how", ["SIGTERM", *(pytest.param(h, marks=pytest.mark.slow) for h in TREE_SIGNALS if h != "SIGTERM")]
+)
+def test_benchmark_jobs_leave_no_process_behind(tmp_path: Path, how: str) -> None:
+    out, log = tmp_path / "bench", tmp_path / "log"
+    deep = how != "SIGTERM"  # the slow ones: subprocess envs under each seed too (fork server, two workers)
+    proc = _start_in_own_session(_bench_args(out, 2, 2, 200_000, *(SUBPROC if deep else [])), log)
+    try:
+        for seed in (0, 1):
+            _wait_for(out / f"seed-{seed}" / "checkpoints" / "step-000000000300", proc)
+        assert len(_descendants(proc.pid)) >= (8 if deep else 2), "two seeds (and their env workers)"
+        _stop_tree(proc, how)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if how != "SIGKILL":
+        assert "benchmark interrupted: 0 of 2 seeds finished and kept" in log.read_text(), log.read_text()
+    assert "Traceback" not in log.read_text()
+    for seed in (0, 1):
+        state = json.loads((out / f"seed-{seed}" / "state.json").read_text())
+        assert state["status"] == "interrupted" and state["last_checkpoint"] >= 300, (seed, state)
+    assert not list(out.glob(".seed-*")), "no result files left"
+
+
+@pytest.mark.slow
+def test_benchmark_stopped_keeps_the_seeds_finished_so_far(tmp_path: Path) -> None:
+    out, log = tmp_path / "bench", tmp_path / "log"
+    args = _bench_args(out, 2, 1, 3000)
+    proc = _start_in_own_session(args, log)
+    try:
+        _wait_for(out / "seed-1" / "checkpoints" / "step-000000000300", proc)
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(60) == 143
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "benchmark interrupted: 1 of 2 seeds finished and kept" in log.read_text(), log.read_text()
+    seed0 = out / "seed-0"
+    assert json.loads((seed0 / "state.json").read_text())["status"] == "finished"
+    kept = {p: p.stat().st_mtime_ns for p in seed0.rglob("*") if p.is_file()}
+    assert any(p.name.startswith("evaluation-final") for p in kept), "its evaluation is kept too"
+    assert json.loads((out / "seed-1" / "state.json").read_text())["status"] == "interrupted"
+    again = invoke(*args)
+    assert again.exit_code == 0, again.output
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept, "the finished seed is reused as it was"
+    assert json.loads((out / "benchmark.json").read_text())["seeds"] == [0, 1]
+
+
+def _running_trial(db: Path, proc: subprocess.Popen[bytes]) -> None:
+    import time
+
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "tune ended before a trial ran"
+        if db.exists():
+            try:
+                study = optuna.load_study(study_name="cartpole", storage=f"sqlite:///{db}")
+                if sum(t.state.name == "RUNNING" for t in study.get_trials()) >= 2:
+                    return
+            except (KeyError, SQLAlchemyError):
+                pass
+        time.sleep(0.3)
+    raise AssertionError("no trials ran")
+
+
+@pytest.mark.parametrize(
+    "how", ["SIGKILL", *(pytest.param(h, marks=pytest.mark.slow) for h in TREE_SIGNALS if h != "SIGKILL")]
+)
+def test_tune_jobs_leave_no_process_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    import optuna
+
+    runs, log = tmp_path / "runs", tmp_path / "log"
+    monkeypatch.setenv("RLKIT_RUNS_DIR", str(runs))
+    args = ["tune", "run", "cartpole", "--trials", "4", "--jobs", "2", "--steps", "100000", "-q"]
+    proc = _start_in_own_session([*args, "--set", "eval_episodes=2", "--set", "learning_starts=50"], log)
+    db = runs / "tune" / "cartpole.db"
+    try:
+        _running_trial(db, proc)
+        _stop_tree(proc, how, 130)  # tune says 130 for any stop
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    study = optuna.load_study(study_name="cartpole", storage=f"sqlite:///{db}")
+    states = [t.state.name for t in study.get_trials()]
+    assert "RUNNING" not in states, states  # each worker re-queued its trial before it went
+    assert states.count("WAITING") == 2, states

@@ -24,6 +24,7 @@ import contextlib
 import multiprocessing
 import multiprocessing.util  # registers multiprocessing's own exit handler first: ours runs before it
 import os
+import signal
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -36,7 +37,13 @@ from stable_baselines3.common.vec_env import SubprocVecEnv
 from stable_baselines3.common.vec_env.base_vec_env import CloudpickleWrapper, VecEnv
 
 from rlkit.core.errors import RlkitError
-from rlkit.core.processes import describe_exit, die_with_parent, ignore_stop_signals, stop_signals_blocked
+from rlkit.core.processes import (
+    STOP_SIGNALS,
+    describe_exit,
+    die_with_parent,
+    ignore_stop_signals,
+    stop_signals_blocked,
+)
 
 START_METHOD = "forkserver"
 TIMEOUT_VAR = "RLKIT_ENV_TIMEOUT"
@@ -262,6 +269,7 @@ class SubprocEnvs(SubprocVecEnv):
         context.set_forkserver_preload([__name__])  # the server imports gymnasium and SB3 once, not each worker
         remotes = []
         with stop_signals_blocked():
+            _start_servers()
             for index, env_fn in enumerate(env_fns):
                 parent_end, child_end = context.Pipe()
                 remotes.append(_Remote(self, index, parent_end))
@@ -293,7 +301,11 @@ class SubprocEnvs(SubprocVecEnv):
             process.join(1.0)
         how = describe_exit(process.exitcode) if process is not None else "gone"
         self.kill()
-        return EnvProcessError(f"{self._who(remote)}: its worker process died ({how})")
+        hint = ""
+        if remote.call == "get_spaces" and process is not None and process.exitcode == 1:
+            # It failed before it could report: most often a script without a main guard, re-run in the worker.
+            hint = "; a Python script that trains with vec_env: subproc needs if __name__ == '__main__': (see above)"
+        return EnvProcessError(f"{self._who(remote)}: its worker process died ({how}){hint}")
 
     def hung(self, remote: _Remote, limit: float) -> EnvProcessError:
         self.kill()
@@ -333,6 +345,20 @@ class SubprocEnvs(SubprocVecEnv):
             with contextlib.suppress(Exception):
                 process.join(max(0.0, deadline - time.monotonic()))
         self.kill()
+
+
+def _start_servers() -> None:
+    """Multiprocessing's resource tracker and fork server, started with the stop signals held back.
+
+    CPython's ``resource_tracker.ensure_running`` unblocks SIGINT and SIGTERM on its way out
+    (whatever the mask was), so the mask is set again before the fork server starts: it and every
+    worker forked from it then start with them held (a worker ignores them before letting them through).
+    """
+    from multiprocessing import forkserver, resource_tracker
+
+    resource_tracker.ensure_running()
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    forkserver.ensure_running()
 
 
 @atexit.register
