@@ -1231,3 +1231,83 @@ def test_tune_jobs_leave_no_process_behind(tmp_path: Path, monkeypatch: pytest.M
     states = [t.state.name for t in study.get_trials()]
     assert "RUNNING" not in states, states  # each worker re-queued its trial before it went
     assert states.count("WAITING") == 2, states
+
+
+# --- found by the hostile pass ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["state.json", "meta.json"])
+def test_deeply_nested_json_in_a_run_is_one_line(stopped: Path, tmp_path: Path, name: str) -> None:
+    (stopped / name).write_text("[" * 100_000)  # json.loads raises RecursionError on this
+    readers = {
+        "state.json": [["evaluate", stopped, "--episodes", "1"], ["train", "--resume", stopped, "-q"]],
+        "meta.json": [["report", stopped, "--out", tmp_path / "r.html", "--episodes", "1", "--no-video"]],
+    }
+    for args in readers[name]:
+        _refused(invoke(*args), name, "nested too deeply")
+
+
+def test_a_model_zip_bomb_is_refused_before_it_is_unpacked(stopped: Path) -> None:
+    target = stopped / "best_model.zip"
+    with zipfile.ZipFile(target) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, blob in members.items():
+            archive.writestr(name, blob if name != "data" else b" " * (80 * 2**20))  # 80 MiB of spaces, ~80 KiB packed
+    assert target.stat().st_size < 2**20
+    _refused(invoke("evaluate", stopped, "--episodes", "1"), "cannot load model", "unpacks to 83,886,080 bytes")
+
+
+def test_benchmark_on_a_full_disk_is_one_line_and_leaves_no_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = atomic.write_text
+
+    def full(path: Path, text: str) -> None:
+        if path.name == "preset.yaml":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real(path, text)
+
+    monkeypatch.setattr(atomic, "write_text", full)
+    out = tmp_path / "deep" / "bench"
+    _refused(
+        invoke("benchmark", "cartpole", "--seeds", "1", "--out", out), "no space left on the device", "preset.yaml"
+    )
+    assert not (tmp_path / "deep").exists()
+
+
+def test_a_study_that_cannot_be_created_leaves_no_empty_database(
+    _isolated_runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import optuna
+    from sqlalchemy.exc import OperationalError
+
+    def full(url: str, **kwargs: Any) -> None:
+        Path(url.removeprefix("sqlite:///")).touch()  # SQLite made the file, then the disk was full
+        raise OperationalError("CREATE TABLE studies", {}, Exception("database or disk is full"))
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", full)
+    _refused(invoke("tune", "run", "cartpole", "--trials", "1"), "cannot open storage", "database or disk is full")
+    assert not _isolated_runs.exists(), "no runs/tune/ folder, no empty cartpole.db"
+
+
+def test_a_benchmark_never_deletes_a_seed_another_benchmark_is_training(tmp_path: Path) -> None:
+    from rlkit.analysis.benchmark import seed_job
+
+    run = tmp_path / "seed-1"
+    run.mkdir()
+    (run / "config.yaml").write_text("half-made: true\n")  # started, no checkpoint yet: normally started over
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(run)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RlkitError, match=f"is in use: rlkit process {holder.pid}"):
+            seed_job("cartpole", "cartpole", 1, str(run), 2, "cpu")
+        assert (run / "config.yaml").exists(), "the other benchmark's seed is left alone"
+    finally:
+        holder.kill()
+        holder.wait()

@@ -16,10 +16,10 @@ LOADERS = {"safe_load", "load", "full_load", "unsafe_load", "load_all", "safe_lo
 
 
 def billion_laughs(levels: int = 9, width: int = 9) -> str:
-    """A few hundred bytes whose aliases expand to ``width ** levels`` strings."""
-    lines = [f"l0: &l0 [{', '.join(['lol'] * width)}]"]
-    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels)]
-    return "\n".join(lines) + "\n"
+    """A preset of a few hundred bytes whose ``env_kwargs`` expand to ``width ** levels`` strings."""
+    items = [f"l0: &l0 [{', '.join(['lol'] * width)}]"]
+    items += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels)]
+    return f"env_id: CartPole-v1\nenv_kwargs: {{{', '.join(items)}}}\n"
 
 
 HOSTILE = {

@@ -11,6 +11,7 @@ bootstrap confidence intervals, seeds that solve, steps and wall-clock to solve,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -30,7 +31,7 @@ from rlkit.config.presets import Resolved, read_yaml
 from rlkit.config.schema import Preset, to_plain, validate
 from rlkit.core import atomic
 from rlkit.core.errors import Interrupted, RlkitError
-from rlkit.core.paths import check_folder, make_folder
+from rlkit.core.paths import check_folder, make_folder, missing_folders
 from rlkit.core.processes import describe_exit
 from rlkit.training.rundir import RunDir, default_root, now_iso
 
@@ -106,12 +107,19 @@ def results_dir(resolved: Resolved, out: Path | None) -> Path:
 
 
 def write_preset(folder: Path, resolved: Resolved) -> Path:
-    """The resolved preset as a file every seed trains from."""
+    """The resolved preset as a file every seed trains from (a failed write leaves no folder it made)."""
+    made = missing_folders(folder)
     make_folder(folder, "results folder")
     path = folder / "preset.yaml"
     if not path.exists():
         header = f"# rlkit benchmark: resolved from '{resolved.alias}' ({resolved.source})\n"
-        atomic.write_text(path, header + yaml.safe_dump(to_plain(resolved.preset), sort_keys=False))
+        try:
+            atomic.write_text(path, header + yaml.safe_dump(to_plain(resolved.preset), sort_keys=False))
+        except OSError:
+            for empty in made:
+                with contextlib.suppress(OSError):
+                    empty.rmdir()
+            raise
     return path
 
 
@@ -147,7 +155,8 @@ def seed_job(
             train.resume(run_path, device=device, quiet=True, track=track)
         else:
             if run_path.exists():  # started, but died before its first checkpoint: start over
-                shutil.rmtree(run_path)
+                with run.lock():  # unless another benchmark is training it right now (one line then)
+                    shutil.rmtree(run_path)
             resolved = resolve(preset_file, imports=imports)
             resolved = Resolved(alias=alias, preset=resolved.preset, source=resolved.source)
             train.start(

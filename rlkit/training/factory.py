@@ -353,12 +353,16 @@ def _unexpected_global(key: str, entry: dict[str, Any]) -> str | None:
 
 def _saved_data(path: Path) -> dict[str, Any]:
     """The JSON ``data`` entry of an SB3 zip, parsed as plain JSON (nothing deserialized)."""
-    import json
     import zipfile
+
+    from rlkit.core import safe_json
 
     try:
         with zipfile.ZipFile(path) as archive:
-            data = json.loads(archive.read("data"))
+            for member in archive.namelist():  # a zip bomb is refused before SB3 unpacks anything
+                safe_json.member_size(archive, member, 4 * 2**30)
+            safe_json.member_size(archive, "data")
+            data = safe_json.loads(archive.read("data"))
     except (OSError, zipfile.BadZipFile, KeyError, ValueError, EOFError) as exc:
         raise RlkitError(f"cannot load model {path}: corrupted or not an SB3 model ({exc})") from None
     if not isinstance(data, dict):

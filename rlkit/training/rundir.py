@@ -44,9 +44,9 @@ from typing import Any
 import yaml
 
 from rlkit.config.schema import Preset, to_plain, validate
-from rlkit.core import atomic, safe_yaml
+from rlkit.core import atomic, safe_json, safe_yaml
 from rlkit.core.errors import RlkitError
-from rlkit.core.paths import check_folder, make_folder
+from rlkit.core.paths import check_folder, make_folder, outermost_missing
 
 MANIFEST = "manifest.json"
 BUFFER = "replay_buffer.npz"
@@ -67,15 +67,6 @@ def default_root() -> Path:
         raise RlkitError("RLKIT_RUNS_DIR is set but empty; set it to a folder, or unset it for ./runs")
     check_folder(Path(value), "RLKIT_RUNS_DIR=", writable=False)
     return Path(value)
-
-
-def _outermost_missing(path: Path) -> Path | None:
-    """The outermost of ``path`` and its parents that does not exist yet (what ``mkdir -p`` would make first)."""
-    made = None
-    node = Path(os.path.abspath(path))
-    while not node.exists() and not node.is_symlink() and node != node.parent:
-        made, node = node, node.parent
-    return made
 
 
 def now_iso() -> str:
@@ -155,14 +146,14 @@ class RunDir:
         """A brand-new run folder; an existing non-empty folder is never reused."""
         cls.check_new(alias, root, path)
         if path is not None:
-            made = _outermost_missing(path)
+            made = outermost_missing(path)
             return cls(make_folder(path, "--run-dir"), made)
         base = (root or default_root()) / alias
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         for n in range(1, 1000):
             name = f"{stamp}-s{seed}" + ("" if n == 1 else f"-{n}")
             candidate = base / name
-            made = _outermost_missing(candidate)
+            made = outermost_missing(candidate)
             try:
                 candidate.mkdir(parents=True, exist_ok=False)
             except FileExistsError:
@@ -349,7 +340,7 @@ def _state_problem(state: dict[str, Any]) -> str | None:
 def read_json_object(path: Path, what: str) -> dict[str, Any]:
     """A JSON object from ``path``; a truncated, corrupted or non-object file is one line."""
     try:
-        data = json.loads(path.read_bytes())
+        data = safe_json.load_file(path)
     except OSError as exc:
         raise RlkitError(f"{path}: cannot read the {what} ({exc.strerror})") from None
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
@@ -470,7 +461,7 @@ def verify_checkpoint(folder: Path) -> CheckpointInfo:
             )
         return info
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = safe_json.load_file(manifest_path)
         files = manifest["files"]
         if not isinstance(files, dict):
             raise TypeError("files is not a mapping")
@@ -515,7 +506,7 @@ def _file_problem(path: Path, expected: Any) -> str | None:
 def _checkpoint_state(path: Path, step: int) -> dict[str, Any]:
     """A checkpoint's ``state.json``, every field checked (plain data, but never trusted)."""
     try:
-        state = json.loads(path.read_text())
+        state = safe_json.load_file(path)
     except (OSError, ValueError) as exc:
         raise ValueError(f"state.json is unreadable ({exc})") from None
     if not isinstance(state, dict):
