@@ -300,6 +300,11 @@ class SubprocEnvs(SubprocVecEnv):
         if process is not None:
             process.join(1.0)
         how = describe_exit(process.exitcode) if process is not None else "gone"
+        if remote.call == "get_spaces":  # the others may be failing the same way: let them end on their own
+            deadline = time.monotonic() + 2.0
+            for other in self.processes:
+                with contextlib.suppress(Exception):
+                    other.join(max(0.0, deadline - time.monotonic()))
         self.kill()
         hint = ""
         if remote.call == "get_spaces" and process is not None and process.exitcode == 1:
