@@ -11,15 +11,16 @@ bootstrap confidence intervals, seeds that solve, steps and wall-clock to solve,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ from rlkit.config.presets import Resolved, read_yaml
 from rlkit.config.schema import Preset, to_plain, validate
 from rlkit.core import atomic
 from rlkit.core.errors import Interrupted, RlkitError
-from rlkit.core.paths import check_folder, make_folder
+from rlkit.core.paths import check_folder, make_folder, missing_folders
+from rlkit.core.processes import describe_exit
 from rlkit.training.rundir import RunDir, default_root, now_iso
 
 BOOTSTRAP_SAMPLES = 10_000
@@ -105,12 +107,19 @@ def results_dir(resolved: Resolved, out: Path | None) -> Path:
 
 
 def write_preset(folder: Path, resolved: Resolved) -> Path:
-    """The resolved preset as a file every seed trains from."""
+    """The resolved preset as a file every seed trains from (a failed write leaves no folder it made)."""
+    made = missing_folders(folder)
     make_folder(folder, "results folder")
     path = folder / "preset.yaml"
     if not path.exists():
         header = f"# rlkit benchmark: resolved from '{resolved.alias}' ({resolved.source})\n"
-        atomic.write_text(path, header + yaml.safe_dump(to_plain(resolved.preset), sort_keys=False))
+        try:
+            atomic.write_text(path, header + yaml.safe_dump(to_plain(resolved.preset), sort_keys=False))
+        except OSError:
+            for empty in made:
+                with contextlib.suppress(OSError):
+                    empty.rmdir()
+            raise
     return path
 
 
@@ -146,7 +155,8 @@ def seed_job(
             train.resume(run_path, device=device, quiet=True, track=track)
         else:
             if run_path.exists():  # started, but died before its first checkpoint: start over
-                shutil.rmtree(run_path)
+                with run.lock():  # unless another benchmark is training it right now (one line then)
+                    shutil.rmtree(run_path)
             resolved = resolve(preset_file, imports=imports)
             resolved = Resolved(alias=alias, preset=resolved.preset, source=resolved.source)
             train.start(
@@ -235,67 +245,107 @@ def run_seeds(
     on_status: Callable[[list[SeedStatus]], None] | None = None,
     track: str | None = None,
 ) -> dict[int, dict[str, Any]]:
-    """Every seed in worker processes, ``jobs`` at a time; returns the evaluation figures by seed.
+    """Every seed in a worker process of its own, ``jobs`` at a time; returns the evaluation figures by seed.
 
-    ``on_status`` gets every seed's :class:`SeedStatus` about once a second.
+    ``on_status`` gets every seed's :class:`SeedStatus` about once a second. The workers are
+    :class:`~rlkit.core.processes.Children` of this process: a Ctrl-C, SIGTERM or SIGHUP here (or
+    this process's end, however it ends) stops each with a checkpoint; the seeds finished so far are
+    kept, and the same command continues the rest.
     """
-    import multiprocessing
-
-    from rlkit.core.threads import cores_per_job, use_cores
+    from rlkit.core.processes import Children
+    from rlkit.core.threads import cores_per_job
+    from rlkit.training.callbacks import StopOnSignal
     from rlkit.training.factory import worker_devices
 
     preset_file = str(write_preset(folder, resolved))
     devices = worker_devices(device, len(seeds))  # several GPUs: seeds spread over them
-    done: dict[int, dict[str, Any]] = {}
-    budget = resolved.preset.n_timesteps
-    context = multiprocessing.get_context("spawn")
-    # Seeds side by side share the cores: each job's torch threads stay within its share.
-    cores = cores_per_job(jobs) if jobs > 1 else None
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=use_cores, initargs=(cores,)) as pool:
-        futures: dict[Future[dict[str, Any]], int] = {
-            pool.submit(
-                seed_job,
-                preset_file,
-                resolved.alias,
-                s,
-                str(folder / f"seed-{s}"),
-                episodes,
-                devices[i],
-                track,
-                tuple(resolved.preset.env_imports),
-            ): s
-            for i, s in enumerate(seeds)
+    cores = cores_per_job(jobs) if jobs > 1 else None  # seeds side by side share the cores
+    jobs_of: dict[int, dict[str, Any]] = {
+        s: {
+            "preset_file": preset_file,
+            "alias": resolved.alias,
+            "seed": s,
+            "run_dir": str(folder / f"seed-{s}"),
+            "episodes": episodes,
+            "device": devices[i],
+            "track": track,
+            "imports": list(resolved.preset.env_imports),
+            "cores": cores,
+            "result": str(folder / f".seed-{s}.result.json"),
         }
-        pending = set(futures)
+        for i, s in enumerate(seeds)
+    }
+    for job in jobs_of.values():
+        Path(job["result"]).unlink(missing_ok=True)  # left by a benchmark that was killed
+    done: dict[int, dict[str, Any]] = {}
+    waiting = list(seeds)
+    running: dict[int, Any] = {}
+    shown = -math.inf
+    with Children() as children, StopOnSignal() as stopper:
         try:
-            while pending:
-                finished, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    done[futures[future]] = future.result()
-                if on_status is not None:
-                    on_status(
-                        [
-                            seed_status(
-                                folder / f"seed-{s}",
-                                s,
-                                budget,
-                                episodes,
-                                started=future.running() or future.done(),
-                                result=done.get(s),
-                            )
-                            for future, s in futures.items()
-                        ]
-                    )
-        except Interrupted:
-            raise
-        except KeyboardInterrupt:
-            for future in pending:
-                future.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise Interrupted(
-                "benchmark interrupted; every seed saved a checkpoint. Run the same command again to continue.", 2
-            ) from None
+            while waiting or running:
+                while waiting and len(running) < jobs and stopper.received is None:
+                    seed = waiting.pop(0)
+                    argv = [sys.executable, "-m", "rlkit.analysis.benchmark_worker", json.dumps(jobs_of[seed])]
+                    running[seed] = children.start(argv)
+                if stopper.received is not None:
+                    children.stop(signal.SIGTERM)  # each saves a checkpoint (bounded wait, then killed)
+                    _collect(running, jobs_of, done, stopping=True)
+                    raise Interrupted(_stopped_message(done, len(seeds)), stopper.received)
+                before = len(running)
+                _collect(running, jobs_of, done, stopping=False)
+                if on_status is not None and (len(running) != before or time.monotonic() >= shown + 1.0):
+                    on_status(_statuses(folder, seeds, running, done, resolved.preset.n_timesteps, episodes))
+                    shown = time.monotonic()
+                time.sleep(0.2)
+        except KeyboardInterrupt:  # a second Ctrl-C while the seeds were saving: they were killed
+            raise Interrupted(_stopped_message(done, len(seeds), hurried=True), signal.SIGINT) from None
     return done
+
+
+def _collect(
+    running: dict[int, Any], jobs_of: dict[int, dict[str, Any]], done: dict[int, dict[str, Any]], *, stopping: bool
+) -> None:
+    """Move the seeds whose process ended from ``running`` to ``done``; a seed that failed is one line.
+
+    ``stopping``: this process stopped them, so a seed that ended without figures is expected.
+    """
+    for seed, proc in list(running.items()):
+        code = proc.poll()
+        if code is None:
+            continue
+        del running[seed]
+        result = Path(jobs_of[seed]["result"])
+        try:
+            answer = json.loads(result.read_text())
+        except (OSError, ValueError):
+            answer = {}
+        result.unlink(missing_ok=True)
+        if "figures" in answer:
+            done[seed] = answer["figures"]
+        elif stopping:
+            continue  # stopped by us: it resumes from its checkpoint next time
+        elif "error" in answer:
+            raise RlkitError(f"seed {seed}: {answer['error']}")
+        elif "interrupted" in answer:  # someone signalled the worker itself
+            raise Interrupted(f"seed {seed}: {answer['interrupted']}; run the same benchmark again to continue")
+        else:
+            raise RlkitError(f"seed {seed}: its worker process {describe_exit(code)} (its output is above)")
+
+
+def _stopped_message(done: dict[int, dict[str, Any]], total: int, *, hurried: bool = False) -> str:
+    kept = f"{len(done)} of {total} seeds finished and kept"
+    how = "seeds still training were stopped at once" if hurried else "seeds still training saved a checkpoint"
+    return f"benchmark interrupted: {kept}; {how}. Run the same command again to continue."
+
+
+def _statuses(
+    folder: Path, seeds: list[int], running: dict[int, Any], done: dict[int, dict[str, Any]], total: int, episodes: int
+) -> list[SeedStatus]:
+    return [
+        seed_status(folder / f"seed-{s}", s, total, episodes, started=s in running or s in done, result=done.get(s))
+        for s in seeds
+    ]
 
 
 def _steps_done(run_path: Path) -> int:

@@ -384,12 +384,12 @@ def save_result(result: EvalResult) -> Path:
 
 def saved_results(run: RunDir) -> list[EvalResult]:
     """Every evaluation saved in a run, oldest first; unreadable files are skipped."""
-    import json
+    from rlkit.core import safe_json
 
     results: list[EvalResult] = []
     for path in sorted(run.path.glob(RESULT_GLOB), key=lambda p: p.stat().st_mtime):
         try:
-            results.append(EvalResult.from_dict(json.loads(path.read_text())))
+            results.append(EvalResult.from_dict(safe_json.load_file(path)))
         except (OSError, ValueError, TypeError):
             continue
     return results

@@ -16,6 +16,7 @@ precision; otherwise nothing is written.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from torch import nn
 
 from rlkit.core import atomic
 from rlkit.core.errors import RlkitError
+from rlkit.core.paths import make_folder
 
 if TYPE_CHECKING:
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -400,18 +402,32 @@ def export_model(
     check_observations: int = CHECK_OBSERVATIONS,
 ) -> Export:
     """Export a run's model (or a bare model on ``env_name``) and the JSON beside it, after checking it."""
-    from rlkit.analysis.evaluation import load_source_model, open_source
+    from rlkit.analysis.evaluation import open_source
 
+    if check_observations < 1:
+        raise RlkitError(f"--check must be at least 1 observation (got {check_observations})")
     kind = infer_format(fmt, out)
     if kind == "onnx":
         require_onnx()
     source = open_source(path, env_name, model_name, command="export")
     target = out if out is not None else default_path(source, kind)
-    if out is None:
-        target.parent.mkdir(exist_ok=True)
+    made = out is None and not target.parent.exists()  # RUN/export/: made now, removed again if nothing lands in it
+    if made:
+        make_folder(target.parent, "export folder")
+    try:
+        return _export(source, target, kind, force, check_observations)
+    except BaseException:
+        if made:
+            with contextlib.suppress(OSError):
+                target.parent.rmdir()  # only when empty
+        raise
+
+
+def _export(source: Source, target: Path, kind: str, force: bool, check_observations: int) -> Export:
+    """Check, write and describe one export at ``target`` (its folder exists)."""
+    from rlkit.analysis.evaluation import load_source_model
+
     check_out(target, kind, force)
-    if check_observations < 1:
-        raise RlkitError(f"--check must be at least 1 observation (got {check_observations})")
     model = load_source_model(source, "cpu")
     obs = recorded_observations(source, model, check_observations)  # also fails early on a model of another env
     module = greedy_module(model)

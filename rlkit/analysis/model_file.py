@@ -16,12 +16,12 @@ before any load.
 from __future__ import annotations
 
 import io
-import json
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from rlkit.config.schema import Preset, to_plain, validate
+from rlkit.core import safe_json
 from rlkit.core.errors import RlkitError
 
 ACTIVATIONS = {"ReLU": "relu", "Tanh": "tanh", "ELU": "elu", "LeakyReLU": "leaky_relu", "GELU": "gelu", "SiLU": "silu"}
@@ -34,7 +34,9 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
     try:
         with zipfile.ZipFile(path) as archive:
-            data = json.loads(archive.read("data"))
+            safe_json.member_size(archive, "data")
+            safe_json.member_size(archive, "policy.pth", 4 * 2**30)  # weights: up to 4 GiB, not a zip bomb's
+            data = safe_json.loads(archive.read("data"))
             weights = torch.load(io.BytesIO(archive.read("policy.pth")), map_location="cpu", weights_only=True)
     except (OSError, zipfile.BadZipFile, KeyError, ValueError, EOFError, RuntimeError) as exc:
         raise RlkitError(f"cannot load model {path}: corrupted or not an SB3 model ({exc})") from None

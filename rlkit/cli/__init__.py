@@ -84,5 +84,8 @@ app.add_typer(presets_cmd.app, name="presets")
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (a ``tune --jobs`` worker also follows its parent's end here)."""
+    from rlkit.core.processes import follow_parent
+
+    follow_parent()
     app(prog_name="rlkit")

@@ -70,8 +70,9 @@ def benchmark(
     if config is not None:
         argv += ["--config", str(config)]
     command = shlex.join(argv)
-    from rlkit.analysis.benchmark import few_seeds_warning
+    from rlkit.analysis.benchmark import few_seeds_warning, results_dir
 
+    results_dir(resolved, out_dir)  # a results folder that cannot be: one line, before any warning or table
     warning = few_seeds_warning(seeds)
     if warning is not None:
         err.print(f"[bold yellow]warning:[/] {warning}", markup=True, soft_wrap=True)

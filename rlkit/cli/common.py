@@ -102,6 +102,7 @@ def seed_value(text: str) -> int:
 def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Turn :class:`RlkitError` into one line on stderr and its exit code, never a traceback.
 
+    A full disk wherever no writer said it better is one line too (where, and the space free).
     Also says on stderr which Python module rlkit imports for a custom env, as it imports it.
     """
 
@@ -117,6 +118,12 @@ def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(exc.exit_code) from None
         except RlkitError as exc:
             raise fail(str(exc), exc.exit_code) from None
+        except OSError as exc:
+            from rlkit.core import atomic
+
+            if not atomic.is_disk_full(exc):
+                raise
+            raise fail(atomic.disk_full_message(Path(exc.filename or "."))) from None
 
     return wrapper
 

@@ -174,11 +174,12 @@ def _finished(run_dir: Path) -> bool:
 
 def _solved_score(run_dir: Path) -> float | None:
     """The run's ``solved_score``, from its saved config."""
-    import yaml
+    from rlkit.core.errors import RlkitError
+    from rlkit.training.rundir import RunDir
 
     try:
-        score = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())["preset"].get("solved_score")
-    except (OSError, AttributeError, KeyError, TypeError, yaml.YAMLError):
+        score = RunDir(Path(run_dir)).read_config()[2].solved_score
+    except RlkitError:
         return None
     return None if score is None else float(score)
 

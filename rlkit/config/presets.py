@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rlkit.config.schema import Preset, deep_merge, did_you_mean, parse_assignment, set_dotted, validate
+from rlkit.core import safe_yaml
 from rlkit.core.errors import RlkitError
 from rlkit.core.paths import data_dir
 
@@ -76,23 +75,8 @@ def check_imports(preset: Preset, allowed: Iterable[str], source: str) -> None:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """A YAML mapping from a file; anything else is a one-line error."""
-    if path.exists() and not path.is_file():
-        raise RlkitError(f"{path} is not a file (a folder or a special file); give a YAML file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RlkitError(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise RlkitError(f"{path} is not a text file (not UTF-8); expected a YAML mapping of keys to values") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or "invalid YAML"
-        problem = " ".join(str(problem).split())
-        raise RlkitError(f"{path}:{where}: malformed YAML ({problem})") from None
+    """A YAML mapping from a file (read by :mod:`rlkit.core.safe_yaml`); anything else is a one-line error."""
+    data = safe_yaml.load_file(path)
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -464,8 +464,11 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
-    """``"key=value"`` with the value read as YAML (numbers, booleans, lists)."""
-    import yaml
+    """``"key=value"`` with the value read as YAML (numbers, booleans, lists); malformed YAML stays a string.
+
+    The value goes through :mod:`rlkit.core.safe_yaml`: an alias bomb, a tag or a huge value is one line.
+    """
+    from rlkit.core import safe_yaml
 
     if "=" not in text:
         raise RlkitError(f"--set expects key=value, got '{text}'")
@@ -474,8 +477,8 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     if not key:
         raise RlkitError(f"--set expects key=value, got '{text}'")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+        value = safe_yaml.load_text(raw, f"--set {key}") if raw.strip() else ""
+    except safe_yaml.YamlMalformed:
         value = raw
     return key, value
 

@@ -51,6 +51,24 @@ def check_folder(path: Path, what: str, *, writable: bool = True) -> None:
         raise RlkitError(f"{named}: folder {node} is not writable")
 
 
+def missing_folders(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet (what ``mkdir -p`` would make), innermost first, absolute."""
+    import os
+
+    missing = []
+    node = Path(os.path.abspath(path))
+    while not node.exists() and not node.is_symlink() and node != node.parent:
+        missing.append(node)
+        node = node.parent
+    return missing
+
+
+def outermost_missing(path: Path) -> Path | None:
+    """The outermost folder :func:`missing_folders` names (the first ``mkdir -p`` makes), or ``None``."""
+    missing = missing_folders(path)
+    return missing[-1] if missing else None
+
+
 def make_folder(path: Path, what: str) -> Path:
     """Create the folder ``path`` (with its parents) after :func:`check_folder`; failures are one line."""
     from rlkit.core.errors import RlkitError

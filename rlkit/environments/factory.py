@@ -96,6 +96,7 @@ def check_env(preset: Preset) -> None:
                 f"{preset.env_id} has a {type(env.action_space).__name__} action space; "
                 "DQN needs discrete actions (e.g. CartPole-v1, LunarLander-v3, Atari)"
             )
+        check_observations(env, preset.env_id)  # before any run directory: not a crash mid-run
         if preset.wrappers:  # names, kwargs and the first steps of the preset's wrappers fail here, before any work
             _try_wrappers(wrap(env, preset), preset)
         if preset.atari is not None and preset.atari.backend == "ale":
@@ -106,6 +107,96 @@ def check_env(preset: Preset) -> None:
             ale_settings(preset)  # what ALE's vector env cannot honour fails here, before any work
     finally:
         env.close()
+
+
+CHECK_STEPS = 5
+"""Steps :func:`check_observations` takes after the reset (with random actions)."""
+
+
+def check_observations(env: gym.Env[Any, Any], env_id: str, steps: int = CHECK_STEPS) -> None:
+    """Reset the env and take a few random steps: every observation must fit its declared ``observation_space``.
+
+    A reset or step that raises, or an observation of another shape or dtype, outside the space's
+    bounds or not finite, is one line naming what the space expects and what came; the env is
+    left used (the caller closes it).
+    """
+    import warnings
+
+    from rlkit.core.errors import RlkitError
+    from rlkit.environments.imports import describe_exception
+
+    space = env.observation_space
+    env.action_space.seed(0)
+    call = "reset()"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # gymnasium's passive checker warns; this says it in one line instead
+        try:
+            obs, _ = env.reset(seed=0)
+            for step in range(1, steps + 2):
+                problem = observation_problem(obs, space)
+                if problem is not None:
+                    came, expected = problem
+                    raise RlkitError(
+                        f"{env_id}: {call} returned an observation with {came}; its observation_space "
+                        f"{space} expects {expected} (docs/custom-envs.md)"
+                    )
+                if step > steps:
+                    break
+                call = f"step {step}"
+                obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+                if terminated or truncated:
+                    call = f"reset() after step {step}"
+                    obs, _ = env.reset()
+        except RlkitError:
+            raise
+        except Exception as exc:  # the env's own code failed: one line naming the call
+            raise RlkitError(f"{env_id}: {call} raised {describe_exception(exc)}") from None
+
+
+def observation_problem(obs: Any, space: gym.Space[Any]) -> tuple[str, str] | None:
+    """``(what came, what the space expects)`` when ``obs`` does not fit ``space``, else ``None``."""
+    import gymnasium as gym
+    import numpy as np
+
+    try:
+        if space.contains(obs):
+            return None
+    except Exception:  # a value of a kind the space cannot even compare
+        pass
+    if isinstance(space, gym.spaces.Box):
+        try:
+            array = np.asarray(obs)
+        except Exception:
+            return f"type {type(obs).__name__}", "an array"
+        if array.shape != space.shape:
+            return f"shape {array.shape}", f"shape {space.shape}"
+        if not np.can_cast(array.dtype, space.dtype):
+            return f"dtype {array.dtype}", f"dtype {space.dtype} (np.asarray(obs, np.{space.dtype}))"
+        if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
+            index = _first(~np.isfinite(array))
+            return f"{array[index]} at index {_shown(index)}", "finite values"
+        outside = (array < space.low) | (array > space.high)
+        if np.any(outside):
+            index = _first(outside)
+            return (
+                f"{array[index]} at index {_shown(index)}",
+                f"values in [{space.low[index]}, {space.high[index]}] there",
+            )
+    shown = repr(obs)
+    return (
+        f"value {shown[:60] + '...' if len(shown) > 60 else shown} (type {type(obs).__name__})",
+        "a value it contains",
+    )
+
+
+def _first(mask: Any) -> tuple[int, ...]:
+    import numpy as np
+
+    return tuple(int(i) for i in np.argwhere(mask)[0])
+
+
+def _shown(index: tuple[int, ...]) -> str:
+    return str(index[0]) if len(index) == 1 else str(index)
 
 
 def _try_wrappers(env: gym.Env[Any, Any], preset: Preset) -> None:
@@ -193,10 +284,15 @@ def make_env(
     vec_env_cls: Any = DummyVecEnv
     vec_env_kwargs: dict[str, Any] | None = None
     if train and preset.vec_env == "subproc" and n_envs > 1:
-        from stable_baselines3.common.vec_env import SubprocVecEnv
+        from rlkit.environments.subproc import SubprocEnvs
 
-        # fork: each child has this process's imports (a user's env module included).
-        vec_env_cls, vec_env_kwargs = SubprocVecEnv, {"start_method": "fork"}
+        # Each worker imports the run's env modules itself; its signals, errors and end are owned there.
+        vec_env_cls = SubprocEnvs
+        vec_env_kwargs = {
+            "env_id": preset.env_id,
+            "modules": tuple(preset.env_imports),
+            "atari": is_atari(preset.env_id),
+        }
     with warnings.catch_warnings():
         # Without render_mode, SB3 first tries render_mode='rgb_array' (gymnasium warns), then none.
         warnings.filterwarnings("ignore", message=".*initialised with render_mode='rgb_array'")

@@ -79,6 +79,11 @@ def _shown(path: str) -> str:
     return relative if not relative.startswith("..") else path
 
 
+def describe_exception(exc: BaseException) -> str:
+    """``Type: message (file.py line N)``: an exception on one line, where it was raised."""
+    return _describe(exc)
+
+
 def _describe(exc: BaseException) -> str:
     """``Type: message (file.py line N)``: the innermost frame of the failure, on one line."""
     message = " ".join(str(exc).split())

@@ -150,13 +150,17 @@ def build(
         monitor_dir=monitor_dir,
         resume=checkpoint is not None,
     )
-    policy = policy_name(preset, env.observation_space)
-    threads = configure_threads(preset, policy, device)
-    if checkpoint is None:
-        model = build_model(preset, env, seed=seed, device=device, tensorboard_log=tensorboard_log)
-    else:
-        model = load_model(checkpoint / "model.zip", env, device, preset=preset)
-    return Trainee(env, model, policy, threads, thread_tuner(preset, model), device)
+    try:
+        policy = policy_name(preset, env.observation_space)
+        threads = configure_threads(preset, policy, device)
+        if checkpoint is None:
+            model = build_model(preset, env, seed=seed, device=device, tensorboard_log=tensorboard_log)
+        else:
+            model = load_model(checkpoint / "model.zip", env, device, preset=preset)
+        return Trainee(env, model, policy, threads, thread_tuner(preset, model), device)
+    except BaseException:
+        env.close()  # subprocess envs: no worker outlives a build that failed
+        raise
 
 
 def threads_label(threads: int, tuner: ThreadTuner | None) -> int | str:
@@ -349,12 +353,16 @@ def _unexpected_global(key: str, entry: dict[str, Any]) -> str | None:
 
 def _saved_data(path: Path) -> dict[str, Any]:
     """The JSON ``data`` entry of an SB3 zip, parsed as plain JSON (nothing deserialized)."""
-    import json
     import zipfile
+
+    from rlkit.core import safe_json
 
     try:
         with zipfile.ZipFile(path) as archive:
-            data = json.loads(archive.read("data"))
+            for member in archive.namelist():  # a zip bomb is refused before SB3 unpacks anything
+                safe_json.member_size(archive, member, 4 * 2**30)
+            safe_json.member_size(archive, "data")
+            data = safe_json.loads(archive.read("data"))
     except (OSError, zipfile.BadZipFile, KeyError, ValueError, EOFError) as exc:
         raise RlkitError(f"cannot load model {path}: corrupted or not an SB3 model ({exc})") from None
     if not isinstance(data, dict):

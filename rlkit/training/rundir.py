@@ -44,9 +44,9 @@ from typing import Any
 import yaml
 
 from rlkit.config.schema import Preset, to_plain, validate
-from rlkit.core import atomic
+from rlkit.core import atomic, safe_json, safe_yaml
 from rlkit.core.errors import RlkitError
-from rlkit.core.paths import check_folder, make_folder
+from rlkit.core.paths import check_folder, make_folder, outermost_missing
 
 MANIFEST = "manifest.json"
 BUFFER = "replay_buffer.npz"
@@ -78,6 +78,9 @@ class RunDir:
     """Paths inside one run directory."""
 
     path: Path
+    made: Path | None = field(default=None, compare=False)
+    """The outermost folder :meth:`create` made for this run (the run folder or one above it, e.g. the
+    runs root); ``None`` when the folder already existed. A new run that fails removes up to it."""
 
     @property
     def config(self) -> Path:
@@ -143,19 +146,21 @@ class RunDir:
         """A brand-new run folder; an existing non-empty folder is never reused."""
         cls.check_new(alias, root, path)
         if path is not None:
-            return cls(make_folder(path, "--run-dir"))
+            made = outermost_missing(path)
+            return cls(make_folder(path, "--run-dir"), made)
         base = (root or default_root()) / alias
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         for n in range(1, 1000):
             name = f"{stamp}-s{seed}" + ("" if n == 1 else f"-{n}")
             candidate = base / name
+            made = outermost_missing(candidate)
             try:
                 candidate.mkdir(parents=True, exist_ok=False)
             except FileExistsError:
                 continue
             except OSError as exc:
                 raise RlkitError(f"cannot create a run directory under {base}: {exc.strerror or exc}") from None
-            return cls(candidate)
+            return cls(candidate, made)
         raise RlkitError(f"could not create a run directory under {base}")
 
     @classmethod
@@ -184,14 +189,12 @@ class RunDir:
         """Alias, seed and validated preset of this run; a damaged file is one line."""
         damaged = f"{self.config}: damaged run config"
         try:
-            data = yaml.safe_load(self.config.read_text())
-        except (OSError, UnicodeDecodeError) as exc:
-            raise RlkitError(f"{damaged} (unreadable: {one_line(exc)})") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or "invalid YAML"
-            raise RlkitError(f"{damaged} (malformed YAML{where}: {problem})") from None
+            data = safe_yaml.load_file(self.config)
+        except safe_yaml.YamlMalformed as exc:
+            where = f" at line {exc.line}" if exc.line is not None else ""
+            raise RlkitError(f"{damaged} (malformed YAML{where}: {exc.problem})") from None
+        except RlkitError as exc:  # unreadable, oversized, hostile: one line from the safe loader
+            raise RlkitError(f"{damaged} ({str(exc).removeprefix(f'{self.config}:').strip()})") from None
         if not isinstance(data, dict) or not isinstance(data.get("preset"), dict):
             raise RlkitError(f"{damaged} (expected the keys alias, seed and preset)")
         try:
@@ -337,7 +340,7 @@ def _state_problem(state: dict[str, Any]) -> str | None:
 def read_json_object(path: Path, what: str) -> dict[str, Any]:
     """A JSON object from ``path``; a truncated, corrupted or non-object file is one line."""
     try:
-        data = json.loads(path.read_bytes())
+        data = safe_json.load_file(path)
     except OSError as exc:
         raise RlkitError(f"{path}: cannot read the {what} ({exc.strerror})") from None
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
@@ -458,7 +461,7 @@ def verify_checkpoint(folder: Path) -> CheckpointInfo:
             )
         return info
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = safe_json.load_file(manifest_path)
         files = manifest["files"]
         if not isinstance(files, dict):
             raise TypeError("files is not a mapping")
@@ -503,7 +506,7 @@ def _file_problem(path: Path, expected: Any) -> str | None:
 def _checkpoint_state(path: Path, step: int) -> dict[str, Any]:
     """A checkpoint's ``state.json``, every field checked (plain data, but never trusted)."""
     try:
-        state = json.loads(path.read_text())
+        state = safe_json.load_file(path)
     except (OSError, ValueError) as exc:
         raise ValueError(f"state.json is unreadable ({exc})") from None
     if not isinstance(state, dict):

@@ -15,7 +15,6 @@ Where the data goes is each library's own setting: ``MLFLOW_TRACKING_URI`` (defa
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import re
@@ -27,7 +26,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter
 
 from rlkit.config.schema import flatten, to_plain
-from rlkit.core import atomic
+from rlkit.core import atomic, safe_json
 from rlkit.core.errors import RlkitError
 
 if TYPE_CHECKING:
@@ -370,7 +369,15 @@ class TrackingCallback(BaseCallback):
 def recorded(run: RunDir) -> dict[str, Any]:
     """What ``tracking.json`` says about the run's tracked run (empty when it was not tracked)."""
     path = run.path / TRACKING_FILE
-    return dict(json.loads(path.read_text())) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        data = safe_json.load_file(path)
+    except (OSError, ValueError) as exc:
+        raise RlkitError(f"{path}: damaged tracking record ({exc})") from None
+    if not isinstance(data, dict):
+        raise RlkitError(f"{path}: damaged tracking record (not a JSON object)")
+    return data
 
 
 def open_for_run(kind: str, run: RunDir) -> Tracker:

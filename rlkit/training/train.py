@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import shlex
 import shutil
 import signal
@@ -105,7 +106,7 @@ def start(
         if tracker is not None:
             with contextlib.suppress(Exception):
                 tracker.finish("failed")
-        _discard_new_run(run.path, keep_folder=existed)
+        _discard_new_run(run, keep_folder=existed)
         if atomic.is_disk_full(exc):
             where = Path(getattr(exc, "filename", None) or run.path)
             raise RlkitError(atomic.disk_full_message(where) + "; nothing was kept") from None
@@ -123,7 +124,7 @@ def start(
             resumed_from=None,
             quiet=quiet,
             extra=callbacks,
-            discard=lambda: _discard_new_run(run.path, keep_folder=existed),
+            discard=lambda: _discard_new_run(run, keep_folder=existed),
             tracker=tracker,
         )
 
@@ -143,6 +144,7 @@ def _set_up(
 
     preset = resolved.preset
     lock = run.lock()
+    trainee: Trainee | None = None
     try:
         run.write_config(preset, resolved.alias, resolved.source, seed)
         run.append_command(argv)
@@ -164,6 +166,8 @@ def _set_up(
         run.update_state(status="running", num_timesteps=0, n_timesteps=preset.n_timesteps, wall_s=0.0)
         eval_env = make_env(preset, n_envs=preset.eval_envs, seed=derive_seed(seed, EVAL_SEED_OFFSET), train=False)
     except BaseException:
+        if trainee is not None:
+            trainee.env.close()  # subprocess envs: their workers end with the failed start
         lock.release()
         raise
     return lock, trainee, eval_env
@@ -377,8 +381,10 @@ def _signals_raise() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _discard_new_run(path: Path, *, keep_folder: bool) -> None:
-    """Remove what a start that failed before training wrote (the folder too, unless it was given empty)."""
+def _discard_new_run(run: RunDir, *, keep_folder: bool) -> None:
+    """Remove what a start that failed before training wrote (the folder too, unless it was given empty),
+    and the empty folders above it that the start made (``runs/<alias>/``, the runs root)."""
+    path = run.path
     if not path.is_dir():
         return
     if keep_folder:
@@ -391,6 +397,20 @@ def _discard_new_run(path: Path, *, keep_folder: bool) -> None:
     shutil.rmtree(path, ignore_errors=True)
     with contextlib.suppress(OSError):
         path.parent.rmdir()  # runs/<alias>/ when this was its only run
+    if run.made is not None:
+        _remove_empty_up_to(Path(os.path.abspath(path)).parent, run.made)
+
+
+def _remove_empty_up_to(folder: Path, top: Path) -> None:
+    """Remove ``folder`` and its parents while they are empty, up to and including ``top``."""
+    while folder == top or top in folder.parents:
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:  # not empty (another run), or not ours to remove
+            return
+        folder = folder.parent
 
 
 def _stderr(message: str) -> None:
@@ -590,6 +610,11 @@ def _learn(
             if full:
                 kept = f"the last good checkpoint (step {good}) is intact" if good is not None else "no checkpoint yet"
                 raise RlkitError(f"{message}; {kept}; free some space, then: {resume_cmd}") from None
+            from rlkit.environments.subproc import EnvProcessError
+
+            if isinstance(exc, EnvProcessError):  # the env failed, not the run: say how it goes on
+                then = f"resume from step {good:,}: {resume_cmd}" if good is not None else "no checkpoint yet"
+                raise EnvProcessError(f"{message}; {then}") from None
             raise
 
     wall = clock.seconds()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlkit.core.errors import RlkitError
-from rlkit.core.paths import make_folder
+from rlkit.core.paths import make_folder, missing_folders
 
 if TYPE_CHECKING:
     import optuna
@@ -103,6 +103,7 @@ def open_storage(
     from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    made: list[Path] = []  # what a failed connection removes again: the new SQLite file, its new folder
     if url.sqlite_path is not None:
         if not create and not url.sqlite_path.is_file():
             raise RlkitError(f"no study database at {url.sqlite_path}")
@@ -111,11 +112,12 @@ def open_storage(
             if not create:
                 raise RlkitError(f"no study database at {url.sqlite_path}")
             if folder.resolve() != tune_root(runs_root).resolve():
-                raise RlkitError(
-                    f"storage {url.shown}: folder {folder} does not exist; create it first, "
-                    f"or leave out --storage for the default {tune_root(runs_root)}/<study>.db"
-                )
+                # Short: it fits one 80-column line for a short path (the default needs no --storage at all).
+                raise RlkitError(f"--storage {url.shown}: its folder does not exist")
+            made += missing_folders(folder)
             make_folder(folder, "study folder")
+        if not url.sqlite_path.exists():
+            made.insert(0, url.sqlite_path)
         if url.sqlite_path.exists() and not url.sqlite_path.is_file():
             raise RlkitError(f"storage {url.shown}: {url.sqlite_path} is not a file (a folder or a special file)")
         # Concurrent local workers: wait for the write lock rather than failing at once.
@@ -145,8 +147,21 @@ def open_storage(
                 time.sleep(0.5 + random.random())
             except (SQLAlchemyError, OSError) as exc:
                 first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                _remove_empty(made)  # e.g. a full disk: no empty database or folder is left behind
                 raise RlkitError(f"cannot open storage {url.shown}: {first}") from None
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _remove_empty(paths: list[Path]) -> None:
+    """Remove each path that is still an empty file or folder (another worker may have filled it since)."""
+    import contextlib
+
+    for path in paths:
+        with contextlib.suppress(OSError):
+            if path.is_file() and path.stat().st_size == 0:
+                path.unlink()
+            elif path.is_dir():
+                path.rmdir()  # innermost first: each is empty once the one inside it is gone
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:

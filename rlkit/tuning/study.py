@@ -552,51 +552,42 @@ def worker_command(prepared: Prepared, index: int) -> list[str]:
 def spawn_workers(prepared: Prepared, *, display: Any = None) -> tuple[Outcome, list[str]]:
     """Start ``--jobs`` worker processes on the study's storage and wait for them.
 
-    Their output goes to ``runs/tune/<study>.logs/worker-<i>.log``. Ctrl-C (or SIGTERM) here is
-    passed on to every worker; each aborts and re-queues its running trial.
+    Their output goes to ``runs/tune/<study>.logs/worker-<i>.log``. The workers are
+    :class:`~rlkit.core.processes.Children` of this process: Ctrl-C, SIGTERM or SIGHUP here is passed
+    on as one SIGINT to each (it re-queues its running trial), with a bounded wait, then a kill; a
+    second Ctrl-C kills them at once; and they stop the same way if this process dies.
     """
-    import subprocess
-
+    from rlkit.core.processes import Children
     from rlkit.core.threads import job_environment
+    from rlkit.training.callbacks import StopOnSignal
 
     request = prepared.request
     logs = storages.tune_root(request.runs_root) / f"{prepared.study_name}.logs"
     logs.mkdir(parents=True, exist_ok=True)
-    procs: list[tuple[subprocess.Popen[bytes], Path]] = []
-    for index in range(request.jobs):
-        log = logs / f"worker-{index}.log"
-        with open(log, "ab") as handle:
-            # Own session: a terminal's Ctrl-C reaches only this process, which passes on exactly one.
-            proc = subprocess.Popen(
-                worker_command(prepared, index),
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=job_environment(request.jobs),  # workers share the cores (RLKIT_CORES)
-            )
-            procs.append((proc, log))
-    from rlkit.training.callbacks import StopOnSignal
-
-    with StopOnSignal() as stopper:  # Ctrl-C, SIGTERM, SIGHUP: pass one SIGINT on to each worker
+    procs: list[tuple[Any, Path]] = []
+    interrupted = False
+    with Children() as children, StopOnSignal() as stopper:  # Ctrl-C, SIGTERM, SIGHUP: stop every worker
         try:
-            while any(proc.poll() is None for proc, _ in procs) and stopper.received is None:
+            for index in range(request.jobs):
+                if stopper.received is not None:
+                    break
+                log = logs / f"worker-{index}.log"
+                env = job_environment(request.jobs)  # workers share the cores (RLKIT_CORES)
+                procs.append((children.start(worker_command(prepared, index), env=env, log=log), log))
+            while children.running() and stopper.received is None:
                 if display is not None:
                     display.refresh(prepared.study)
                 time.sleep(0.2)
-        except KeyboardInterrupt:  # a second Ctrl-C
-            stopper.received = signal.SIGINT
-        interrupted = stopper.received is not None
-        if interrupted:
-            for proc, _ in procs:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGINT)
-            for proc, _ in procs:
-                proc.wait()
+            interrupted = stopper.received is not None
+            if interrupted:
+                children.stop(signal.SIGINT)
+        except KeyboardInterrupt:  # a second Ctrl-C while they were stopping: they were killed
+            interrupted = True
     if display is not None:
         display.refresh(prepared.study)
     problems = []
     for index, (proc, log) in enumerate(procs):
-        if proc.returncode not in (0, 130, -signal.SIGINT):
+        if proc.returncode not in (0, 130, -signal.SIGINT, -signal.SIGKILL if interrupted else 0):
             lines = log.read_text(errors="replace").strip().splitlines()
             problems.append(f"worker {index} exited with {proc.returncode}: {lines[-1] if lines else ''} (log: {log})")
     if interrupted or any(proc.returncode in (130, -signal.SIGINT) for proc, _ in procs):
