@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "rlkit"
 
 DECLARED_NOT_IMPORTED = {
-    "tensorboard": "SB3's TensorBoard logger (torch.utils.tensorboard) writes the run's tb/ folder with it",
     "opencv-python-headless": "SB3's AtariWrapper resizes frames with OpenCV (cv2)",
     "psycopg": "SQLAlchemy's driver for postgresql:// study storages (the postgres extra)",
     "onnx": "torch.onnx's exporter writes the model with it (the export extra; rlkit checks it is present)",
