@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from rlkit.config.presets import catalogue
@@ -82,3 +83,32 @@ def test_training_envs_do_not_render_and_play_the_same_game() -> None:
         np.testing.assert_array_equal(done_a, done_b)
     assert len(rendering.envs[0].unwrapped.particles) > 0  # type: ignore[attr-defined]
     assert len(plain.envs[0].unwrapped.particles) == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "LunarLander-v3"])
+def test_dummy_envs_step_as_sb3s_dummy_vec_env(env_id: str) -> None:
+    """rlkit's vec env (no deep copy of the infos) gives what SB3's gives, episode ends included."""
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rlkit.environments.vec import DummyEnvs
+
+    envs = [cls([lambda: gym.make(env_id)] * 3) for cls in (DummyVecEnv, DummyEnvs)]
+    for env in envs:
+        env.seed(7)
+    obs = [env.reset() for env in envs]
+    assert np.array_equal(obs[0], obs[1])
+    rng = np.random.default_rng(0)
+    ends = 0
+    for _ in range(600):
+        actions = rng.integers(0, envs[0].action_space.n, size=3)
+        theirs, ours = (env.step(actions) for env in envs)
+        for a, b in zip(theirs[:3], ours[:3], strict=True):
+            assert np.array_equal(a, b)
+        for info_a, info_b in zip(theirs[3], ours[3], strict=True):
+            assert info_a.keys() == info_b.keys()
+            for key, value in info_a.items():
+                assert np.array_equal(value, info_b[key]), key
+        ours[3][0]["scribbled"] = True  # a caller's edit never reaches the next step
+        ends += int(theirs[2].sum())
+    assert ends > 5

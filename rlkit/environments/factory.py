@@ -250,7 +250,7 @@ def make_env(
     the same observations and episode figures; evaluation and rendering always use SB3's path.
     """
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
+    from stable_baselines3.common.vec_env import VecFrameStack
 
     from rlkit.core.errors import RlkitError
 
@@ -281,7 +281,9 @@ def make_env(
         wrapper_class, wrapper_kwargs = _atari_wrapper(preset.atari, train)
     if monitor_dir is not None:
         monitor_dir.mkdir(parents=True, exist_ok=True)
-    vec_env_cls: Any = DummyVecEnv
+    from rlkit.environments.vec import DummyEnvs
+
+    vec_env_cls: Any = DummyEnvs
     vec_env_kwargs: dict[str, Any] | None = None
     if train and preset.vec_env == "subproc" and n_envs > 1:
         from rlkit.environments.subproc import SubprocEnvs
