@@ -507,6 +507,7 @@ def _learn(
         best_mean_reward=best,
         callback_on_new_best=[recorder.on_new_best],
         callback_after_eval=[recorder.after_eval, solved],
+        callback_on_progress=[display.on_progress],
     )
     checkpointer = Checkpointer(
         run,
