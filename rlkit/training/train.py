@@ -56,6 +56,10 @@ class TrainResult:
     solved: bool
     solved_at: dict[str, float] | None = None
     """When the run was solved: ``timesteps``, ``wall_s`` (time to solve), the confirming ``mean_reward`` and ``episodes``."""
+    session_start: int = 0
+    """The step this session started at (0 for a new run; the checkpoint's step for a resume)."""
+    session_wall_s: float | None = None
+    """Training wall-clock of this session alone (``wall_s`` sums every session); ``steps_per_s`` is this session's."""
 
 
 def start(
@@ -317,9 +321,25 @@ def _restore(
             say(f"{ckpt.label}: {problem}; continuing with an empty replay buffer (--without-buffer)")
             exact = False
     model.set_random_seed(derive_seed(seed, steps))
+    _restore_episode_window(model, run, steps, preset)
     model.tensorboard_log = str(run.tensorboard)
     model._last_obs = None  # the fresh env must be reset
     return state, ckpt, trainee, exact
+
+
+def _restore_episode_window(model: Any, run: RunDir, steps: int, preset: Preset) -> None:
+    """SB3's window of recent training episodes (``ret(20ep)``, ``rollout/ep_rew_mean``) as the run left it.
+
+    It is runtime state, not in a checkpoint; the Monitor CSVs hold those episodes. Atari Monitors
+    count emulator frames, so there the window is filled without the step filter.
+    """
+    from collections import deque
+
+    episodes = run.training_episodes(None if preset.atari is not None else steps)
+    window = int(getattr(model, "_stats_window_size", 100))
+    model.ep_info_buffer = deque(episodes[-window:], maxlen=window)
+    if getattr(model, "ep_success_buffer", None) is None:
+        model.ep_success_buffer = deque(maxlen=window)
 
 
 _SESSION_KEYS = ("error", "note", "reached", "solved_at", "solved")
@@ -491,7 +511,7 @@ def _learn(
 
     solved = StopWhenSolved(
         preset.solved_score,
-        preset.stop_on_solved,
+        preset.stop_on_solved and solved_at is None,  # stops a run once: trained further, it trains all it was asked
         confirm_episodes=preset.solved_episodes,
         confirm_env=confirm_env(preset, seed, preset.solved_episodes) if preset.solved_episodes > 0 else None,
         solved_at=solved_at,
@@ -523,6 +543,11 @@ def _learn(
     verb = f"resuming at step {start_steps:,}" if resumed_from else "training"
     display.message(f"{verb}: {preset.env_id} for {preset.n_timesteps:,} steps")
     display.message(f"run directory: {short_path(run.path)}")
+    if solved_at is not None and preset.stop_on_solved:
+        display.message(
+            f"already solved at step {int(solved_at['timesteps']):,}; stop_on_solved stops once: "
+            f"on to {preset.n_timesteps:,} steps"
+        )
     resume_cmd = f"rlkit train --resume {shlex.quote(short_path(run.path))}"
     saving = False
     tracked: list[BaseCallback] = [tracking.TrackingCallback(tracker)] if tracker is not None else []
@@ -641,7 +666,18 @@ def _learn(
         if final_eval is not None:
             summary.update({f"final_{key}": value for key, value in final_eval.items()})
         tracking.finish_run(tracker, run, "finished", summary)
-    return TrainResult(run.path, steps, wall, sps, best_value, final_eval, solved.solved, solved.solved_at)
+    return TrainResult(
+        run.path,
+        steps,
+        wall,
+        sps,
+        best_value,
+        final_eval,
+        solved.solved,
+        solved.solved_at,
+        session_start=start_steps,
+        session_wall_s=wall - wall_before,
+    )
 
 
 def _install_thread_hook() -> None:
@@ -682,6 +718,8 @@ def finished_result(run_path: Path) -> TrainResult:
         state.get("final_eval"),
         bool(state.get("solved", False)),
         _solved_before(state, int(state.get("num_timesteps", 0))),
+        session_start=int(state.get("num_timesteps", 0)),  # this call trained nothing
+        session_wall_s=0.0,
     )
 
 
