@@ -139,6 +139,8 @@ class Evaluator(BaseCallback):
         self.callback_after_eval = list(callback_after_eval or [])
         self.callback_on_progress = list(callback_on_progress or [])
         self.history: list[EvalRow] = list(history or [])
+        self.last_played: tuple[str, list[float], list[int]] | None = None
+        """What :meth:`play` played last: its kind, the episodes' returns and lengths."""
         self._last = int(self.history[-1]["timesteps"]) if self.history else 0
 
     @property
@@ -168,6 +170,7 @@ class Evaluator(BaseCallback):
             callback=self._progress_callback(what, episodes) if self.callback_on_progress else None,
         )
         assert isinstance(rewards, list) and isinstance(lengths, list)
+        self.last_played = (what, list(rewards), list(lengths))
         for hook in self.callback_on_progress:  # the end: played whole, whatever a hook answers now
             hook(what, episodes, episodes)
         return rewards, lengths

@@ -250,6 +250,10 @@ def resume(
         solved_at = _solved_before(state, steps)
         if solved_at is not None:
             changes.update(solved=True, solved_at=solved_at)
+        if isinstance(state.get("confirmations"), list):  # like the evaluations: later ones are replayed
+            changes["confirmations"] = [
+                c for c in state["confirmations"] if isinstance(c, dict) and c.get("timesteps", math.inf) <= steps
+            ]
         run.update_state(forget=_SESSION_KEYS, **changes)
         eval_env = make_env(
             preset, n_envs=preset.eval_envs, seed=derive_seed(seed, EVAL_SEED_OFFSET, steps), train=False
@@ -450,6 +454,29 @@ def _solved_before(state: dict[str, Any], steps: int) -> dict[str, float] | None
     return {k: int(at[k]) if k in whole else float(at[k]) for k in ("timesteps", "wall_s", "mean_reward", "episodes")}
 
 
+def record_confirmation(
+    run: RunDir, at: dict[str, float], held: bool, played: tuple[str, list[float], list[int]] | None
+) -> None:
+    """Keep a confirmation (the extra episodes that check an evaluation at the solved score) in ``state.json``.
+
+    ``confirmations``: step, wall-clock, episodes, mean, whether it held and, from the episodes
+    played (``Evaluator.last_played``), std, min, max and mean length; the report shows them.
+    """
+    row: dict[str, Any] = {**at, "held": held}
+    if played is not None and played[0] == "confirming" and played[1]:
+        returns, lengths = played[1], played[2]
+        mean = sum(returns) / len(returns)
+        row.update(
+            std_reward=math.sqrt(sum((r - mean) ** 2 for r in returns) / len(returns)),
+            min_reward=min(returns),
+            max_reward=max(returns),
+            mean_ep_length=sum(lengths) / len(lengths),
+        )
+    state = run.read_state()
+    earlier = state.get("confirmations") if isinstance(state.get("confirmations"), list) else []
+    run.update_state(confirmations=[*earlier, row])
+
+
 def confirm_env(preset: Preset, seed: int, episodes: int) -> Callable[[], VecEnv]:
     """The confirming evaluation's env, made when first needed: up to ``CONFIRM_ENVS`` evaluation envs."""
     from rlkit.environments.factory import make_env
@@ -503,6 +530,7 @@ def _learn(
         )
 
     def on_confirmation(at: dict[str, float], held: bool) -> None:
+        record_confirmation(run, at, held, evaluator.last_played)
         if not held:
             display.message(
                 f"step {int(at['timesteps']):,}: not confirmed, {int(at['episodes'])} more episodes "
