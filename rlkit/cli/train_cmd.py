@@ -49,7 +49,9 @@ def train(
     set_: Annotated[
         Optional[list[str]],
         typer.Option(
-            "--set", help="Override a preset key: key=value (YAML value; dotted keys for nesting). Repeatable."
+            "--set",
+            metavar="KEY=VALUE",
+            help="Override a preset key: key=value (YAML value; dotted keys for nesting). Repeatable.",
         ),
     ] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML file of overrides laid over the preset.")] = None,
