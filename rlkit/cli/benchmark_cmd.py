@@ -183,7 +183,9 @@ class SeedView:
         done_steps = 0
         for status in self.statuses:
             done_steps += min(status.steps, status.total)
-            last = "-" if status.last_eval is None else f"{status.last_eval:.1f} @ {fmt_steps(status.last_eval_step)}"
+            last = (
+                "-" if status.last_eval is None else f"{status.last_eval:.1f} @ {fmt_steps(status.last_eval_step or 0)}"
+            )
             figures = "-" if status.final is None else f"{status.final:.1f}/{status.best:.1f}"
             style = {"done": "green", "training": "cyan", "queued": "dim", "starting": "dim"}.get(
                 status.state, "yellow"

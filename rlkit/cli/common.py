@@ -219,7 +219,7 @@ def _show_flags_without_a_type() -> None:
     def argument_type_rich(self: TyperArgument, ctx: Any) -> str | None:
         return _one_of_many(argument_shown(self, ctx))
 
-    TyperArgument.display_type_rich = argument_type_rich  # type: ignore[method-assign]
+    TyperArgument.display_type_rich = argument_type_rich  # type: ignore[method-assign,assignment]
 
 
 def _one_of_many(shown: str | None) -> str | None:

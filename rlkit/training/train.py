@@ -473,7 +473,8 @@ def record_confirmation(
             mean_ep_length=sum(lengths) / len(lengths),
         )
     state = run.read_state()
-    earlier = state.get("confirmations") if isinstance(state.get("confirmations"), list) else []
+    found = state.get("confirmations")
+    earlier: list[Any] = found if isinstance(found, list) else []
     run.update_state(confirmations=[*earlier, row])
 
 
