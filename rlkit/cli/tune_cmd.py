@@ -228,22 +228,9 @@ def _explain(prepared: Any) -> None:
 
 
 def _display(prepared: Any, quiet: bool) -> Any:
-    from rlkit.tuning.display import TuneDisplay
-    from rlkit.tuning.storage import worker_name
-    from rlkit.tuning.study import objective_label
+    from rlkit.tuning.study import live_view
 
-    return TuneDisplay(
-        study_name=prepared.study_name,
-        env_id=prepared.env_id,
-        target=prepared.request.trials,
-        workers=prepared.request.jobs,
-        space=prepared.space,
-        storage_shown=prepared.url.shown,
-        quiet=quiet,
-        only_worker=worker_name() if prepared.request.jobs == 1 else None,
-        console=out,
-        objective=objective_label(prepared.record),
-    )
+    return live_view(prepared, quiet=quiet, console=out)
 
 
 def _continue_command(prepared: Any) -> str:
