@@ -188,6 +188,8 @@ def run(
         f"{record['evals_per_trial']} evaluations each, space {prepared.space.name}, "
         f"sampler {sampler.value}, pruner {pruner.value}, {jobs} worker(s)"
     )
+    if prepared.baseline is not None:
+        prose(prepared.baseline)
     display = _display(prepared, quiet)
     problems: list[str] = []
     with display:
