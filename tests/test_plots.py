@@ -294,7 +294,10 @@ def test_a_very_low_first_evaluation_does_not_flatten_the_curve() -> None:
     evaluation = build_figure(group_runs([run])).axes[0]
     low, high = evaluation.get_ylim()
     assert -300 < low < -150 and high > 250
-    notes = [t.get_text() for t in evaluation.texts]
-    assert any("y axis clipped at" in t and "1 point below, down to -1,000" in t for t in notes), notes
+    legend = [t.get_text() for t in evaluation.get_legend().get_texts()]
+    assert "below the clipped y axis: 1 point, down to -1,000" in legend, legend
+    marks = [ln for ln in evaluation.get_lines() if ln.get_marker() == "v"]
+    assert len(marks) == 1 and list(marks[0].get_xdata()) == [5000.0]  # where it is, at the bottom edge
     steady = RunCurves(Path("/r/ll"), "ll", 0, "E-v0", {}, 200.0, Curve(xs, xs / 100, np.linspace(-200, 250, 20)), None)
-    assert not build_figure(group_runs([steady])).axes[0].texts  # nothing clipped, nothing said
+    calm = build_figure(group_runs([steady])).axes[0]
+    assert not [t for t in calm.get_legend().get_texts() if "clipped" in t.get_text()]  # nothing clipped, nothing said

@@ -333,7 +333,7 @@ class LegendEntries:
     Shown in the order of ``RANKS`` (the means first), then as added.
     """
 
-    RANKS = ("mean", "std", "band", "seeds", "end", "held", "solved score", "seeds solved")
+    RANKS = ("mean", "std", "band", "seeds", "end", "held", "solved score", "seeds solved", "clipped")
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[int, int, Any]] = {}
@@ -508,26 +508,26 @@ def robust_bottom(values: Array) -> float | None:
     return float(inside.min())
 
 
-def _clip_outliers(ax: Any, values: Array) -> None:
-    """Clip the y axis above far-low outliers and say so in the panel (how many, and how low)."""
+def _clip_outliers(ax: Any, xs: Array, values: Array, legend: LegendEntries) -> None:
+    """Clip the y axis above far-low outliers: a red mark at the bottom edge where each one is, and
+    a legend entry saying how many and how low."""
     bottom = robust_bottom(values)
     if bottom is None:
         return
     top = float(np.nanmax(values))
-    margin = 0.06 * max(top - bottom, 1e-9)
-    below = values[values < bottom - margin]
-    if not len(below):
+    limit = bottom - 0.15 * max(top - bottom, 1e-9)
+    below = values < limit
+    if not below.any():
         return
-    ax.set_ylim(bottom - margin, ax.get_ylim()[1])
-    ax.text(
-        0.01,
-        0.01,
-        f"y axis clipped at {bottom - margin:,.0f}: {len(below)} point{'s' if len(below) > 1 else ''} "
-        f"below, down to {float(below.min()):,.0f}",
-        transform=ax.transAxes,
-        fontsize="x-small",
-        color="#b3261e",
-        va="bottom",
+    ax.set_ylim(limit, ax.get_ylim()[1])
+    (marks,) = ax.plot(
+        xs[below], np.full(int(below.sum()), limit), marker="v", ms=7, color="#b3261e", linestyle="none", clip_on=False
+    )
+    count = int(below.sum())
+    legend.add(
+        f"below the clipped y axis: {count} point{'s' if count > 1 else ''}, down to {float(values[below].min()):,.0f}",
+        marks,
+        "clipped",
     )
 
 
@@ -563,8 +563,9 @@ def build_figure(groups: list[Group], axis: XAxis = "steps") -> Figure:
             if agg is not None:
                 drawn.append(agg)
                 interpolated = interpolated or (agg.interpolated and len(agg.seeds) > 1)
-        if drawn:
-            _clip_outliers(ax, np.concatenate([a.seeds.ravel() for a in drawn]))  # (each mean lies within its seeds)
+        if drawn:  # (each mean lies within its seeds)
+            every_x = np.concatenate([np.tile(a.xs / divide, len(a.seeds)) for a in drawn])
+            _clip_outliers(ax, every_x, np.concatenate([a.seeds.ravel() for a in drawn]), legend)
         solved = {r.solved_score for r in runs}
         if drawn and len(solved) == 1 and None not in solved:
             _solved_line(ax, float(solved.pop() or 0.0), legend)
