@@ -495,7 +495,8 @@ def tune(
 
     ``progress`` shows ``rlkit tune``'s live view of the study on stdout (off by default).
     """
-    from rlkit.tuning.study import best_summary, count, live_view, spawn_workers, work
+    from rlkit.tuning.display import live_view
+    from rlkit.tuning.study import best_summary, count, spawn_workers, work
 
     _expect(progress=progress)
     prepared = prepare_tune(

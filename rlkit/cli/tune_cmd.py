@@ -230,7 +230,7 @@ def _explain(prepared: Any) -> None:
 
 
 def _display(prepared: Any, quiet: bool) -> Any:
-    from rlkit.tuning.study import live_view
+    from rlkit.tuning.display import live_view
 
     return live_view(prepared, quiet=quiet, console=out)
 

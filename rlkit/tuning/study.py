@@ -409,28 +409,6 @@ def requeue(study: optuna.Study, number: int) -> None:
 Outcome = Literal["done", "timeout", "interrupted"]
 
 
-def live_view(prepared: Prepared, *, quiet: bool = False, console: Any = None) -> Any:
-    """The study's live view (:class:`rlkit.tuning.display.TuneDisplay`), as ``rlkit tune`` shows it.
-
-    ``quiet``: one line per finished trial instead of the live table.
-    """
-    from rlkit.tuning.display import TuneDisplay
-    from rlkit.tuning.storage import worker_name
-
-    return TuneDisplay(
-        study_name=prepared.study_name,
-        env_id=prepared.env_id,
-        target=prepared.request.trials,
-        workers=prepared.request.jobs,
-        space=prepared.space,
-        storage_shown=prepared.url.shown,
-        quiet=quiet,
-        only_worker=worker_name() if prepared.request.jobs == 1 else None,
-        console=console,
-        objective=objective_label(prepared.record),
-    )
-
-
 def work(prepared: Prepared, *, display: Any = None) -> Outcome:
     """Run trials in this process until the study has enough finished trials (or time/signal)."""
     import optuna
