@@ -86,5 +86,7 @@ def test_ctrl_c_during_an_evaluation_stops_it_and_leaves_a_resumable_run(
     assert state["status"] == "interrupted" and not state.get("solved")
     step = state["last_checkpoint"]
     assert step < 300 and (tmp_path / "run" / "checkpoints" / f"step-{step:012d}").is_dir()  # before the evaluation
+    newest = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())[-1]
+    assert newest == f"step-{step:012d}"  # not also one at 300, the step the stop does not keep
     resumed = train.resume(tmp_path / "run", quiet=True)
     assert resumed is not None and resumed.solved  # the evaluation runs again, and this time confirms

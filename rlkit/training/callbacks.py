@@ -365,9 +365,13 @@ class Checkpointer(BaseCallback):
         clock: Clock,
         evaluator: Evaluator | None,
         display: TrainingDisplay | None = None,
+        stopping: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__()
         self.run = run
+        self.stopping = stopping
+        """Whether training is stopping at this step (a signal): the stop saves its own checkpoint,
+        at the step counter it leaves (SB3 counts a step it does not store when a callback stops it)."""
         self.every = every
         self.keep = keep
         self.save_buffer = save_buffer
@@ -384,7 +388,8 @@ class Checkpointer(BaseCallback):
     def _on_step(self) -> bool:
         if _crossed(self._last, self.num_timesteps, self.every):
             self._last = self.num_timesteps
-            self.save()
+            if self.stopping is None or not self.stopping():
+                self.save()
         return True
 
     def save(self) -> Path:

@@ -558,6 +558,7 @@ def _learn(
         callback_after_eval=[recorder.after_eval, solved],
         callback_on_progress=[display.on_progress],
     )
+    stopper = StopOnSignal()  # installed around learning, below
     checkpointer = Checkpointer(
         run,
         every=preset.checkpoint_freq,
@@ -566,6 +567,7 @@ def _learn(
         clock=clock,
         evaluator=evaluator,
         display=display,
+        stopping=lambda: stopper.received is not None,
     )
     display.watch_threads(trainee.tuner)
     display.restore(evaluator.history, preset.eval_episodes)
@@ -581,7 +583,7 @@ def _learn(
     saving = False
     tracked: list[BaseCallback] = [tracking.TrackingCallback(tracker)] if tracker is not None else []
     _install_thread_hook()
-    with StopOnSignal() as stopper, contextlib.closing(solved):
+    with stopper, contextlib.closing(solved):
         try:
             with display:
                 learned = loop.learn(
