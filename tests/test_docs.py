@@ -188,8 +188,12 @@ def test_every_example_of_the_page_runs_as_written(name: str, tmp_path: Path, mo
 
 
 def _forget(modules: list[str]) -> None:
-    """Modules the page wrote and imported, and the envs they registered: gone, as in a new process."""
+    """Modules the page wrote and imported, the envs they registered, W&B's settings (its folder):
+    gone, as in a new process."""
     import gymnasium as gym
+
+    if "wandb" in sys.modules:
+        sys.modules["wandb"].teardown()  # it keeps the first run's WANDB_DIR for every later run
 
     from rlkit.environments import imports
 
