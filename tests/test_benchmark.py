@@ -92,8 +92,8 @@ def test_benchmark_trains_evaluates_and_reuses(tmp_path: Path) -> None:
     assert seed_status(seed0, 0, 400, 3, started=True, result=None).state == "evaluating final"
     for path in seed0.glob("*.bak"):
         path.rename(path.with_suffix(".json"))
-    assert seed_status(out / "seed-9", 9, 400, 3, started=False, result=None).state == "waiting"
-    assert seed_status(out / "seed-9", 9, 400, 3, started=True, result=None).state == "waiting"  # queued
+    assert seed_status(out / "seed-9", 9, 400, 3, started=False, result=None).state == "queued"
+    assert seed_status(out / "seed-9", 9, 400, 3, started=True, result=None).state == "starting"  # importing
     assert (out / "curves.png").stat().st_size > 1000
     models = {p: p.stat().st_mtime_ns for p in out.glob("seed-*/model.zip")}
     second = runner.invoke(app, args)

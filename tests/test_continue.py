@@ -83,3 +83,62 @@ def test_init_from_starts_with_the_trained_weights(tmp_path: Path, monkeypatch: 
     assert result.exit_code == 2
     assert "q_net.q_net.0.weight is (32, 4) there, (64, 4) here" in result.output
     assert not Path("misfit").exists()
+
+
+class EpisodeWindow(BaseCallback):
+    """What SB3's window of recent training episodes holds when a session starts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at_start: list[float] = []
+
+    def _on_training_start(self) -> None:
+        self.at_start = [float(e["r"]) for e in self.model.ep_info_buffer]  # type: ignore[union-attr]
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def test_a_resumed_session_continues_the_training_return_window(tmp_path: Path) -> None:
+    """ret(20ep) (and rollout/ep_rew_mean) goes on over the episodes the run had, not from an empty window."""
+    from rlkit.training.rundir import RunDir
+
+    first = train.start(resolve("cartpole", overrides=FAST), seed=2, run_dir=tmp_path / "run", quiet=True)
+    episodes = RunDir(first.run_dir).training_episodes(up_to_step=600)
+    assert len(episodes) > 20 and sum(e["l"] for e in episodes) <= 600
+    window = EpisodeWindow()
+    train.extend(first.run_dir, 900, quiet=True, callbacks=[window])
+    assert window.at_start == [e["r"] for e in episodes][-100:]
+
+
+def test_a_solved_run_trained_further_trains_exactly_the_steps_asked(tmp_path: Path) -> None:
+    """stop_on_solved stops a run once: extending a solved run does not stop at its next good evaluation."""
+    easy = [*FAST, "solved_score=9", "solved_episodes=4", "stop_on_solved=true"]  # a random policy scores ~20
+    first = train.start(resolve("cartpole", overrides=easy), seed=2, run_dir=tmp_path / "run", quiet=True)
+    assert first.solved_at is not None and first.num_timesteps == 300  # stopped at its first evaluation
+    more = train.extend(first.run_dir, 1200, quiet=True)
+    assert more.num_timesteps == 1200 and more.session_start == 300
+    assert more.solved_at == first.solved_at  # still solved when it was
+
+
+def test_the_summary_of_a_resumed_session_divides_and_says_solved_once(tmp_path: Path) -> None:
+    from rlkit.cli.train_cmd import summary_text
+    from rlkit.training.train import TrainResult
+
+    resumed = TrainResult(
+        tmp_path, 40_000, 61.0, 750.0, 480.0, {"mean_reward": 500.0, "std_reward": 0.0}, True,
+        {"timesteps": 10_000, "wall_s": 2.8, "mean_reward": 500.0, "episodes": 100},
+        session_start=10_000, session_wall_s=40.0,
+    )  # fmt: skip
+    text = summary_text(resumed, quiet=False)
+    assert text.splitlines()[0] == "done: 40,000 steps (30,000 this session: 40 s, 750 steps/s; 61 s in all)"
+    assert "solved earlier: at step 10,000 after 2.8 s" in text  # no display line said so this session
+    assert all(len(line) <= 80 for line in text.splitlines())
+    runner = CliRunner()
+    sets = [
+        arg for kv in [*FAST, "solved_score=9", "solved_episodes=4", "stop_on_solved=true"] for arg in ("--set", kv)
+    ]
+    shown = runner.invoke(app, ["train", "cartpole", "--seed", "2", "--run-dir", str(tmp_path / "r"), *sets])
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.count("solved at step 300 after") == 1, shown.output  # the history line, not again
+    assert "; solved at step 300\n" in shown.output  # the summary just names the step

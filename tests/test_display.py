@@ -141,13 +141,52 @@ def test_history_above_the_live_line_and_nothing_left_after_stop(tmp_path: Path)
     lines = screen_after(console.file.getvalue())  # type: ignore[attr-defined]
     assert lines == [
         "run directory: runs/cartpole/20261130-120000-s0",
-        "step 1,024/20,000  torch threads 2 (timed 1: 1,000 steps/s, 2: 1,250 steps/s)",
-        "step 9,000/20,000  torch threads 2 -> 1 (the other cores are busy)",  # same count at 5,000: no line
+        "step 1,024/20,000  torch threads 2 (25% faster than 1)",  # no room for the timings at 80
         "step 5,000/20,000  eval 150.0 ± 3.0 over 10 ep  best (best_model.zip)",  # no room for ret at 80
         "step 10,000/20,000  eval 120.0 ± 40.0 over 10 ep  ret(20ep) 73.0",
         "step 10,000/20,000  checkpoint saved: checkpoints/step-000000010000",
     ]
     assert all(len(line) <= 80 for line in lines)  # nothing wraps at 80 columns; no stale live line (erased)
+    assert display.threads_seen == [2, 1]  # the change at 9,000 shows in the live line's thr, not as a line
+
+
+def _measured(threads: int, **steps_per_s: float) -> dict[str, Any]:
+    return {"step": 2_560, "threads": threads, "s_per_step": {int(c[1:]): 1 / v for c, v in steps_per_s.items()}}
+
+
+def test_the_thread_count_chosen_says_why_even_when_it_timed_slower() -> None:
+    from rlkit.training.display import thread_reason, thread_timings
+
+    # The issue's case: 2 threads timed 1.1% faster, under the 5% more threads must gain: 1 stays.
+    slower = _measured(1, t1=1_724, t2=1_743)
+    assert thread_reason(slower) == "2 only 1.1% faster; more threads need 5%"
+    assert thread_timings(slower) == "  (1: 1,724, 2: 1,743 steps/s)"
+    assert thread_reason(_measured(2, t1=1_000, t2=1_400)) == "40% faster than 1"
+    assert thread_reason(_measured(1, t1=5_868, t2=5_833)) == "2 timed 0.6% slower"
+    assert thread_reason({"step": 9, "threads": 1, "s_per_step": {}}) == "the other cores are busy"
+    console = terminal(120)
+    display = TrainingDisplay(TOTAL, console=console)
+    display.watch_threads(tuner(slower))
+    display.update(fake_model(steps=3_000))
+    assert console.export_text().splitlines() == [
+        "step 2,560/20,000  torch threads 1 (2 only 1.1% faster; more threads need 5%)  (1: 1,724, 2: 1,743 steps/s)"
+    ]
+
+
+def test_a_count_that_keeps_changing_is_one_line_at_the_end_not_one_per_change() -> None:
+    console = terminal(80)
+    display = TrainingDisplay(TOTAL, console=console)
+    runs = [_measured(1, t1=1_000, t2=900), _measured(2, t1=1_000, t2=1_200)] * 3
+    flips = tuner(*[m | {"step": 1_000 * (k + 1)} for k, m in enumerate(runs)])
+    flips.cycle_shares = lambda: {1: 0.62, 2: 0.38}
+    display.watch_threads(flips)
+    with display:
+        display.update(fake_model(steps=7_000))
+    lines = screen_after(console.file.getvalue())  # type: ignore[attr-defined]
+    assert lines == [
+        "step 1,000/20,000  torch threads 1 (2 timed 10% slower)",
+        "torch threads: 1 in 62%, 2 in 38% of cycles (changed 5x with the machine's load)",
+    ], lines
 
 
 def test_without_a_terminal_only_plain_history_lines() -> None:
@@ -202,3 +241,40 @@ def test_a_resumed_run_shows_its_earlier_evaluations() -> None:
     console.print(display.screen)
     text = console.export_text()
     assert "eval 100.0±1.0@15k" in text and "best 144.8@10k" in text
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_live_line_says_what_plays_during_an_evaluation_and_a_confirmation(width: int) -> None:
+    console = terminal(width)
+    display = TrainingDisplay(TOTAL, console=console)
+    display.update(fake_model(steps=9_600), now=time.perf_counter() + 5.0)
+    display._model.num_timesteps = 10_000  # the model went on to the evaluation's step since the last sample
+    display.on_progress("evaluating", 0, 10)
+    display.on_progress("evaluating", 3, 10)
+    text = "\n".join(line for line in _live(console, display))
+    assert "evaluating 3/10 ep" in text and "10,000/20,000" in text  # the step evaluated, not the stale 9,600
+    display.on_progress("evaluating", 10, 10)
+    display.on_progress("confirming", 0, 100)
+    display.on_progress("confirming", 40, 100)
+    lines = _live(console, display)
+    assert "confirming 40/100 ep" in "\n".join(lines) and all(len(line) <= width - MARGIN for line in lines)
+    display.on_progress("confirming", 100, 100)
+    assert "confirming" not in "\n".join(_live(console, display)) and display.playing is None
+
+
+def _live(console: Console, display: TrainingDisplay) -> list[str]:
+    console.export_text(clear=True)
+    console.print(display.screen)
+    return console.export_text(clear=True).rstrip("\n").splitlines()
+
+
+def test_the_evaluation_line_reads_the_return_at_the_evaluations_step_not_the_last_sample() -> None:
+    """Two runs of one seed sample the live figures at different moments; their history must agree."""
+    file = io.StringIO()
+    display = TrainingDisplay(TOTAL, console=Console(file=file, width=200, force_terminal=False))
+    model = fake_model(steps=1_500)
+    display.update(model)  # sampled at 1,500 steps: returns of 70-76
+    model.num_timesteps = 2_000
+    model.ep_info_buffer.extend({"r": 10.0, "l": 10} for _ in range(20))  # what the run holds at 2,000
+    display.on_eval({"timesteps": 2_000.0, "mean_reward": 25.0, "std_reward": 1.0}, new_best=True, episodes=10)
+    assert file.getvalue().splitlines()[-1].endswith("ret(20ep) 10.0")

@@ -233,7 +233,7 @@ def test_docs_example_runs_without_rlkit_or_sb3(models: dict[str, Path], tmp_pat
     assert "rlkit" not in code and "stable_baselines3" not in code and "torch" not in code
     work = tmp_path / "elsewhere"
     work.mkdir()
-    out = work / "policy.onnx"
+    out = work / "lander.onnx"
     assert invoke("export", models["mlp-qrdqn"], "lunarlander", "--out", out, "--check", 50).exit_code == 0
     model = rlkit.load(models["mlp-qrdqn"], env="lunarlander")
     obs = _recorded(model, "lunarlander", OBSERVATIONS)

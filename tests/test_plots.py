@@ -151,7 +151,7 @@ def test_training_curves_of_two_seeds_average_over_the_range_both_cover(run_copy
     assert y == pytest.approx(x / 10 + 50.0)
     assert len(x) > 100
     assert not training.collections  # 2 seeds: no band
-    assert len([ln for ln in training.get_lines() if ln.get_label() != "solved score"]) == 3  # 2 seeds + mean
+    assert len([ln for ln in training.get_lines() if not ln.get_label().startswith("solved score")]) == 3  # 2+mean
     eval_mean = [line for line in evaluation.get_lines() if line.get_label().startswith("cartpole, 2 seeds")]
     ex, ey = (np.asarray(v, float) for v in eval_mean[0].get_data())
     assert ex.tolist() == [1000.0, 2000.0, 3000.0, 4000.0] and ey == pytest.approx(ex / 10 + 50.0)
@@ -191,14 +191,14 @@ def test_a_solved_score_far_from_the_data_is_a_note_not_a_squeezing_line() -> No
     """Breakout's 400 over returns of 1-15: the curves keep the height, the score is named at the edge."""
     fig = build_figure(group_runs([_one_run({}, 400.0, np.linspace(1, 15, 30), evaluation=False)]))
     evaluation, training = fig.axes[:2]
-    assert not [line for line in training.get_lines() if line.get_label() == "solved score"]
+    assert not [line for line in training.get_lines() if line.get_label().startswith("solved score")]
     assert training.get_ylim()[1] < 50
     assert any("solved score 400 (above the chart)" in t.get_text() for t in training.texts)
     # the empty evaluation panel says so, without a meaningless 0..1 axis
     assert any("no evaluation data yet" in t.get_text() for t in evaluation.texts)
     assert list(evaluation.get_xticks()) == [] and list(evaluation.get_yticks()) == []
     near = build_figure(group_runs([_one_run({}, 20.0, np.linspace(1, 15, 30), evaluation=True)]))
-    assert [line for line in near.axes[1].get_lines() if line.get_label() == "solved score"]
+    assert [line for line in near.axes[1].get_lines() if line.get_label() == "solved score (20)"]
 
 
 def test_atari_training_episodes_are_counted_in_env_steps(tmp_path: Path) -> None:
@@ -225,10 +225,79 @@ def test_seeds_that_stop_at_different_steps_are_each_drawn_to_their_end() -> Non
     evaluation = fig.axes[0]
     ends = sorted(line.get_xdata()[-1] for line in evaluation.get_lines() if line.get_marker() == "o")
     assert ends == [70_000, 95_000, 105_000, 135_000, 230_000]  # a dot where each seed stopped
-    assert "to the end of each run" in str(fig.get_supxlabel())
+    legend = [t.get_text() for t in evaluation.get_legend().get_texts()]
+    assert "single seeds (thin)" in legend and "end of a seed's run (dot)" in legend
     same = [RunCurves(Path(f"/s/{k}"), "ll", k, "E-v0", {}, 200.0, runs[0].evaluation, None) for k in range(5)]
     assert not [
         line
         for line in build_figure(group_runs(same)).axes[0].get_lines()
         if line.get_marker() == "o" and line.get_linestyle() == "None"
     ]
+
+
+def _stopped_seeds(ends: list[int], score: float = 475.0) -> list[RunCurves]:
+    """Five seeds whose evaluations climb to 500 and stop there once solved (stop_on_solved), at ``ends`` (k steps)."""
+    runs = []
+    for seed, end in enumerate(ends):
+        xs = np.arange(2, end + 1, 2, dtype=float) * 1000
+        values = np.minimum(500.0, 50.0 * xs / 2000)
+        values[-1] = 500.0  # the solving evaluation
+        curve = Curve(xs, xs / 1e3, values, np.full(len(xs), 5.0))
+        at = {"timesteps": float(xs[-1]), "wall_s": float(xs[-1] / 1e3)}
+        runs.append(
+            RunCurves(Path(f"/r/{seed}"), "cp", seed, "E-v0", {}, score, curve, None, solved_at=at, stopped_solved=True)
+        )
+    return runs
+
+
+def test_seeds_that_stopped_once_solved_count_as_solved_past_their_end() -> None:
+    """Five CartPole seeds solved at 10k-26k: the mean must reach 500 at 26k, not stop below the line at 10k."""
+    fig = build_figure(group_runs(_stopped_seeds([10, 10, 10, 12, 26])))
+    evaluation = fig.axes[0]
+    mean = next(line for line in evaluation.get_lines() if line.get_label().startswith("cp, 5 seeds: mean"))
+    x, y = (np.asarray(v, float) for v in mean.get_data())
+    assert x[-1] == 26_000 and y[-1] == 500.0  # every seed solved: the mean says so at the end
+    assert y[x == 12_000][0] == pytest.approx((4 * 500 + 300) / 5)  # seed 4 still learning; the others held at 500
+    assert "held at their last evaluation" in mean.get_label()
+    held = [ln for ln in evaluation.get_lines() if ln.get_linestyle() == "--" and ln.get_label().startswith("_")]
+    assert sorted(ln.get_xdata()[0] for ln in held) == [10_000, 10_000, 10_000, 12_000]  # each held to 26k, dashed
+    right = fig.axes[2]  # seeds solved, confirmed, on the right-hand axis
+    steps = right.get_lines()[0]
+    assert list(steps.get_ydata()) == [0, 1, 2, 3, 4, 5, 5] and steps.get_xdata()[-2] == 26_000
+
+
+def test_the_legend_names_every_line_and_band_drawn() -> None:
+    fig = build_figure(group_runs(_stopped_seeds([10, 10, 10, 12, 26])))
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == [
+        "cp, 5 seeds: mean, stopped seeds held at their last evaluation",
+        "± std over the evaluation episodes, mean over seeds (error bars)",
+        "95% bootstrap interval of the mean (band)",
+        "single seeds (thin)",
+        "end of a seed's run (dot)",
+        "after a seed stopped solved: its last evaluation (dashed)",
+        "solved score (475)",
+        "seeds solved: 5 of 5 (dash-dot, right axis)",
+    ]
+    timed = build_figure(group_runs(_stopped_seeds([10, 10, 10, 12, 26])), "time")
+    assert "± std over the evaluation episodes, mean over seeds (dotted)" in [
+        t.get_text() for t in timed.axes[0].get_legend().get_texts()
+    ]
+
+
+def test_a_very_low_first_evaluation_does_not_flatten_the_curve() -> None:
+    """LunarLander's first evaluation at -1,000, the rest between -200 and 250: the axis is clipped, and says so."""
+    xs = np.arange(1, 21, dtype=float) * 5000
+    values = np.linspace(-200, 250, 20)
+    values[0] = -1000.0
+    run = RunCurves(Path("/r/ll"), "ll", 0, "E-v0", {}, 200.0, Curve(xs, xs / 100, values), None)
+    evaluation = build_figure(group_runs([run])).axes[0]
+    low, high = evaluation.get_ylim()
+    assert -300 < low < -150 and high > 250
+    legend = [t.get_text() for t in evaluation.get_legend().get_texts()]
+    assert "below the clipped y axis: 1 point, down to -1,000" in legend, legend
+    marks = [ln for ln in evaluation.get_lines() if ln.get_marker() == "v"]
+    assert len(marks) == 1 and list(marks[0].get_xdata()) == [5000.0]  # where it is, at the bottom edge
+    steady = RunCurves(Path("/r/ll"), "ll", 0, "E-v0", {}, 200.0, Curve(xs, xs / 100, np.linspace(-200, 250, 20)), None)
+    calm = build_figure(group_runs([steady])).axes[0]
+    assert not [t for t in calm.get_legend().get_texts() if "clipped" in t.get_text()]  # nothing clipped, nothing said

@@ -64,3 +64,17 @@ def test_import_is_light() -> None:
     code = "import rlkit, sys; print(sorted(m for m in ('torch', 'stable_baselines3', 'gymnasium', 'optuna') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_progress_is_opt_in(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A library call prints nothing; ``progress=True`` shows the command's display (history lines off a terminal)."""
+    from tests.conftest import tiny_overrides
+
+    quiet = rlkit.train("cartpole", seed=0, overrides=tiny_overrides(600), run_dir=tmp_path / "quiet")
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""
+    rlkit.train("cartpole", seed=0, overrides=tiny_overrides(600), run_dir=tmp_path / "shown", progress=True)
+    err = capfd.readouterr().err
+    assert "training: CartPole-v1 for 600 steps" in err and "step 300/600  eval " in err
+    rlkit.resume(quiet.run_dir, steps=900, progress=True)
+    assert "resuming at step 600: CartPole-v1 for 900 steps" in capfd.readouterr().err

@@ -189,5 +189,84 @@ def test_time_to_solve_is_shown_when_the_run_was_solved() -> None:
     from rlkit.analysis.report import solved_at_text
 
     at = {"timesteps": 95_000.0, "wall_s": 22.25, "mean_reward": 211.1, "episodes": 100.0}
-    assert solved_at_text(at) == "22.2 s, at step 95,000 (mean 211.1 over 100 episodes)"
+    assert solved_at_text(at) == "22.2 s, at step 95,000 (mean 211.1 over 100 confirmation episodes)"
     assert solved_at_text({"timesteps": "x"}) == "-"  # a damaged record is a dash, not a crash
+
+
+def _facts(periodic: list[dict[str, float]], state: dict[str, object]) -> object:
+    from rlkit.analysis.report import RunFacts
+
+    preset = {"solved_score": 200.0, "eval_episodes": 10, "stop_on_solved": True}
+    return RunFacts(Path("runs/ll/x"), "lunarlander", 0, "LunarLander-v3", preset, {}, state, periodic=periodic)
+
+
+def _row(step: int, mean: float) -> dict[str, float]:
+    return {
+        "timesteps": float(step), "mean_reward": mean, "std_reward": 5.0, "min_reward": mean - 9,
+        "max_reward": mean + 9, "mean_ep_length": 300.0, "wall_s": step / 1000,
+    }  # fmt: skip
+
+
+def test_the_report_tells_one_solved_story() -> None:
+    """The issue's LunarLander: best model at 80k (not confirmed), solved at 95k: which model is which."""
+    from rlkit.analysis.evaluation import EvalResult
+    from rlkit.analysis.report import evaluation_table, periodic_table, solved_story, training_table
+
+    periodic = [_row(80_000, 240.0), _row(95_000, 210.0)]
+    confirmations = [
+        {"timesteps": 80_000, "wall_s": 20.0, "mean_reward": 190.4, "episodes": 100, "held": False},
+        {"timesteps": 95_000, "wall_s": 24.0, "mean_reward": 215.9, "episodes": 100, "held": True,
+         "std_reward": 40.0, "min_reward": 20.0, "max_reward": 290.0, "mean_ep_length": 280.0},
+    ]  # fmt: skip
+    state = {
+        "status": "finished", "num_timesteps": 95_000, "solved": True, "confirmations": confirmations,
+        "solved_at": {"timesteps": 95_000, "wall_s": 24.0, "mean_reward": 215.9, "episodes": 100},
+    }  # fmt: skip
+    facts = _facts(periodic, state)
+    rows = re.findall(r"<tr>(.*?)</tr>", periodic_table(periodic, confirmations, 10))[1:]  # (the header)
+    assert len(rows) == 4  # each periodic evaluation, then the confirmation that checked it
+    assert "<em>confirmation</em>" in rows[1] and "not confirmed" in rows[1] and "190.40" in rows[1]
+    assert "<em>confirmation</em>" in rows[3] and "215.90 ± 40.00" in rows[3] and ">solved<" in rows[3]
+    assert "best model" in rows[0]
+    assert "confirmation episodes) · that model is <code>model.zip</code>" in training_table(facts)  # type: ignore[arg-type]
+    result = EvalResult(
+        "runs/ll/x", "lunarlander", "LunarLander-v3", "best", "runs/ll/x/best_model.zip", 100, 100_000,
+        "deterministic", None, "episode return", 186.86, 91.26, 220.0, -80.0, 300.0, 400.0, 200.0, 0.66,
+    )  # fmt: skip
+    saved = evaluation_table([result], facts)  # type: ignore[arg-type]
+    assert "best_model.zip, step 80,000" in saved and "episodes at the solved score" in saved
+    story = solved_story(facts)  # type: ignore[arg-type]
+    assert "solved at step 95,000" in story and "averaged 215.9" in story
+    assert "the final model (<code>model.zip</code>) is that model" in story
+    assert "at step 80,000, not the one that solved" in story
+
+
+def test_the_shipped_preset_column_is_only_where_a_value_differs() -> None:
+    from rlkit.analysis.report import hyperparameter_table
+
+    shipped = {"learning_rate": 1e-3, "gamma": 0.99, "n_envs": 1, "env_id": "CartPole-v1"}
+    same = hyperparameter_table(dict(shipped), shipped, "cartpole")
+    assert "shipped preset&#x27;s value" not in same and "Every value is the shipped preset" in same
+    changed = hyperparameter_table({**shipped, "learning_rate": 3e-4}, shipped, "cartpole")
+    dqn = changed[changed.index("<th>DQN</th>") :]
+    assert "shipped preset&#x27;s value" in dqn[: dqn.index("</table>")] and "<mark>0.0003</mark>" in changed
+    environment = changed[changed.index("<th>Environment</th>") :]
+    assert "shipped preset" not in environment[: environment.index("</table>")]  # nothing differs there
+
+
+def test_a_solved_run_records_its_confirmations_and_the_report_shows_them(tmp_path: Path) -> None:
+    import json
+
+    from rlkit.environments.resolve import resolve
+    from rlkit.training.train import start
+    from tests.conftest import tiny_overrides
+
+    sets = tiny_overrides(1200, solved_score=9, solved_episodes=6, stop_on_solved="true", eval_episodes=2)
+    run = start(resolve("cartpole", overrides=sets), seed=0, run_dir=tmp_path / "run", quiet=True).run_dir
+    confirmations = json.loads((run / "state.json").read_text())["confirmations"]
+    assert confirmations[-1]["held"] and confirmations[-1]["episodes"] == 6
+    assert {"std_reward", "min_reward", "max_reward", "mean_ep_length"} <= set(confirmations[-1])
+    out = tmp_path / "r.html"
+    assert invoke("report", run, "-o", out, "--episodes", "2", "--no-video").exit_code == 0
+    page = out.read_text()
+    assert "<em>confirmation</em>" in page and "The run was solved at step" in page

@@ -34,6 +34,15 @@ class _Evaluator:
                 self.logged[key] = value
 
         self.logger = _Logger()
+        self.played: list[str] = []
+
+    def play(self, env: Any, episodes: int, what: str = "evaluating") -> tuple[list[float], list[int]]:
+        """As ``Evaluator.play``: SB3's ``evaluate_policy`` (replaced by the test), saying what plays."""
+        self.played.append(what)
+        rewards, lengths = callbacks.evaluate_policy(
+            self.model, env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True
+        )
+        return list(rewards), list(lengths)  # type: ignore[arg-type]
 
 
 def _row(step: float, mean: float) -> dict[str, float]:
@@ -65,6 +74,7 @@ def test_an_evaluation_that_reaches_the_score_is_confirmed_first(monkeypatch: py
     assert not hook.solved and seen == [(190.0, False)] and evaluator.logged["eval/confirm_mean_reward"] == 190
     assert hook(evaluator, _row(3000, 220)) is False  # confirmed at 210: solved, and training stops
     assert hook.solved and calls == [100, 100] and envs == ["made"]  # one env, made at the first need
+    assert evaluator.played == ["confirming", "confirming"]  # through the evaluator: its progress hooks hear it
     assert solved_at == [hook.solved_at] and hook.solved_at is not None
     assert hook.solved_at["timesteps"] == 3000 and hook.solved_at["mean_reward"] == 210
     assert hook.solved_at["episodes"] == 100 and hook.solved_at["wall_s"] >= 5.0

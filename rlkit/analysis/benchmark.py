@@ -194,34 +194,42 @@ class SeedStatus:
 
     seed: int
     state: str
-    """``waiting``, ``training``, ``evaluating final``, ``evaluating best``, ``done`` or ``failed``."""
+    """``queued`` (waiting for a free worker: ``--jobs`` at a time), ``starting`` (its worker process
+    imports torch and SB3 and builds the env: seconds to a minute on a busy machine), ``training``,
+    ``evaluating final``, ``evaluating best``, ``done`` or ``failed``."""
     steps: int
     total: int
+    """The seed's budget (``n_timesteps``); a run that stops once solved ends below it."""
     last_eval: float | None = None
     """Mean return of the newest periodic evaluation during training."""
     last_eval_step: int | None = None
     final: float | None = None
     best: float | None = None
+    finished: bool = False
+    """Training has ended (at the budget, or earlier once solved)."""
 
 
 def seed_status(
     run_path: Path, seed: int, total: int, episodes: int, *, started: bool, result: dict[str, Any] | None
 ) -> SeedStatus:
-    """One seed's state from its run directory (cheap: state.json, Monitor CSVs, evaluations.csv)."""
+    """One seed's state from its run directory (cheap: state.json, Monitor CSVs, evaluations.csv).
+
+    ``started``: its worker has taken it (it is ``starting`` until its run directory appears), else ``queued``.
+    """
     run = RunDir(run_path)
     rows = run.read_evaluations() if run.evaluations.exists() else []
     last = rows[-1] if rows else None
     status = SeedStatus(
         seed=seed,
-        state="waiting",
+        state="starting" if started else "queued",
         steps=_steps_done(run_path) if run_path.exists() else 0,
         total=total,
         last_eval=None if last is None else float(last["mean_reward"]),
         last_eval_step=None if last is None else int(last["timesteps"]),
     )
     state = run.read_state() if run.state_file.exists() else {}
-    if state.get("status") == "finished":  # it may have stopped early (stop_on_solved): its bar is full
-        status.steps = status.total = int(state.get("num_timesteps", status.steps))
+    if state.get("status") == "finished":  # it may have stopped early (stop_on_solved), below its budget
+        status.steps, status.finished = int(state.get("num_timesteps", status.steps)), True
     if result is not None:
         status.state, status.final, status.best = "done", float(result["final"]), float(result["best"])
     elif started and run_path.exists():  # (the pool marks queued jobs as running before they start)

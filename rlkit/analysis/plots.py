@@ -8,6 +8,11 @@ are interpolated on a common grid over the range every seed covers and averaged.
 than 5 seeds each seed is drawn thin beside the mean and no band (an interval from 2-4 seeds
 says little); from 5 seeds a 95% percentile bootstrap band over seeds is drawn (seeds
 resampled with replacement, as rliable does). Different configs get their own colours.
+
+A seed that stopped once solved (``stop_on_solved``) counts as solved past its end: the
+evaluation mean holds it at its last evaluation (:func:`carried_forward`), and a right-hand axis
+counts the seeds solved. The legend below each panel names every line and band drawn; far-low
+outliers (a very low first evaluation) are clipped off the y axis, with a note saying so.
 """
 
 from __future__ import annotations
@@ -83,6 +88,10 @@ class RunCurves:
     window: int = 1
     """The training curve's moving-average window, in episodes."""
     eval_episodes: int = 0
+    solved_at: dict[str, float] | None = None
+    """When the run was solved (``state.json``'s ``solved_at``: ``timesteps``, ``wall_s``), if it was."""
+    stopped_solved: bool = False
+    """Whether training stopped there (``stop_on_solved``): past its end the run counts as solved."""
 
 
 @dataclass
@@ -185,6 +194,14 @@ def load_run(path: Path, window: int = 0) -> RunCurves:
         raise RlkitError(f"{run.evaluations}: unreadable evaluation history ({exc})") from None
     frames = preset.atari.frame_skip if preset.atari is not None else 1
     training, used = training_curve(run.monitor, window, frames)
+    state = run.read_state() if run.state_file.exists() else {}
+    found = state.get("solved_at")
+    solved_at = (
+        {k: float(found[k]) for k in ("timesteps", "wall_s")}
+        if isinstance(found, dict) and all(isinstance(found.get(k), (int, float)) for k in ("timesteps", "wall_s"))
+        else None
+    )
+    stopped = solved_at is not None and preset.stop_on_solved and state.get("status") == "finished"
     return RunCurves(
         path=path,
         alias=alias,
@@ -196,6 +213,8 @@ def load_run(path: Path, window: int = 0) -> RunCurves:
         training=training,
         window=used,
         eval_episodes=preset.eval_episodes,
+        solved_at=solved_at,
+        stopped_solved=bool(stopped),
     )
 
 
@@ -304,12 +323,76 @@ def uneven(curves: list[Curve], axis: XAxis) -> bool:
     return len(ends) > 1 and min(ends) < 0.95 * max(ends)
 
 
-def _draw_group(ax: Any, group: Group, which: str, axis: XAxis, divide: float, color: str) -> Aggregate | None:
-    curves = [c for c in (getattr(r, which) for r in group.runs) if c is not None]
+STYLE = "#555555"
+"""The colour of legend entries that name a kind of line or band (drawn in each group's colour)."""
+
+
+class LegendEntries:
+    """Everything a panel drew, once each, for its legend: label -> a handle that looks like it.
+
+    Shown in the order of ``RANKS`` (the means first), then as added.
+    """
+
+    RANKS = ("mean", "std", "band", "seeds", "end", "held", "solved score", "seeds solved", "clipped")
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[int, int, Any]] = {}
+
+    def add(self, label: str, handle: Any, kind: str = "mean") -> None:
+        if label not in self._entries:
+            self._entries[label] = (self.RANKS.index(kind), len(self._entries), handle)
+
+    def line(self, label: str, kind: str, **style: Any) -> None:
+        from matplotlib.lines import Line2D
+
+        self.add(label, Line2D([], [], color=STYLE, **style), kind)
+
+    @property
+    def handles(self) -> dict[str, Any]:
+        ordered = sorted(self._entries.items(), key=lambda item: item[1][:2])
+        return {label: entry[2] for label, entry in ordered}
+
+
+def carried_forward(curve: Curve, axis: XAxis, xs: Array) -> Curve:
+    """``curve`` with its last value (and spread) repeated at those of ``xs`` past its end.
+
+    A run that stopped once solved (``stop_on_solved``) is solved from then on: in a group's mean
+    it counts with the last evaluation it made, not as missing (which would cut the mean short).
+    """
+    after = np.asarray(xs[xs > curve.x(axis)[-1]], float)
+    if not len(after):
+        return curve
+    n = len(after)
+    other = curve.seconds if axis == "steps" else curve.steps
+    moved = np.concatenate([curve.x(axis), after])
+    held = np.concatenate([other, np.full(n, other[-1])])
+    values = np.concatenate([curve.values, np.full(n, curve.values[-1])])
+    spread = None if curve.spread is None else np.concatenate([curve.spread, np.full(n, curve.spread[-1])])
+    steps, seconds = (moved, held) if axis == "steps" else (held, moved)
+    return Curve(steps, seconds, values, spread)
+
+
+def _draw_group(
+    ax: Any, group: Group, which: str, axis: XAxis, divide: float, color: str, legend: LegendEntries
+) -> Aggregate | None:
+    runs = [r for r in group.runs if getattr(r, which) is not None]
+    curves: list[Curve] = [getattr(r, which) for r in runs]
     if not curves:
         return None
-    agg = aggregate(curves, axis)
     n = len(curves)
+    every_x = np.unique(np.concatenate([c.x(axis) for c in curves]))
+    carry = (
+        which == "evaluation"
+        and n > 1
+        and any(r.stopped_solved and c.x(axis)[-1] < every_x[-1] for r, c in zip(runs, curves, strict=True))
+    )
+    if carry:
+        curves_in_mean = [
+            carried_forward(c, axis, every_x) if r.stopped_solved else c for r, c in zip(runs, curves, strict=True)
+        ]
+    else:
+        curves_in_mean = curves
+    agg = aggregate(curves_in_mean, axis)
     xs = agg.xs / divide
     # Markers only on real evaluations, never on interpolated points or a time axis.
     marker = "o" if which == "evaluation" and axis == "steps" and not agg.interpolated else None
@@ -317,25 +400,135 @@ def _draw_group(ax: Any, group: Group, which: str, axis: XAxis, divide: float, c
         marker = "o"
     ragged = n > 1 and uneven(curves, axis)
     if 1 < n < BAND_MIN_SEEDS or ragged:
-        # Each seed over its whole run: below BAND_MIN_SEEDS always; above, when seeds end at
-        # different points (runs stopped once solved), which the mean's common range would hide.
-        # On the steps axis a dot marks where each such run ended.
-        for curve in curves:
-            xs_seed = curve.x(axis) / divide
-            ax.plot(xs_seed, curve.values, color=color, linewidth=0.8, alpha=0.35)
-            if ragged and axis == "steps":
-                ax.plot(xs_seed[-1:], curve.values[-1:], color=color, marker="o", ms=3, alpha=0.6, linestyle="none")
+        _draw_seeds(
+            ax, runs, curves, axis, divide, color, legend, ragged=ragged, until=float(xs[-1]) if carry else None
+        )
     if agg.band is not None:
         ax.fill_between(xs, agg.band[0], agg.band[1], color=color, alpha=0.2, linewidth=0)
-    label = group.label if n == 1 else f"{group.label}: mean"
-    ax.plot(xs, agg.mean, color=color, label=label, marker=marker, ms=3, linewidth=1.8 if n > 1 else 1.5)
+        legend.add("95% bootstrap interval of the mean (band)", _patch(alpha=0.3), "band")
+    label = group.label
+    if n > 1:
+        label += ": mean" + (
+            ", stopped seeds held at their last evaluation" if carry else " where every seed has data" if ragged else ""
+        )
+    (line,) = ax.plot(xs, agg.mean, color=color, label=label, marker=marker, ms=3, linewidth=1.8 if n > 1 else 1.5)
+    legend.add(label, line)
     if which == "evaluation" and agg.spread is not None:
+        what = "± std over the evaluation episodes" + (", mean over seeds" if n > 1 else "")
         if marker is None:
             for sign in (-1.0, 1.0):
                 ax.plot(xs, agg.mean + sign * agg.spread, color=color, linewidth=0.8, linestyle=":", alpha=0.8)
+            legend.line(f"{what} (dotted)", "std", linewidth=0.8, linestyle=":")
         else:
             ax.errorbar(xs, agg.mean, yerr=agg.spread, fmt="none", ecolor=color, elinewidth=0.8, capsize=2, alpha=0.7)
+            legend.line(f"{what} (error bars)", "std", marker="|", ms=8, linestyle="none")
     return agg
+
+
+def _patch(alpha: float) -> Any:
+    from matplotlib.patches import Patch
+
+    return Patch(facecolor=STYLE, alpha=alpha, linewidth=0)
+
+
+def _draw_seeds(
+    ax: Any,
+    runs: list[RunCurves],
+    curves: list[Curve],
+    axis: XAxis,
+    divide: float,
+    color: str,
+    legend: LegendEntries,
+    *,
+    ragged: bool,
+    until: float | None,
+) -> None:
+    """Each seed thin, over its whole run: below ``BAND_MIN_SEEDS`` always; above, when seeds end at
+    different points (runs stopped once solved), which a mean over the common range would hide.
+
+    On the steps axis a dot marks where such a run ended; a run that stopped solved goes on dashed at
+    its last evaluation ``until`` the group's end (as it counts in the mean).
+    """
+    for run, curve in zip(runs, curves, strict=True):
+        xs_seed = curve.x(axis) / divide
+        ax.plot(xs_seed, curve.values, color=color, linewidth=0.8, alpha=0.35)
+        if ragged and axis == "steps":
+            ax.plot(xs_seed[-1:], curve.values[-1:], color=color, marker="o", ms=3, alpha=0.6, linestyle="none")
+        if until is not None and run.stopped_solved and xs_seed[-1] < until:
+            last = float(curve.values[-1])
+            ax.plot([xs_seed[-1], until], [last, last], color=color, linewidth=0.8, alpha=0.5, linestyle="--")
+            legend.line(
+                "after a seed stopped solved: its last evaluation (dashed)", "held", linewidth=0.8, linestyle="--"
+            )
+    legend.line("single seeds (thin)", "seeds", linewidth=0.8, alpha=0.5)
+    if ragged and axis == "steps":
+        legend.line("end of a seed's run (dot)", "end", marker="o", ms=3, linestyle="none")
+
+
+def _seeds_solved(
+    ax: Any, groups: list[Group], colors: list[str], axis: XAxis, divide: float, legend: LegendEntries
+) -> None:
+    """How many seeds of each group are solved (confirmed, ``solved_at``) by each x, on a right-hand axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    shown = [
+        (g, c)
+        for g, c in zip(groups, colors, strict=True)
+        if len(g.runs) > 1 and g.runs[0].solved_score is not None and any(r.evaluation is not None for r in g.runs)
+    ]
+    if not shown:
+        return
+    right = ax.twinx()
+    key = "timesteps" if axis == "steps" else "wall_s"
+    most = 0
+    for group, color in shown:
+        times = sorted(r.solved_at[key] / divide for r in group.runs if r.solved_at is not None)
+        end = max(float(r.evaluation.x(axis)[-1]) / divide for r in group.runs if r.evaluation is not None)
+        xs = [0.0, *times, max([end, *times])]
+        counts = [0, *range(1, len(times) + 1), len(times)]
+        (line,) = right.step(xs, counts, where="post", color=color, linewidth=1.2, alpha=0.75, linestyle="-.")
+        legend.add(f"seeds solved: {len(times)} of {len(group.runs)} (dash-dot, right axis)", line, "seeds solved")
+        most = max(most, len(group.runs))
+    right.set_ylim(0, most * 1.08)
+    right.yaxis.set_major_locator(MaxNLocator(integer=True))
+    right.set_ylabel("seeds solved (confirmed)")
+
+
+def robust_bottom(values: Array) -> float | None:
+    """A lower y limit that leaves out far outliers (below Q1 - 3 IQR, e.g. one very low first
+    evaluation that would flatten the curve), or ``None`` when nothing is that far out."""
+    finite = values[np.isfinite(values)]
+    if len(finite) < 5:
+        return None
+    q1, q3 = np.percentile(finite, [25, 75])
+    fence = q1 - 3.0 * max(q3 - q1, 1e-9)
+    inside = finite[finite >= fence]
+    if len(inside) == len(finite) or not len(inside):
+        return None
+    return float(inside.min())
+
+
+def _clip_outliers(ax: Any, xs: Array, values: Array, legend: LegendEntries) -> None:
+    """Clip the y axis above far-low outliers: a red mark at the bottom edge where each one is, and
+    a legend entry saying how many and how low."""
+    bottom = robust_bottom(values)
+    if bottom is None:
+        return
+    top = float(np.nanmax(values))
+    limit = bottom - 0.15 * max(top - bottom, 1e-9)
+    below = values < limit
+    if not below.any():
+        return
+    ax.set_ylim(limit, ax.get_ylim()[1])
+    (marks,) = ax.plot(
+        xs[below], np.full(int(below.sum()), limit), marker="v", ms=7, color="#b3261e", linestyle="none", clip_on=False
+    )
+    count = int(below.sum())
+    legend.add(
+        f"below the clipped y axis: {count} point{'s' if count > 1 else ''}, down to {float(values[below].min()):,.0f}",
+        marks,
+        "clipped",
+    )
 
 
 def build_figure(groups: list[Group], axis: XAxis = "steps") -> Figure:
@@ -346,7 +539,7 @@ def build_figure(groups: list[Group], axis: XAxis = "steps") -> Figure:
     from matplotlib.figure import Figure
     from matplotlib.ticker import EngFormatter
 
-    fig = Figure(figsize=(12, 5.0), layout="constrained")
+    fig = Figure(figsize=(12, 7.2), layout="constrained")
     panels = fig.subplots(1, 2)
     scale, time_label = _time_scale(groups)
     divide = scale if axis == "time" else 1.0
@@ -363,15 +556,21 @@ def build_figure(groups: list[Group], axis: XAxis = "steps") -> Figure:
     }
     interpolated = False
     for ax, which in zip(panels, ("evaluation", "training"), strict=True):
-        drawn = False
+        legend = LegendEntries()
+        drawn: list[Aggregate] = []
         for group, color in zip(groups, colors, strict=True):
-            agg = _draw_group(ax, group, which, axis, divide, color)
+            agg = _draw_group(ax, group, which, axis, divide, color, legend)
             if agg is not None:
-                drawn = True
+                drawn.append(agg)
                 interpolated = interpolated or (agg.interpolated and len(agg.seeds) > 1)
+        if drawn:  # (each mean lies within its seeds)
+            every_x = np.concatenate([np.tile(a.xs / divide, len(a.seeds)) for a in drawn])
+            _clip_outliers(ax, every_x, np.concatenate([a.seeds.ravel() for a in drawn]), legend)
         solved = {r.solved_score for r in runs}
         if drawn and len(solved) == 1 and None not in solved:
-            _solved_line(ax, float(solved.pop() or 0.0))
+            _solved_line(ax, float(solved.pop() or 0.0), legend)
+        if drawn and which == "evaluation":
+            _seeds_solved(ax, groups, colors, axis, divide, legend)
         if not drawn:
             ax.text(0.5, 0.5, f"no {which} data yet", ha="center", va="center", transform=ax.transAxes)
             ax.set_xticks([])
@@ -383,19 +582,16 @@ def build_figure(groups: list[Group], axis: XAxis = "steps") -> Figure:
         ax.set_ylabel("episode return")
         ax.grid(alpha=0.3)
         if drawn:
-            ax.legend(fontsize="small", loc="best")
+            # Below the panel: every line and band it names stays visible.
+            ax.legend(
+                list(legend.handles.values()),
+                list(legend.handles),
+                fontsize="x-small",
+                loc="upper center",
+                bbox_to_anchor=(0.5, -0.13),
+                frameon=False,
+            )
     notes = []
-    sizes = [len(g.runs) for g in groups]
-    if any(1 < n < BAND_MIN_SEEDS for n in sizes):
-        notes.append(f"thin lines: single seeds, thick: their mean (no band below {BAND_MIN_SEEDS} seeds)")
-    elif any(
-        len(g.runs) > 1 and uneven([c for c in (getattr(r, w) for r in g.runs) if c is not None], axis)
-        for g in groups
-        for w in ("evaluation", "training")
-    ):
-        notes.append("thin lines: single seeds to the end of each run, thick: their mean where all have data")
-    if any(n >= BAND_MIN_SEEDS for n in sizes):
-        notes.append("band: 95% bootstrap interval of the mean over seeds")
     if interpolated:
         notes.append("seeds interpolated on the x range all of them cover")
     if any(r.config.get("atari") for r in runs if r.training is not None):
@@ -406,7 +602,7 @@ def build_figure(groups: list[Group], axis: XAxis = "steps") -> Figure:
     return fig
 
 
-def _solved_line(ax: Any, score: float) -> None:
+def _solved_line(ax: Any, score: float, legend: LegendEntries | None = None) -> None:
     """The solved score as a dashed line, or, when it lies far outside the data, a note at that edge.
 
     A line far away would squeeze the curves into a sliver (Breakout's 400 over returns of 1-20).
@@ -414,7 +610,10 @@ def _solved_line(ax: Any, score: float) -> None:
     low, high = ax.get_ylim()
     span = max(high - low, 1e-9)
     if low - span <= score <= high + span:
-        ax.axhline(score, color="grey", linestyle="--", linewidth=1, label="solved score")
+        label = f"solved score ({score:g})"
+        line = ax.axhline(score, color="grey", linestyle="--", linewidth=1, label=label)
+        if legend is not None:
+            legend.add(label, line, "solved score")
         return
     above = score > high
     ax.text(

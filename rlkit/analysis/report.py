@@ -256,10 +256,49 @@ def solved_at_text(at: dict[str, Any]) -> str:
     try:
         return esc(
             f"{float(at['wall_s']):.1f} s, at step {int(at['timesteps']):,} "
-            f"(mean {float(at['mean_reward']):.1f} over {int(at['episodes'])} episodes)"
+            f"(mean {float(at['mean_reward']):.1f} over {int(at['episodes'])} confirmation episodes)"
         )
     except (KeyError, TypeError, ValueError):
         return "-"
+
+
+def solved_model_text(facts: RunFacts) -> str:
+    """Which model file is the one that solved: the final one when training stopped there."""
+    state, at = facts.state, facts.state.get("solved_at")
+    if not isinstance(at, dict) or not isinstance(at.get("timesteps"), (int, float)):
+        return ""
+    if state.get("status") == "finished" and state.get("num_timesteps") == at["timesteps"]:
+        return " · that model is <code>model.zip</code> (training stopped there)"
+    return ""
+
+
+def model_file_step(facts: RunFacts, label: str) -> int | None:
+    """The training step of a run's model file: the best model's evaluation, the final step, a checkpoint's."""
+    if label == "best":
+        row = best_row(facts.periodic)
+        return None if row is None else int(row["timesteps"])
+    if label == "final":
+        steps = facts.state.get("num_timesteps")
+        return int(steps) if isinstance(steps, (int, float)) else None
+    if label.startswith("step-") and label[5:].isdigit():
+        return int(label[5:])
+    return None
+
+
+def model_cell(facts: RunFacts, result: EvalResult) -> str:
+    """``best`` with its file and step: ``best_model.zip, step 8,000``; a result older than the file says so."""
+    step = model_file_step(facts, result.model)
+    where = Path(result.model_path).name + (f", step {step:,}" if step is not None else "")
+    cell = f'{esc(result.model)} <span class="note">({esc(where)})</span>'
+    try:
+        from datetime import datetime
+
+        newer = Path(result.model_path).stat().st_mtime > datetime.fromisoformat(result.created).timestamp() + 1
+    except (OSError, ValueError, TypeError):
+        newer = False
+    if newer:
+        cell += ' <span class="bad">(the file changed after this evaluation)</span>'
+    return cell
 
 
 def solved_text(result: EvalResult) -> str:
@@ -268,10 +307,11 @@ def solved_text(result: EvalResult) -> str:
     return f"{result.solved_fraction:.0%} (≥ {result.solved_score:g})"
 
 
-def evaluation_table(results: list[EvalResult]) -> str:
+def evaluation_table(results: list[EvalResult], facts: RunFacts | None = None) -> str:
+    """The saved evaluations, each with the model file it is about and that file's step."""
     rows = [
         [
-            esc(r.model),
+            esc(r.model) if facts is None else model_cell(facts, r),
             str(r.episodes),
             esc("greedy" if r.epsilon is None else f"ε-greedy, ε={r.epsilon:g}"),
             f"{r.mean:.2f} ± {r.std:.2f}",
@@ -284,10 +324,48 @@ def evaluation_table(results: list[EvalResult]) -> str:
         ]
         for r in results
     ]
-    headers = ["model", "episodes", "policy", "mean ± std", "median", "min", "max", "mean length", "solved", "seed"]
+    headers = [
+        "model", "episodes", "policy", "mean ± std", "median", "min", "max", "mean length",
+        "episodes at the solved score", "seed",
+    ]  # fmt: skip
     kinds = sorted({f"{r.score_kind}; lengths in {r.length_unit}" for r in results})
     note = f'<p class="note">Score: {esc(" / ".join(kinds))}.</p>'
     return table(headers, rows, numeric={1, 3, 4, 5, 6, 7}) + note
+
+
+def solved_story(facts: RunFacts) -> str:
+    """One paragraph tying the solve, the periodic evaluations and the saved evaluations together."""
+    score = facts.preset.get("solved_score")
+    if score is None:
+        return ""
+    at = facts.state.get("solved_at")
+    episodes = facts.preset.get("eval_episodes", "?")
+    parts: list[str] = []
+    if isinstance(at, dict) and isinstance(at.get("timesteps"), (int, float)):
+        step = int(at["timesteps"])
+        parts.append(
+            f"The run was solved at step {step:,}: its periodic evaluation there reached {score:g}, and "
+            f"{esc(at.get('episodes'))} more greedy episodes on their own seeds (the confirmation row above) "
+            f"averaged {fmt_num(at.get('mean_reward'), '.1f')}."
+        )
+        if solved_model_text(facts):
+            parts.append("Training stopped there, so the final model (<code>model.zip</code>) is that model.")
+        best = best_row(facts.periodic)
+        if best is not None:
+            same = int(best["timesteps"]) == step
+            parts.append(
+                f"<code>best_model.zip</code> is the model of the highest periodic evaluation ({episodes} episodes), "
+                f"at step {int(best['timesteps']):,}" + (": the same model." if same else ", not the one that solved.")
+            )
+    else:
+        parts.append(f"The run was not solved: no evaluation reached {score:g} and held over the confirmation.")
+    parts.append(
+        "A saved evaluation replays one model file on other episodes (its seed column), so its mean differs "
+        "from the confirmation's by chance even for the same model: by about std / √episodes. "
+        f"“Episodes at the solved score” is the share of single episodes scoring {score:g} or more; "
+        f"solved means the <em>mean</em> of the confirmation episodes reaching it."
+    )
+    return f'<p class="note">{" ".join(parts)}</p>'
 
 
 def training_table(facts: RunFacts) -> str:
@@ -303,7 +381,11 @@ def training_table(facts: RunFacts) -> str:
         ["status", f'<span class="{css}">{esc(status)}</span>' + (" · solved" if state.get("solved") else "")],
         ["steps", f"{fmt_num(steps, ',')} of {fmt_num(budget, ',')}"],
         ["wall-clock", esc(fmt_duration(state.get("wall_s")))],
-        *([["time to solve", solved_at_text(state["solved_at"])]] if isinstance(state.get("solved_at"), dict) else []),
+        *(
+            [["time to solve", solved_at_text(state["solved_at"]) + solved_model_text(facts)]]
+            if isinstance(state.get("solved_at"), dict)
+            else []
+        ),
         ["speed", f"{fmt_num(state.get('steps_per_s'), '.0f')} steps/s" if state.get("steps_per_s") else "-"],
         ["best evaluation", best_text(best, facts.periodic)],
         ["policy network", esc(meta.get("policy", "-"))],
@@ -347,25 +429,54 @@ def command_html(facts: RunFacts) -> str:
     return f"<pre>{lines}</pre>"
 
 
-def periodic_table(rows: list[dict[str, float]]) -> str:
-    """Every periodic evaluation of ``evaluations.csv``; the row of the best model marked."""
+def periodic_table(
+    rows: list[dict[str, float]], confirmations: list[dict[str, Any]] | None = None, episodes: Any = "-"
+) -> str:
+    """Every periodic evaluation of ``evaluations.csv`` (``episodes`` each), the best model's row marked,
+    each followed by the confirmation that checked it when it reached the solved score (``state.json``)."""
     if not rows:
         return '<p class="note">No periodic evaluation (eval_freq 0, or stopped before the first).</p>'
     best = best_row(rows)
-    body = [
-        [
-            f"{int(r['timesteps']):,}",
-            f"{r['mean_reward']:.2f} ± {r['std_reward']:.2f}",
-            f"{r['min_reward']:.2f}",
-            f"{r['max_reward']:.2f}",
-            f"{r['mean_ep_length']:.1f}",
-            esc(fmt_duration(r.get("wall_s"))),
-            '<span class="ok">best model</span>' if r is best else "",
-        ]
-        for r in rows
+    checks: dict[int, list[dict[str, Any]]] = {}
+    for c in confirmations or []:
+        if isinstance(c, dict) and isinstance(c.get("timesteps"), (int, float)):
+            checks.setdefault(int(c["timesteps"]), []).append(c)
+    body: list[list[str]] = []
+    for r in rows:
+        body.append(
+            [
+                f"{int(r['timesteps']):,}",
+                "periodic",
+                esc(episodes),
+                f"{r['mean_reward']:.2f} ± {r['std_reward']:.2f}",
+                f"{r['min_reward']:.2f}",
+                f"{r['max_reward']:.2f}",
+                f"{r['mean_ep_length']:.1f}",
+                esc(fmt_duration(r.get("wall_s"))),
+                '<span class="ok">best model</span>' if r is best else "",
+            ]
+        )
+        for c in checks.pop(int(r["timesteps"]), []):
+            body.append(_confirmation_row(c))
+    headers = ["step", "evaluation", "episodes", "mean ± std", "min", "max", "mean length", "wall-clock", ""]
+    return table(headers, body, numeric={0, 2, 3, 4, 5, 6, 7})
+
+
+def _confirmation_row(c: dict[str, Any]) -> list[str]:
+    std = c.get("std_reward")
+    mean = fmt_num(c.get("mean_reward"))
+    held = bool(c.get("held"))
+    return [
+        f"{int(c['timesteps']):,}",
+        "<em>confirmation</em>",
+        esc(c.get("episodes", "-")),
+        f"{mean} ± {fmt_num(std)}" if std is not None else mean,
+        fmt_num(c.get("min_reward", "-")),
+        fmt_num(c.get("max_reward", "-")),
+        fmt_num(c.get("mean_ep_length", "-"), ".1f"),
+        esc(fmt_duration(c.get("wall_s"))),
+        '<span class="ok">solved</span>' if held else '<span class="bad">not confirmed</span>',
     ]
-    headers = ["step", "mean ± std", "min", "max", "mean length", "wall-clock", ""]
-    return table(headers, body, numeric={0, 1, 2, 3, 4, 5})
 
 
 PARAM_GROUPS: list[tuple[str, tuple[str, ...]]] = [
@@ -435,20 +546,27 @@ def hyperparameter_table(preset: dict[str, Any], shipped: dict[str, Any] | None,
         if name not in grouped:
             continue
         rows: list[list[str]] = []
+        differs = False
         for key, value in grouped[name]:
             cell = esc(json.dumps(value, default=str))
             diff = ""
             if shipped is not None and json.dumps(shipped.get(key), default=str) != json.dumps(value, default=str):
                 changed += 1
+                differs = True
                 cell = f"<mark>{cell}</mark>"
                 diff = esc(json.dumps(shipped.get(key), default=str)) if key in shipped else "(not in preset)"
             rows.append([f"<code>{esc(key)}</code>", cell, diff])
-        head = [name, "value", "shipped preset" if shipped is not None else ""]
+        if not differs:  # the shipped preset's value would repeat every cell: no column
+            rows = [row[:2] for row in rows]
+        head = [name, "value", *(["shipped preset's value"] if differs else [])]
         tables.append(f"<div>{table(head, rows)}</div>")
     if shipped is None:
         note = "No shipped preset of this name to compare with."
     elif changed:
-        note = f"{changed} value(s) differ from the shipped preset <code>{esc(alias)}</code> (highlighted)."
+        note = (
+            f"{changed} value(s) differ from the shipped preset <code>{esc(alias)}</code> (highlighted, with "
+            "the preset's value beside them; groups without a difference have no such column)."
+        )
     else:
         note = f"Every value is the shipped preset <code>{esc(alias)}</code>'s."
     hidden = "Keys without effect in this configuration (e.g. per_* without prioritized replay) are left out."
@@ -477,8 +595,9 @@ def run_section(facts: RunFacts) -> str:
         f"<h3>Launch command</h3>{command_html(facts)}"
         f'<div class="grid"><div><h3>Training</h3>{training_table(facts)}</div>'
         f"<div><h3>Video</h3>{video_html(facts)}</div></div>"
-        f"<h3>Periodic evaluations</h3>{periodic_table(facts.periodic)}"
-        f"<h3>Saved evaluations</h3>{evaluation_table(facts.evaluations)}"
+        f"<h3>Periodic evaluations</h3>"
+        f"{periodic_table(facts.periodic, facts.state.get('confirmations'), facts.preset.get('eval_episodes', '-'))}"
+        f"<h3>Saved evaluations</h3>{evaluation_table(facts.evaluations, facts)}{solved_story(facts)}"
         f"<h3>Hyperparameters</h3>{params}</section>"
     )
 

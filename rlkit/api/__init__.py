@@ -96,6 +96,7 @@ _KINDS: dict[str, tuple[tuple[type, ...], str]] = {
     "callbacks": ((list, tuple), "a list of SB3 callbacks"),
     "imports": ((list, tuple), "a list of module names"),
     "quiet": ((bool,), "True or False"),
+    "progress": ((bool,), "True or False"),
     "epsilon": ((int, float), "a number"),
     "fps": ((int, float), "a number"),
     "timeout": ((int, float), "a number of seconds"),
@@ -119,6 +120,7 @@ def train(
     run_dir: str | Path | None = None,
     runs_root: str | Path | None = None,
     init_from: str | Path | None = None,
+    progress: bool = False,
     quiet: bool = True,
     callbacks: list[Any] | None = None,
     track: str | None = None,
@@ -136,7 +138,10 @@ def train(
     :param device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     :param run_dir: the run directory (default ``runs/<alias>/<time>-s<seed>``); ``runs_root`` moves ``runs/``.
     :param init_from: start from the weights of a run directory's final model or of a model ``.zip``.
-    :param quiet: no live display (the default in Python); ``False`` shows the same display as the CLI.
+    :param progress: show ``rlkit train``'s live display on stderr while it trains (the bar, steps/s,
+        ETA, returns, what an evaluation is playing; the history of evaluations and checkpoints).
+        Off by default: a library call prints nothing.
+    :param quiet: the opposite of ``progress``, as the CLI's ``--quiet`` (``quiet=False`` is ``progress=True``).
     :param callbacks: extra SB3 callbacks, called at every step of the learn loop.
     :param track: ``mlflow`` or ``wandb``: mirror the run to that tracker, as ``--track`` (docs/tracking.md).
     :param imports: Python modules to import first (they register custom envs), as ``--import``;
@@ -155,6 +160,7 @@ def train(
         run_dir=run_dir,
         runs_root=runs_root,
         init_from=init_from,
+        progress=progress,
         quiet=quiet,
         callbacks=callbacks,
         track=track,
@@ -192,7 +198,7 @@ def train(
         device=device,
         run_dir=Path(run_dir) if run_dir is not None else None,
         runs_root=Path(runs_root) if runs_root is not None else None,
-        quiet=quiet,
+        quiet=quiet and not progress,
         argv=argv,
         callbacks=callbacks,
         init_from=Path(init_from) if init_from is not None else None,
@@ -205,6 +211,7 @@ def resume(
     *,
     steps: int | None = None,
     device: str = "auto",
+    progress: bool = False,
     quiet: bool = True,
     callbacks: list[Any] | None = None,
     track: str | None = None,
@@ -218,16 +225,25 @@ def resume(
     unless ``steps`` asks for more. ``without_buffer`` continues from a checkpoint whose replay
     buffer cannot be restored (the run records that the resume was not exact); ``notify`` gets
     each warning line (a skipped damaged checkpoint, say; default: stderr); ``command`` is what
-    ``command.txt`` records.
+    ``command.txt`` records. ``progress`` shows the live display, as :func:`train`.
     """
-    _expect(("run_dir",), run_dir=run_dir, steps=steps, device=device, quiet=quiet, callbacks=callbacks, track=track)
+    _expect(
+        ("run_dir",),
+        run_dir=run_dir,
+        steps=steps,
+        device=device,
+        progress=progress,
+        quiet=quiet,
+        callbacks=callbacks,
+        track=track,
+    )
     from rlkit.training import train as training
 
     path = Path(run_dir)
     argv = command or _call("resume", str(path), steps=steps)
     options: dict[str, Any] = {
         "device": device,
-        "quiet": quiet,
+        "quiet": quiet and not progress,
         "argv": argv,
         "callbacks": callbacks,
         "track": track,
@@ -473,10 +489,16 @@ def tune(
     runs_root: str | Path | None = None,
     track: str | None = None,
     imports: list[str] | None = None,
+    progress: bool = False,
 ) -> TuneSummary:
-    """Run (or continue) an Optuna study, as ``rlkit tune ENV``; returns where it stands (``imports``: ``--import``)."""
+    """Run (or continue) an Optuna study, as ``rlkit tune ENV``; returns where it stands (``imports``: ``--import``).
+
+    ``progress`` shows ``rlkit tune``'s live view of the study on stdout (off by default).
+    """
+    from rlkit.tuning.display import live_view
     from rlkit.tuning.study import best_summary, count, spawn_workers, work
 
+    _expect(progress=progress)
     prepared = prepare_tune(
         env,
         trials=trials,
@@ -497,7 +519,11 @@ def tune(
         track=track,
         imports=list(imports or []),
     )
-    outcome = spawn_workers(prepared)[0] if jobs > 1 else work(prepared)
+    if progress:
+        with live_view(prepared) as display:
+            outcome = spawn_workers(prepared, display=display)[0] if jobs > 1 else work(prepared, display=display)
+    else:
+        outcome = spawn_workers(prepared)[0] if jobs > 1 else work(prepared)
     counts = count(prepared.study)
     best = best_summary(prepared.study, prepared.space)
     return TuneSummary(

@@ -9,7 +9,18 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from rlkit.cli.common import DeviceOpt, ImportOption, TrackOpt, err, explain_resolved, one_line_errors, out, track_name
+from rlkit.cli.common import (
+    DeviceOpt,
+    ImportOption,
+    TrackOpt,
+    err,
+    explain_resolved,
+    one_line_errors,
+    out,
+    prose,
+    show_table,
+    track_name,
+)
 
 
 @one_line_errors
@@ -32,7 +43,8 @@ def benchmark(
     ] = max(1, os.cpu_count() or 1),
     episodes: Annotated[int, typer.Option(min=1, help="Evaluation episodes per final and best model.")] = 100,
     set_: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Override a preset key: key=value. Repeatable.")
+        Optional[list[str]],
+        typer.Option("--set", metavar="KEY=VALUE", help="Override a preset key: key=value. Repeatable."),
     ] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML file of overrides laid over the preset.")] = None,
     device: DeviceOpt = "auto",
@@ -76,7 +88,13 @@ def benchmark(
     warning = few_seeds_warning(seeds)
     if warning is not None:
         err.print(f"[bold yellow]warning:[/] {warning}", markup=True, soft_wrap=True)
-    view = SeedView(seeds, resolved.preset.n_timesteps, episodes)
+    view = SeedView(
+        seeds,
+        resolved.preset.n_timesteps,
+        episodes,
+        jobs=max(1, min(jobs, seeds)),
+        stop_on_solved=resolved.preset.stop_on_solved and resolved.preset.solved_score is not None,
+    )
     with view:
         folder, doc = run_benchmark(
             resolved,
@@ -92,17 +110,25 @@ def benchmark(
     _print_tables(doc)
     if doc.get("warning"):
         err.print(f"[bold yellow]warning:[/] {doc['warning']}", markup=True, soft_wrap=True)
-    out.print(f"results: {folder}/benchmark.json, benchmark.md (Markdown tables), curves.png")
+    prose(f"results: {folder}/benchmark.json, benchmark.md (Markdown tables), curves.png")
 
 
 class SeedView:
-    """Live per-seed status: a rich table on a terminal, else one line whenever a seed changes state."""
+    """Live per-seed status: a rich table on a terminal, else one line whenever a seed changes state.
 
-    def __init__(self, seeds: int, steps: int, episodes: int) -> None:
+    Every seed's total is its budget, and so is the footer's: a seed that stops once solved
+    (``stop_on_solved``) ends below it, with a full bar, and the footer says so.
+    """
+
+    def __init__(self, seeds: int, steps: int, episodes: int, jobs: int = 1, stop_on_solved: bool = False) -> None:
         from rlkit.analysis.benchmark import SeedStatus
 
         self.episodes = episodes
-        self.statuses = [SeedStatus(seed=s, state="waiting", steps=0, total=steps) for s in range(seeds)]
+        self.jobs = jobs
+        self.stop_on_solved = stop_on_solved
+        self.statuses = [
+            SeedStatus(seed=s, state="starting" if s < jobs else "queued", steps=0, total=steps) for s in range(seeds)
+        ]
         self._said: dict[int, str] = {}
         self._live: Any = None
 
@@ -124,7 +150,7 @@ class SeedView:
         if self._live is not None:
             return
         for status in statuses:  # not a terminal: a line per change of state
-            if self._said.get(status.seed) != status.state and status.state != "waiting":
+            if self._said.get(status.seed) != status.state and status.state not in ("queued", "starting"):
                 self._said[status.seed] = status.state
                 out.print(f"seed {status.seed}: {self._state_text(status)}")
 
@@ -136,42 +162,66 @@ class SeedView:
         return status.state
 
     def _short_state(self, status: Any) -> str:
-        return f"{status.state} ({self.episodes} ep)" if status.state.startswith("evaluating") else status.state
+        if status.state.startswith("evaluating"):
+            return f"eval {status.state.split()[-1]}"
+        return {"starting": "starting*", "queued": "queued**"}.get(status.state, status.state)
 
     def __rich__(self) -> Any:
         from rich.console import Group
         from rich.progress_bar import ProgressBar
         from rich.table import Table
 
+        from rlkit.training.display import fmt_steps
+
         table = Table(title="benchmark", title_justify="left", expand=False)
-        for column, justify in (("seed", "right"), ("state", "left"), ("steps", "right"), ("", "left")):
-            table.add_column(column, justify=justify)  # type: ignore[arg-type]
-        table.add_column("last eval", justify="right")
-        table.add_column("final / best", justify="right")
+        table.add_column("seed", justify="right", no_wrap=True)
+        table.add_column("state", no_wrap=True)
+        table.add_column("steps", justify="right", no_wrap=True)
+        table.add_column("", no_wrap=True)
+        table.add_column("last eval", justify="right", no_wrap=True)
+        table.add_column("final/best", justify="right", no_wrap=True)
         done_steps = 0
         for status in self.statuses:
             done_steps += min(status.steps, status.total)
-            last = "-" if status.last_eval is None else f"{status.last_eval:.1f} @ {status.last_eval_step:,}"
-            figures = "-" if status.final is None else f"{status.final:.1f} / {status.best:.1f}"
-            style = {"done": "green", "training": "cyan", "waiting": "dim"}.get(status.state, "yellow")
+            last = (
+                "-" if status.last_eval is None else f"{status.last_eval:.1f} @ {fmt_steps(status.last_eval_step or 0)}"
+            )
+            figures = "-" if status.final is None else f"{status.final:.1f}/{status.best:.1f}"
+            style = {"done": "green", "training": "cyan", "queued": "dim", "starting": "dim"}.get(
+                status.state, "yellow"
+            )
+            bar_done = status.total if status.finished else min(status.steps, status.total)
             table.add_row(
                 str(status.seed),
                 f"[{style}]{self._short_state(status)}[/]",
-                f"{min(status.steps, status.total):,}/{status.total:,}",
-                ProgressBar(total=status.total, completed=min(status.steps, status.total), width=20),
+                f"{fmt_steps(min(status.steps, status.total))}/{fmt_steps(status.total)}",
+                ProgressBar(total=status.total, completed=bar_done, width=10),
                 last,
                 figures,
             )
-        total = sum(s.total for s in self.statuses) or 1
+        return Group(table, *self._footer(done_steps))
+
+    def _footer(self, done_steps: int) -> list[str]:
+        n = len(self.statuses)
+        budget = sum(s.total for s in self.statuses)
         evaluated = sum(s.state == "done" for s in self.statuses)
-        footer = f"steps {done_steps:,}/{total:,} ({100 * done_steps / total:.0f}%); seeds done {evaluated}/{len(self.statuses)}"
-        return Group(table, footer)
+        early = sum(s.finished and s.steps < s.total for s in self.statuses)
+        lines = [
+            f"seeds done {evaluated}/{n}; steps {done_steps:,} of a {budget:,} budget ({n} x {budget // n:,})",
+            f"final/best: each seed's final and best models, {self.episodes} greedy episodes each",
+        ]
+        if self.stop_on_solved:
+            lines.append(f"a seed stops once solved, below its budget (full bar): {early} so far")
+        waiting = [s.state for s in self.statuses]
+        if "starting" in waiting:
+            lines.append("* starting: its worker process imports torch and SB3 and builds the env")
+        if "queued" in waiting:
+            lines.append(f"** queued: --jobs {self.jobs} seeds train at once")
+        return lines
 
 
 def _print_tables(doc: dict[str, Any]) -> None:
     """The summary and per-seed tables as rich tables (the Markdown goes to benchmark.md)."""
-    from rich.table import Table
-
     from rlkit.analysis.benchmark import seed_rows, summary_rows, time_to_solve_line
 
     n = len(doc["seeds"])
@@ -180,10 +230,26 @@ def _print_tables(doc: dict[str, Any]) -> None:
         (f"{title}: {doc['eval_episodes']} evaluation episodes per model", summary_rows(doc)),
         ("per seed", seed_rows(doc)),
     ):
-        table = Table(title=caption, title_justify="left")
-        for i, name in enumerate(header):
-            table.add_column(name, justify="left" if i == 0 else "right")
-        for row in rows:
-            table.add_row(*row)
-        out.print(table)
-    out.print(time_to_solve_line(doc))
+        table = _table(caption, header, rows)
+        if _too_wide(table):  # `499.8 [499.4, 500.0]`: the interval goes under its value, not cut at the comma
+            table = _table(caption, header, [[cell.replace(" [", "\n[", 1) for cell in row] for row in rows])
+        show_table(table)
+    prose(time_to_solve_line(doc))
+
+
+def _table(caption: str, header: list[str], rows: list[list[str]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=caption, title_justify="left")
+    for i, name in enumerate(header):
+        table.add_column(name, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _too_wide(table: Any) -> bool:
+    """Whether ``table`` would wrap its cells to fit the terminal."""
+    from rich.measure import Measurement
+
+    return Measurement.get(out, out.options.update_width(10_000), table).maximum > out.width

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, ParamSpec, TypeVar
 
 import typer
 from rich.markup import escape
-from typer.core import TyperGroup, TyperOption
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from rlkit.core.console import PipeSafeConsole
 from rlkit.core.errors import Interrupted, RlkitError
@@ -45,6 +45,18 @@ TrackOpt = Annotated[
 def track_name(track: Track | None) -> str | None:
     """The tracker's name, or None."""
     return None if track is None else track.value
+
+
+def prose(text: str, console: PipeSafeConsole | None = None) -> None:
+    """A sentence on stdout (or ``console``): on a terminal wrapped at word boundaries, never cut
+    mid-word by the terminal; in a pipe or a log one whole line (grep finds it)."""
+    target = console or out
+    target.print(text, soft_wrap=not target.is_terminal, markup=False, highlight=False)
+
+
+def show_table(table: Any, console: PipeSafeConsole | None = None) -> None:
+    """A rich table (its title and cells wrap at word boundaries to the terminal's width)."""
+    (console or out).print(table, soft_wrap=False)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -198,10 +210,23 @@ def _show_flags_without_a_type() -> None:
     def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
         if self.is_flag or self.count:
             return None
-        return shown(self, ctx)
+        return _one_of_many(shown(self, ctx))
 
     display_type_rich._rlkit_flags = True  # type: ignore[attr-defined]
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+    argument_shown = TyperArgument.display_type_rich
+
+    def argument_type_rich(self: TyperArgument, ctx: Any) -> str | None:
+        return _one_of_many(argument_shown(self, ctx))
+
+    TyperArgument.display_type_rich = argument_type_rich  # type: ignore[method-assign,assignment]
+
+
+def _one_of_many(shown: str | None) -> str | None:
+    """Typer shows a repeatable value's Python type, ``<list[Path]>``; users read ``<path>...`` (one or more)."""
+    if shown is not None and shown.startswith("<list[") and shown.endswith("]>"):
+        return f"<{shown[6:-2].lower()}>..."
+    return shown
 
 
 _show_flags_without_a_type()

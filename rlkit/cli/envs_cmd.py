@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rlkit.cli.common import one_line_errors, out
+from rlkit.cli.common import one_line_errors, out, prose, show_table
 
 
 @one_line_errors
@@ -38,5 +38,5 @@ def envs() -> None:
             "-" if preset.solved_score is None else f"{preset.solved_score:g}",
             *([preset.description] if wide else []),
         )
-    out.print(table)
-    out.print("Any gymnasium id works too (defaults, policy chosen from the observation space).")
+    show_table(table)
+    prose("Any gymnasium id works too (defaults, policy chosen from the observation space).")

@@ -8,7 +8,18 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import DeviceOpt, EnvArg, ModelOpt, SourceArg, err, one_line_errors, out, seed_value
+from rlkit.cli.common import (
+    DeviceOpt,
+    EnvArg,
+    ModelOpt,
+    SourceArg,
+    err,
+    one_line_errors,
+    out,
+    prose,
+    seed_value,
+    show_table,
+)
 from rlkit.cli.progress import episode_progress
 
 if TYPE_CHECKING:
@@ -104,5 +115,5 @@ def _print_table(result: EvalResult) -> None:
         rows.append((f"episodes >= {result.solved_score:g} (solved)", f"{result.solved_fraction:.0%}"))
     for name, value in rows:
         table.add_row(name, value)
-    out.print(table)
-    out.print(f"score: {result.score_kind}; policy: {policy}; seed {result.seed}")
+    show_table(table)
+    prose(f"score: {result.score_kind}; policy: {policy}; seed {result.seed}")

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from rlkit.cli.common import EnvArg, ModelOpt, SourceArg, one_line_errors, out
+from rlkit.cli.common import EnvArg, ModelOpt, SourceArg, one_line_errors, out, prose
 
 
 class ExportFormat(str, Enum):
@@ -60,11 +60,11 @@ def export(
     shape = "x".join("N" if d is None else str(d) for d in meta["input"]["shape"])
     agreement = result.agreement
     out.print(f"wrote {result.path} ({result.fmt}, {result.size / 1024:.1f} KiB) and {result.meta_path.name}")
-    out.print(
+    prose(
         f"  model {meta['source']['model']} at step {meta['source']['step']} ({_head(meta['source'])}); "
         f"input '{meta['input']['name']}' {shape} {meta['input']['dtype']}; outputs {', '.join(meta['output_names'])}"
     )
-    out.print(
+    prose(
         f"  checked on {agreement.observations} observations from {meta['env']['id']}: "
         f"greedy actions equal {agreement.actions_equal:.2%}, max |dQ| {agreement.max_abs_dq:.2g}"
         + (f" ({agreement.near_ties} near-ties)" if agreement.near_ties else "")

@@ -18,7 +18,9 @@ class XChoice(str, Enum):
 
 @one_line_errors
 def plot(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories; seeds of one config are averaged.")],
+    run_dirs: Annotated[
+        list[Path], typer.Argument(metavar="RUN", help="Run directories; seeds of one config are averaged.")
+    ],
     x: Annotated[XChoice, typer.Option("--x", help="Horizontal axis: environment steps or wall-clock time.")] = (
         XChoice.steps
     ),

@@ -25,6 +25,7 @@ def import_zoo(
         Optional[list[str]],
         typer.Option(
             "--env",
+            metavar="ENV_ID",
             help="Entry to import (an env id in the file, or any Atari id through the 'atari' entry). "
             "Repeatable; default: every entry but 'atari'.",
         ),

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import EnvArg, ModelOpt, SourceArg, one_line_errors, out, seed_value
+from rlkit.cli.common import EnvArg, ModelOpt, SourceArg, one_line_errors, out, prose, seed_value
 from rlkit.cli.progress import episode_progress
 
 
@@ -39,7 +39,7 @@ def record(
             run_dir, env=env, model=model, episodes=episodes, out=out_path, fps=fps, gif=gif, seed=seed, force=force,
             on_episode=on_episode,
         )  # fmt: skip
-    out.print(
+    prose(
         f"wrote {result.path} ({result.frames} frames, {result.size[0]}x{result.size[1]}, "
         f"{result.fps:g} fps, model {result.model})"
     )

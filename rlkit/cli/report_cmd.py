@@ -12,7 +12,9 @@ from rlkit.cli.common import err, one_line_errors, out
 
 @one_line_errors
 def report(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories; several make a comparison table.")],
+    run_dirs: Annotated[
+        list[Path], typer.Argument(metavar="RUN", help="Run directories; several make a comparison table.")
+    ],
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Output .html file.")] = Path("report.html"),
     episodes: Annotated[
         int, typer.Option(help="Episodes of the evaluation made for a run that has no saved one.", min=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
@@ -21,6 +21,9 @@ from rlkit.cli.common import (
     seed_value,
     track_name,
 )
+
+if TYPE_CHECKING:
+    from rlkit.training.train import TrainResult
 
 
 @one_line_errors
@@ -46,7 +49,9 @@ def train(
     set_: Annotated[
         Optional[list[str]],
         typer.Option(
-            "--set", help="Override a preset key: key=value (YAML value; dotted keys for nesting). Repeatable."
+            "--set",
+            metavar="KEY=VALUE",
+            help="Override a preset key: key=value (YAML value; dotted keys for nesting). Repeatable.",
         ),
     ] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML file of overrides laid over the preset.")] = None,
@@ -138,27 +143,43 @@ def train(
             command=argv,
             on_resolved=explain_resolved,
         )
+    out.print(summary_text(result, quiet))
+    from rlkit.training.display import short_path
+
+    out.print(f"run directory: {short_path(result.run_dir)}", soft_wrap=True)
+
+
+def summary_text(result: TrainResult, quiet: bool) -> str:
+    """What ``rlkit train`` prints when a run ends: steps, time, speed, evaluations, solved; short lines.
+
+    A resumed run's speed is the session's, and says so. The solved sentence is the display's
+    history line; without a display (``--quiet``) or when an earlier session solved it, it is here.
+    """
     final = result.final_eval
     final_text = "-" if final is None else f"{final['mean_reward']:.1f} ± {final['std_reward']:.1f}"
     best_text = "-" if result.best_mean_reward is None else f"{result.best_mean_reward:.1f}"
     solved = ""
     at = result.solved_at
-    if at is not None:  # its own line
-        solved = (
-            f"\nsolved at step {int(at['timesteps']):,} after {at['wall_s']:.1f} s "
-            f"(mean {at['mean_reward']:.1f} over {int(at['episodes'])} episodes)"
+    if at is not None:
+        earlier = at["timesteps"] <= result.session_start and result.session_start > 0
+        sentence = (
+            f"\nsolved{' earlier:' if earlier else ''} at step {int(at['timesteps']):,} "
+            f"after {at['wall_s']:.1f} s (mean {at['mean_reward']:.1f} over {int(at['episodes'])} episodes)"
         )
+        solved = sentence if quiet or earlier else f"; solved at step {int(at['timesteps']):,}"
     elif result.solved:
         score = _solved_score(result.run_dir)
         solved = "; solved" if score is None else f"; solved (evaluation mean >= {score:g})"
-    out.print(
-        # Short lines: each fits 80 columns whole.
-        f"done: {result.num_timesteps} steps in {result.wall_s:.0f}s ({result.steps_per_s:.0f} steps/s)\n"
-        f"final eval {final_text}; best eval {best_text}{solved}"
-    )
-    from rlkit.training.display import short_path
-
-    out.print(f"run directory: {short_path(result.run_dir)}", soft_wrap=True)
+    session = result.num_timesteps - result.session_start
+    if result.session_start > 0 and result.session_wall_s is not None:
+        done = (
+            f"done: {result.num_timesteps:,} steps ({session:,} this session: {result.session_wall_s:.0f} s, "
+            f"{result.steps_per_s:,.0f} steps/s; {result.wall_s:.0f} s in all)"
+        )
+    else:
+        done = f"done: {result.num_timesteps:,} steps in {result.wall_s:.0f} s ({result.steps_per_s:,.0f} steps/s)"
+    # Short lines: each fits 80 columns whole.
+    return f"{done}\nfinal eval {final_text}; best eval {best_text}{solved}"
 
 
 def _finished(run_dir: Path) -> bool:

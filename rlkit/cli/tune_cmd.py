@@ -24,7 +24,9 @@ from rlkit.cli.common import (
     note,
     one_line_errors,
     out,
+    prose,
     seed_value,
+    show_table,
     track_name,
     warn,
 )
@@ -72,6 +74,12 @@ class Pruner(str, Enum):
     none = "none"
 
 
+def _choices(kind: type[Enum]) -> str:
+    """``tpe, random, cmaes or gp``: an Enum's choices for a help text (the metavar names the kind)."""
+    names = [str(member.value) for member in kind]
+    return ", ".join(names[:-1]) + f" or {names[-1]}"
+
+
 StorageOpt = Annotated[
     Optional[str],
     typer.Option(help="Study storage URL (default: the embedded file runs/tune/<study>.db)."),
@@ -99,9 +107,14 @@ def run(
     evals_per_trial: Annotated[
         Optional[int], typer.Option(help="Evaluations per seed, reported to the pruner (default 5).")
     ] = None,
-    sampler: Annotated[Sampler, typer.Option(help="Optuna sampler, seeded with --seed.")] = Sampler.tpe,
+    sampler: Annotated[
+        Sampler, typer.Option(metavar="SAMPLER", help=f"Optuna sampler: {_choices(Sampler)}; seeded with --seed.")
+    ] = Sampler.tpe,
     pruner: Annotated[
-        Pruner, typer.Option(help="Stops unpromising trials early, from their evaluations.")
+        Pruner,
+        typer.Option(
+            metavar="PRUNER", help=f"Stops unpromising trials early, from their evaluations: {_choices(Pruner)}."
+        ),
     ] = Pruner.median,
     jobs: Annotated[int, typer.Option(help="Local worker processes sharing the study.")] = 1,
     study: Annotated[Optional[str], typer.Option(help="Study name (default: the env's alias).")] = None,
@@ -119,7 +132,9 @@ def run(
     ] = None,
     set_: Annotated[
         Optional[list[str]],
-        typer.Option("--set", help="Override a key of the base preset: key=value (dotted keys). Repeatable."),
+        typer.Option(
+            "--set", metavar="KEY=VALUE", help="Override a key of the base preset: key=value (dotted keys). Repeatable."
+        ),
     ] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML file of overrides laid over the base preset.")] = None,
     device: DeviceOpt = "auto",
@@ -167,12 +182,14 @@ def run(
     record = prepared.record
     _explain(prepared)
     verb = "created" if prepared.created else "continuing"
-    out.print(
+    prose(
         f"{verb} study '{prepared.study_name}' ({prepared.env_id}) in {prepared.url.shown}: "
         f"{record['steps']:,} steps x {record['seeds_per_trial']} seed(s) per trial, "
         f"{record['evals_per_trial']} evaluations each, space {prepared.space.name}, "
         f"sampler {sampler.value}, pruner {pruner.value}, {jobs} worker(s)"
     )
+    if prepared.baseline is not None:
+        prose(prepared.baseline)
     display = _display(prepared, quiet)
     problems: list[str] = []
     with display:
@@ -213,22 +230,9 @@ def _explain(prepared: Any) -> None:
 
 
 def _display(prepared: Any, quiet: bool) -> Any:
-    from rlkit.tuning.display import TuneDisplay
-    from rlkit.tuning.storage import worker_name
-    from rlkit.tuning.study import objective_label
+    from rlkit.tuning.display import live_view
 
-    return TuneDisplay(
-        study_name=prepared.study_name,
-        env_id=prepared.env_id,
-        target=prepared.request.trials,
-        workers=prepared.request.jobs,
-        space=prepared.space,
-        storage_shown=prepared.url.shown,
-        quiet=quiet,
-        only_worker=worker_name() if prepared.request.jobs == 1 else None,
-        console=out,
-        objective=objective_label(prepared.record),
-    )
+    return live_view(prepared, quiet=quiet, console=out)
 
 
 def _continue_command(prepared: Any) -> str:
@@ -248,14 +252,14 @@ def _summary(prepared: Any, outcome: str) -> None:
         if best is None
         else f"best {best[0]:.2f} (trial {best[1]}; {objective_label(prepared.record)})"
     )
-    out.print(
+    prose(
         f"{outcome}: {counts.finished}/{prepared.request.trials} trials finished "
         f"({counts.complete} complete, {counts.pruned} pruned, {counts.failed} failed); {best_text}"
     )
     storage_opt = "" if prepared.request.storage is None else f" --storage {shlex.quote(prepared.url.shown)}"
     if outcome != "done":
         out.print(f"continue with: {_continue_command(prepared)}")
-    out.print(
+    prose(
         f"results: rlkit tune show {prepared.study_name}{storage_opt}; "
         f"export: rlkit tune export {prepared.study_name}{storage_opt}"
     )
@@ -291,26 +295,24 @@ def show(
         out.print(f"wrote {rows} trial(s) to {csv}")
     counts = count(opened.study)
     record = opened.record
-    out.print(
+    prose(
         f"study '{opened.name}': {record['env_id']} ({record['alias']}), {record['steps']:,} steps x "
         f"{record['seeds_per_trial']} seed(s) per trial; {counts.complete} complete, {counts.pruned} pruned, "
         f"{counts.failed} failed, {counts.running} running, {counts.waiting} waiting"
     )
     label = objective_label(record)
-    out.print(f"objective: {label} (higher is better)")
+    prose(f"objective: {label} (higher is better)")
     best = completed(opened.study)[: max(1, top)]
     if not best:
         out.print("no completed trial yet")
         return
-    table = Table(title=f"best {len(best)} trial(s)")
-    table.add_column("parameter")
-    for trial in best:
-        table.add_column(f"trial {trial.number}", justify="right")
-    table.add_row("[bold]objective[/]", *[f"[bold]{trial.value:.2f}[/]" for trial in best])
     decoded = [opened.space.decode(trial.params) for trial in best]
-    for key in opened.space.params:
-        table.add_row(key, *[format_value(params.get(key, "-")) for params in decoded])
-    out.print(table)
+    columns = [
+        (_trial_name(trial), [f"{trial.value:.2f}", *[format_value(p.get(k, "-")) for k in opened.space.params]])
+        for trial, p in zip(best, decoded, strict=True)
+    ]
+    for table in trial_tables(["objective", *opened.space.params], columns, out.width, len(best)):
+        show_table(table)
     weights = importances(opened.study)
     n_complete = len(completed(opened.study))
     if weights:
@@ -319,12 +321,52 @@ def show(
         imp.add_column("importance", justify="right")
         for key, weight in weights.items():
             imp.add_row(key, f"{weight:.3f}")
-        out.print(imp)
+        show_table(imp)
     else:
-        out.print(
+        prose(
             f"parameter importances: not shown, the study has {n_complete} completed trial(s); "
             f"fANOVA needs at least {MIN_TRIALS_FOR_IMPORTANCE} to say more than noise"
         )
+
+
+def _trial_name(trial: Any) -> str:
+    return f"trial {trial.number}" + (" (baseline)" if trial.user_attrs.get("baseline") else "")
+
+
+def trial_tables(names: list[str], columns: list[tuple[str, list[str]]], width: int, shown: int) -> list[Any]:
+    """The best trials side by side, as many tables as it takes to fit ``width`` columns.
+
+    Parameter names and values are never cut: the name column is as wide as the longest name,
+    every cell stays on one line, and trials that do not fit go to the next table.
+    """
+    from rich.table import Table
+
+    name_width = max(len(n) for n in names)
+    chunks: list[list[tuple[str, list[str]]]] = [[]]
+    used = name_width + 4  # its padding and both borders
+    for column in columns:
+        need = max(len(column[0]), *(len(v) for v in column[1])) + 3  # padding and one border
+        if chunks[-1] and used + need > width:
+            chunks.append([])
+            used = name_width + 4
+        chunks[-1].append(column)
+        used += need
+    tables = []
+    first = 1
+    for chunk in chunks:
+        last = first + len(chunk) - 1
+        span = f"{first}" if first == last else f"{first}-{last}"
+        part = f" ({span} of {shown})" if len(chunks) > 1 else ""
+        table = Table(title=f"best {shown} trial(s){part}")
+        table.add_column("parameter", no_wrap=True, min_width=name_width)
+        for header, _ in chunk:
+            table.add_column(header, justify="right", no_wrap=True)
+        for i, name in enumerate(names):
+            cells = [values[i] for _, values in chunk]
+            table.add_row(f"[bold]{name}[/]" if i == 0 else name, *(f"[bold]{c}[/]" if i == 0 else c for c in cells))
+        tables.append(table)
+        first = last + 1
+    return tables
 
 
 def _list_studies(storage: str | None) -> None:
@@ -344,7 +386,7 @@ def _list_studies(storage: str | None) -> None:
     for row in rows:
         best = "-" if row.best is None else f"{row.best:.2f}"
         table.add_row(row.name, row.env_id, str(row.complete), str(row.pruned), str(row.failed), str(row.running), best)
-    out.print(table)
+    show_table(table)
     out.print("details: rlkit tune show STUDY")
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rlkit.cli.common import EnvArg, ModelOpt, SourceArg, one_line_errors, out
+from rlkit.cli.common import EnvArg, ModelOpt, SourceArg, one_line_errors, out, prose
 
 
 @one_line_errors
@@ -38,7 +38,7 @@ def watch(
     )
     if result.returns:
         mean = sum(result.returns) / len(result.returns)
-        out.print(
+        prose(
             f"{result.env_id}, model {result.model}: {len(result.returns)} episode(s), mean return {mean:.2f} "
             f"(lengths in {result.length_unit})"
         )

@@ -82,10 +82,23 @@ class StopOnSignal(BaseCallback):
     def _on_step(self) -> bool:
         return self.received is None
 
+    def keep_evaluating(self, what: str, done: int, total: int) -> bool:
+        """An evaluator progress hook: ``False`` (stop the evaluation now) once a signal arrived."""
+        return self.received is None
+
 
 EvalRow = dict[str, float]
 EvalHook = Callable[["Evaluator", EvalRow], "bool | None"]
 """Called with the evaluator and the new row; ``False`` stops training (as an SB3 callback does)."""
+
+ProgressHook = Callable[[str, int, int], "bool | None"]
+"""Called while an evaluation plays: what it is (``evaluating``, ``confirming``), the episodes ended
+so far and the episodes in all; first with 0, last with all of them. ``False`` stops the evaluation
+(and training) at once."""
+
+
+class EvaluationStopped(Exception):
+    """A progress hook stopped an evaluation (a signal arrived while it played)."""
 
 
 class Evaluator(BaseCallback):
@@ -95,8 +108,12 @@ class Evaluator(BaseCallback):
     ``evaluate_policy``. What happens with a result hooks onto it, as with SB3's
     ``EvalCallback``: ``callback_on_new_best`` runs when the mean beats every earlier one,
     ``callback_after_eval`` after every evaluation (a run directory's CSV and best model, the
-    live display, stopping once solved, Optuna's report and pruner). Evaluations fall on the
-    multiples of ``eval_freq``; ``history`` holds every row (those of earlier sessions too).
+    live display, stopping once solved, Optuna's report and pruner). While episodes play,
+    ``callback_on_progress`` hooks hear how many have ended (through ``evaluate_policy``'s
+    per-step ``callback``): the live display shows it, and the signal handler stops an evaluation
+    at once (training then stops as at any step). Every evaluation, the confirmation of a solve
+    included, plays through :meth:`play`. Evaluations fall on the multiples of ``eval_freq``;
+    ``history`` holds every row (those of earlier sessions too).
     """
 
     def __init__(
@@ -110,6 +127,7 @@ class Evaluator(BaseCallback):
         best_mean_reward: float = -math.inf,
         callback_on_new_best: list[EvalHook] | None = None,
         callback_after_eval: list[EvalHook] | None = None,
+        callback_on_progress: list[ProgressHook] | None = None,
     ) -> None:
         super().__init__()
         self.eval_env = eval_env
@@ -119,7 +137,10 @@ class Evaluator(BaseCallback):
         self.best_mean_reward = best_mean_reward
         self.callback_on_new_best = list(callback_on_new_best or [])
         self.callback_after_eval = list(callback_after_eval or [])
+        self.callback_on_progress = list(callback_on_progress or [])
         self.history: list[EvalRow] = list(history or [])
+        self.last_played: tuple[str, list[float], list[int]] | None = None
+        """What :meth:`play` played last: its kind, the episodes' returns and lengths."""
         self._last = int(self.history[-1]["timesteps"]) if self.history else 0
 
     @property
@@ -133,12 +154,49 @@ class Evaluator(BaseCallback):
         self._last = now
         return self.evaluate()
 
-    def evaluate(self) -> bool:
-        """Run one evaluation now; False when a hook asks training to stop."""
+    def play(self, env: VecEnv, episodes: int, what: str = "evaluating") -> tuple[list[float], list[int]]:
+        """``episodes`` deterministic episodes on ``env`` with SB3's ``evaluate_policy``: returns and lengths.
+
+        The progress hooks hear of each episode's end; one answering ``False`` raises
+        :class:`EvaluationStopped` at the next environment step.
+        """
+        self._progress(what, 0, episodes)
         rewards, lengths = evaluate_policy(
-            self.model, self.eval_env, n_eval_episodes=self.n_episodes, deterministic=True, return_episode_rewards=True
+            self.model,
+            env,
+            n_eval_episodes=episodes,
+            deterministic=True,
+            return_episode_rewards=True,
+            callback=self._progress_callback(what, episodes) if self.callback_on_progress else None,
         )
         assert isinstance(rewards, list) and isinstance(lengths, list)
+        self.last_played = (what, list(rewards), list(lengths))
+        for hook in self.callback_on_progress:  # the end: played whole, whatever a hook answers now
+            hook(what, episodes, episodes)
+        return rewards, lengths
+
+    def _progress(self, what: str, done: int, total: int) -> None:
+        answers = [hook(what, done, total) for hook in self.callback_on_progress]
+        if any(answer is False for answer in answers):
+            raise EvaluationStopped(what)
+
+    def _progress_callback(self, what: str, total: int) -> Callable[[dict[str, Any], dict[str, Any]], None]:
+        """``evaluate_policy``'s callback (called at every env step of every env): the hooks, with the episodes ended."""
+
+        def callback(locals_: dict[str, Any], _globals: dict[str, Any]) -> None:
+            self._progress(what, int(locals_["episode_counts"].sum()), total)
+
+        return callback
+
+    def evaluate(self) -> bool:
+        """Run one evaluation now; False when a hook asks training to stop (or a signal stopped it)."""
+        try:
+            return self._evaluate()
+        except EvaluationStopped:
+            return False
+
+    def _evaluate(self) -> bool:
+        rewards, lengths = self.play(self.eval_env, self.n_episodes)
         n = len(rewards)
         mean = sum(rewards) / n
         std = math.sqrt(sum((r - mean) ** 2 for r in rewards) / n)
@@ -252,14 +310,7 @@ class StopWhenSolved:
         if self._env is None:
             assert self._make_env is not None
             self._env = self._make_env()
-        rewards, _ = evaluate_policy(
-            evaluator.model,
-            self._env,
-            n_eval_episodes=self.confirm_episodes,
-            deterministic=True,
-            return_episode_rewards=True,
-        )
-        assert isinstance(rewards, list)
+        rewards, _ = evaluator.play(self._env, self.confirm_episodes, "confirming")
         mean = sum(rewards) / len(rewards)
         evaluator.logger.record("eval/confirm_mean_reward", mean)
         return mean
@@ -314,9 +365,13 @@ class Checkpointer(BaseCallback):
         clock: Clock,
         evaluator: Evaluator | None,
         display: TrainingDisplay | None = None,
+        stopping: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__()
         self.run = run
+        self.stopping = stopping
+        """Whether training is stopping at this step (a signal): the stop saves its own checkpoint,
+        at the step counter it leaves (SB3 counts a step it does not store when a callback stops it)."""
         self.every = every
         self.keep = keep
         self.save_buffer = save_buffer
@@ -333,7 +388,8 @@ class Checkpointer(BaseCallback):
     def _on_step(self) -> bool:
         if _crossed(self._last, self.num_timesteps, self.every):
             self._last = self.num_timesteps
-            self.save()
+            if self.stopping is None or not self.stopping():
+                self.save()
         return True
 
     def save(self) -> Path:

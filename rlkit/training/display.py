@@ -8,8 +8,13 @@ On a terminal (rich ``Live``, redrawn four times a second, erased when training 
   first when columns run out, in this order: the gradient norm, the TD error, Q, the thread
   count, the elapsed time, the loss, epsilon, the best evaluation (see ``_OPTIONAL``).
 * a **history** printed above it, one line per event that scrolls up and stays: every
-  evaluation (step, mean ± std over its episodes, ``best`` when it saved a new best model),
-  every checkpoint, every change of torch's thread count chosen by the thread tuner.
+  evaluation (step, mean ± std over its episodes, ``best`` when it saved a new best model, the
+  training return at that step), every checkpoint, the thread tuner's first choice of torch's
+  thread count and why (later changes show in the live line; one line at the end sums them up).
+
+While an evaluation or the confirmation of a solve plays, the live line says so
+(``evaluating 3/10 ep``, ``confirming 40/100 ep``; :meth:`TrainingDisplay.on_progress` is one of
+the evaluator's progress hooks).
 
 When output is not a terminal (CI logs, pipes) only the history is printed, as plain lines.
 Epsilon is the model's exploration rate at the current step (the schedule evaluated at the
@@ -133,9 +138,15 @@ class TrainingDisplay:
         self.eval_episodes: int | None = None
         self.extra: dict[str, float] = {}
         self.threads: int | None = None
+        self.playing: str | None = None
+        """``evaluating 3/10 ep`` or ``confirming 40/100 ep`` while an evaluation plays (see :meth:`on_progress`)."""
         self._tuner: ThreadTuner | None = None
+        self._model: Any = None
+        """The model the figures are read from (the last one given to :meth:`update`)."""
         self._measured_step = -1
-        self._announced_threads: int | None = None
+        self.threads_seen: list[int] = []
+        """Each count the tuner chose, in order, a new entry at every change (see :meth:`stop`)."""
+        self._stopped = False
         self.screen = _Screen(self)
         """The live line(s) as a rich renderable (what ``Live`` redraws)."""
         self._live: Live | None = None
@@ -162,9 +173,12 @@ class TrainingDisplay:
         self.stop()
 
     def stop(self) -> None:
-        """Erase the live line (idempotent); the history stays."""
+        """Erase the live line (idempotent); the history stays, with a line on the thread counts used."""
         if self._live is not None and self._live.is_started:
             self._live.stop()
+        if not self._stopped:
+            self._stopped = True
+            self._thread_summary()
 
     # ------------------------------------------------------------------------------------
     # Feeding
@@ -194,8 +208,10 @@ class TrainingDisplay:
 
     def update(self, model: Any, now: float | None = None) -> None:
         """Read the figures from the model now."""
+        self._model = model
         self.steps = int(model.num_timesteps)
-        self._samples.append((time.perf_counter() if now is None else now, self.steps))
+        if self.steps != self._samples[-1][1]:  # (an evaluation reads the figures again at the same step)
+            self._samples.append((time.perf_counter() if now is None else now, self.steps))
         values = model.logger.name_to_value
         if "train/loss" in values:
             self.loss = float(values["train/loss"])
@@ -210,20 +226,40 @@ class TrainingDisplay:
         self._check_threads()
 
     def _check_threads(self) -> None:
+        """The first decision of the thread tuner is a history line saying why; later ones show in ``thr``.
+
+        On a busy machine the count can change every few hundred cycles: :meth:`stop` sums them up
+        in one line instead.
+        """
         tuner = self._tuner
         if tuner is None:
             return
         self.threads = tuner.winner or tuner.current
         for m in [m for m in tuner.measurements if m["step"] > self._measured_step]:
             self._measured_step = m["step"]
-            if m["threads"] == self._announced_threads:
-                continue
-            previous, self._announced_threads = self._announced_threads, m["threads"]
-            timed = m.get("s_per_step") or {}
-            detail = ", ".join(f"{c}: {1 / s:,.0f} steps/s" for c, s in sorted(timed.items()) if s > 0)
-            why = f" (timed {detail})" if detail else " (the other cores are busy)"
-            verb = "torch threads" if previous is None else f"torch threads {previous} ->"
-            self.history(f"step {m['step']:,}/{self.total:,}  {verb} {m['threads']}{why}")
+            if not self.threads_seen:
+                text = f"step {m['step']:,}/{self.total:,}  torch threads {m['threads']} ({thread_reason(m)})"
+                self.history(self._if_room(text, thread_timings(m)))
+            if not self.threads_seen or m["threads"] != self.threads_seen[-1]:
+                self.threads_seen.append(m["threads"])
+
+    def _thread_summary(self) -> None:
+        """One line at the end when the measured count changed during the run: how the cycles were shared."""
+        tuner = self._tuner
+        if tuner is None or len(self.threads_seen) < 2 or not hasattr(tuner, "cycle_shares"):
+            return
+        shares = ", ".join(f"{c} in {f:.0%}" for c, f in sorted(tuner.cycle_shares().items()) if f > 0)
+        changes = len(self.threads_seen) - 1
+        self.history(f"torch threads: {shares} of cycles (changed {changes}x with the machine's load)")
+
+    def on_progress(self, what: str, done: int, total: int) -> None:
+        """An evaluator progress hook: the live line says what plays while training waits for it.
+
+        At the start the figures are read anew, so the line shows the step being evaluated.
+        """
+        if self.playing is None and done < total and self._model is not None:
+            self.update(self._model)
+        self.playing = None if done >= total else f"{what} {done}/{total} ep"
 
     def restore(self, rows: list[dict[str, float]], episodes: int | None = None) -> None:
         """Earlier evaluations of a resumed run: the live line shows the last and the best (no history lines)."""
@@ -235,7 +271,13 @@ class TrainingDisplay:
         self.last_eval_best = bool(rows) and rows[-1] is self.best
 
     def on_eval(self, row: dict[str, float], new_best: bool, episodes: int | None = None) -> None:
-        """A history line for an evaluation; ``new_best`` when it saved a new best model."""
+        """A history line for an evaluation; ``new_best`` when it saved a new best model.
+
+        The figures are read from the model first: the line's ``ret(20ep)`` is that of the
+        evaluation's step, whenever the live line was last sampled (so a seed repeats it exactly).
+        """
+        if self._model is not None:
+            self.update(self._model)
         self.last_eval, self.last_eval_best = row, new_best
         self.eval_episodes = episodes or self.eval_episodes
         if new_best or self.best is None or row["mean_reward"] > self.best["mean_reward"]:
@@ -285,9 +327,13 @@ class TrainingDisplay:
 
     def progress_fields(self) -> list[Field]:
         pct = 100.0 * self.steps / self.total if self.total else 100.0
+        playing = [Field(Text(self.playing, style="bold yellow"))] if self.playing else []
+        # While an evaluation plays, training's steps/s stands still: it goes first when columns run out.
+        speed_drop = max(_OPTIONAL.values()) + 1 if self.playing else None
         return [
             Field(Text(f"{self.steps:,}/{self.total:,} {pct:3.0f}%", style="bold")),
-            Field(Text(f"{_fmt(self.steps_per_second(), ',.0f')} steps/s")),
+            *playing,
+            Field(Text(f"{_fmt(self.steps_per_second(), ',.0f')} steps/s"), speed_drop),
             Field(Text(f"{fmt_clock(time.perf_counter() - self._t0)} elapsed", style="dim"), _OPTIONAL["elapsed"]),
             Field(Text(f"eta {fmt_clock(self.eta())}", style="cyan")),
         ]
@@ -350,6 +396,44 @@ class TrainingDisplay:
             bar.append("╸" if filled - full >= 0.5 else "━", style="bold magenta" if filled - full >= 0.5 else "grey23")
             bar.append("━" * (width - full - 1), style="grey23")
         return bar
+
+
+def thread_reason(measurement: dict[str, Any]) -> str:
+    """Why the thread tuner chose its count, from one measurement (seconds per env step of each count timed).
+
+    More threads are kept only when at least ``MIN_GAIN`` faster (they take cores from other work),
+    so the count chosen may be one that timed a little slower: this says so.
+    """
+    from rlkit.core.threads import MIN_GAIN
+
+    timed = {int(c): float(s) for c, s in (measurement.get("s_per_step") or {}).items() if s > 0}
+    chosen = int(measurement["threads"])
+    if chosen not in timed or len(timed) < 2:
+        return "the other cores are busy"
+    fastest = min(timed, key=lambda c: timed[c])
+    if fastest != chosen:
+        return (
+            f"{fastest} only {_percent(timed[chosen] / timed[fastest] - 1.0)} faster; more threads need {MIN_GAIN:.0%}"
+        )
+    others = [c for c in timed if c != chosen]
+    if chosen > min(timed):
+        fewer = max(c for c in others if c < chosen)
+        return f"{_percent(timed[fewer] / timed[chosen] - 1.0)} faster than {fewer}"
+    runner_up = min(others, key=lambda c: timed[c])
+    return f"{runner_up} timed {_percent(1.0 - timed[chosen] / timed[runner_up])} slower"
+
+
+def _percent(fraction: float) -> str:
+    """``1.1%`` below 10%, ``25%`` above."""
+    return f"{fraction:.1%}" if abs(fraction) < 0.0995 else f"{fraction:.0%}"
+
+
+def thread_timings(measurement: dict[str, Any]) -> str:
+    """``  (1: 1,724, 2: 1,743 steps/s)``: the speed each count timed ('' when none was timed)."""
+    timed = sorted((int(c), float(s)) for c, s in (measurement.get("s_per_step") or {}).items() if s > 0)
+    if len(timed) < 2:
+        return ""
+    return "  (" + ", ".join(f"{c}: {1 / s:,.0f}" for c, s in timed) + " steps/s)"
 
 
 def _width(fields: list[Field]) -> int:

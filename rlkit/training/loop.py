@@ -53,10 +53,13 @@ def learn(
 
     With ``continue_counter`` the model keeps its step counter (a resumed run); otherwise it
     starts at 0. Unless stopped by a signal, the run ends with an evaluation at its last step
-    (when periodic evaluation is on and the schedule did not land there).
+    (when periodic evaluation is on and the schedule did not land there). A signal stops an
+    evaluation under way at once (``stopper`` is one of the evaluator's progress hooks).
     """
     model = trainee.model
     start = int(model.num_timesteps) if continue_counter else 0
+    if stopper.keep_evaluating not in evaluator.callback_on_progress:  # Ctrl-C stops an evaluation at once
+        evaluator.callback_on_progress.append(stopper.keep_evaluating)
     chain: list[BaseCallback] = [stopper, evaluator, *(callbacks or [])]
     if trainee.tuner is not None:
         chain.append(ThreadTuning(trainee.tuner))
@@ -75,4 +78,6 @@ def learn(
     last = evaluator.last
     if evaluator.eval_freq > 0 and (last is None or int(last["timesteps"]) != steps):
         evaluator.evaluate()
+        if stopper.received is not None:  # a signal stopped the final evaluation: nothing to un-count
+            return Learned(steps, stopper.received)
     return Learned(steps, None)

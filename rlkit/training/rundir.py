@@ -296,6 +296,44 @@ class RunDir:
             writer.writerow({k: row[k] for k in EVAL_FIELDS})
         atomic.write_text(self.evaluations, buffer.getvalue())
 
+    # --- training episodes ---------------------------------------------------------------
+
+    def training_episodes(self, up_to_step: int | None = None) -> list[dict[str, float]]:
+        """The Monitor CSVs' episodes (``r``, ``l``, ``t``) in the order they ended, every env merged.
+
+        A resumed session appends to the files with its clock restarting near zero, so times are
+        made cumulative per file. With ``up_to_step`` only the episodes that ended within that many
+        environment steps (those of steps a resume replays are left out). Torn lines are skipped.
+        """
+        episodes: list[dict[str, float]] = []
+        files = sorted(self.monitor.glob("*.monitor.csv")) if self.monitor.is_dir() else []
+        for path in files:
+            offset = last = 0.0
+            try:
+                lines = path.read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                parts = line.split(",")
+                try:
+                    r, n, t = float(parts[0]), float(parts[1]), float(parts[2])
+                except (ValueError, IndexError):
+                    continue  # the JSON header, the column names, a torn line
+                if t + offset < last:
+                    offset = last
+                last = t + offset
+                episodes.append({"r": r, "l": n, "t": last})
+        episodes.sort(key=lambda e: e["t"])
+        if up_to_step is None:
+            return episodes
+        kept, steps = [], 0.0
+        for episode in episodes:
+            steps += episode["l"]
+            if steps > up_to_step:
+                break
+            kept.append(episode)
+        return kept
+
     def checkpoint_dirs(self) -> list[Path]:
         """Complete checkpoints, oldest first (half-written staging folders are ignored)."""
         if not self.checkpoints.is_dir():

@@ -56,6 +56,10 @@ class TrainResult:
     solved: bool
     solved_at: dict[str, float] | None = None
     """When the run was solved: ``timesteps``, ``wall_s`` (time to solve), the confirming ``mean_reward`` and ``episodes``."""
+    session_start: int = 0
+    """The step this session started at (0 for a new run; the checkpoint's step for a resume)."""
+    session_wall_s: float | None = None
+    """Training wall-clock of this session alone (``wall_s`` sums every session); ``steps_per_s`` is this session's."""
 
 
 def start(
@@ -246,6 +250,10 @@ def resume(
         solved_at = _solved_before(state, steps)
         if solved_at is not None:
             changes.update(solved=True, solved_at=solved_at)
+        if isinstance(state.get("confirmations"), list):  # like the evaluations: later ones are replayed
+            changes["confirmations"] = [
+                c for c in state["confirmations"] if isinstance(c, dict) and c.get("timesteps", math.inf) <= steps
+            ]
         run.update_state(forget=_SESSION_KEYS, **changes)
         eval_env = make_env(
             preset, n_envs=preset.eval_envs, seed=derive_seed(seed, EVAL_SEED_OFFSET, steps), train=False
@@ -317,9 +325,25 @@ def _restore(
             say(f"{ckpt.label}: {problem}; continuing with an empty replay buffer (--without-buffer)")
             exact = False
     model.set_random_seed(derive_seed(seed, steps))
+    _restore_episode_window(model, run, steps, preset)
     model.tensorboard_log = str(run.tensorboard)
     model._last_obs = None  # the fresh env must be reset
     return state, ckpt, trainee, exact
+
+
+def _restore_episode_window(model: Any, run: RunDir, steps: int, preset: Preset) -> None:
+    """SB3's window of recent training episodes (``ret(20ep)``, ``rollout/ep_rew_mean``) as the run left it.
+
+    It is runtime state, not in a checkpoint; the Monitor CSVs hold those episodes. Atari Monitors
+    count emulator frames, so there the window is filled without the step filter.
+    """
+    from collections import deque
+
+    episodes = run.training_episodes(None if preset.atari is not None else steps)
+    window = int(getattr(model, "_stats_window_size", 100))
+    model.ep_info_buffer = deque(episodes[-window:], maxlen=window)
+    if getattr(model, "ep_success_buffer", None) is None:
+        model.ep_success_buffer = deque(maxlen=window)
 
 
 _SESSION_KEYS = ("error", "note", "reached", "solved_at", "solved")
@@ -430,6 +454,30 @@ def _solved_before(state: dict[str, Any], steps: int) -> dict[str, float] | None
     return {k: int(at[k]) if k in whole else float(at[k]) for k in ("timesteps", "wall_s", "mean_reward", "episodes")}
 
 
+def record_confirmation(
+    run: RunDir, at: dict[str, float], held: bool, played: tuple[str, list[float], list[int]] | None
+) -> None:
+    """Keep a confirmation (the extra episodes that check an evaluation at the solved score) in ``state.json``.
+
+    ``confirmations``: step, wall-clock, episodes, mean, whether it held and, from the episodes
+    played (``Evaluator.last_played``), std, min, max and mean length; the report shows them.
+    """
+    row: dict[str, Any] = {**at, "held": held}
+    if played is not None and played[0] == "confirming" and played[1]:
+        returns, lengths = played[1], played[2]
+        mean = sum(returns) / len(returns)
+        row.update(
+            std_reward=math.sqrt(sum((r - mean) ** 2 for r in returns) / len(returns)),
+            min_reward=min(returns),
+            max_reward=max(returns),
+            mean_ep_length=sum(lengths) / len(lengths),
+        )
+    state = run.read_state()
+    found = state.get("confirmations")
+    earlier: list[Any] = found if isinstance(found, list) else []
+    run.update_state(confirmations=[*earlier, row])
+
+
 def confirm_env(preset: Preset, seed: int, episodes: int) -> Callable[[], VecEnv]:
     """The confirming evaluation's env, made when first needed: up to ``CONFIRM_ENVS`` evaluation envs."""
     from rlkit.environments.factory import make_env
@@ -483,6 +531,7 @@ def _learn(
         )
 
     def on_confirmation(at: dict[str, float], held: bool) -> None:
+        record_confirmation(run, at, held, evaluator.last_played)
         if not held:
             display.message(
                 f"step {int(at['timesteps']):,}: not confirmed, {int(at['episodes'])} more episodes "
@@ -491,7 +540,7 @@ def _learn(
 
     solved = StopWhenSolved(
         preset.solved_score,
-        preset.stop_on_solved,
+        preset.stop_on_solved and solved_at is None,  # stops a run once: trained further, it trains all it was asked
         confirm_episodes=preset.solved_episodes,
         confirm_env=confirm_env(preset, seed, preset.solved_episodes) if preset.solved_episodes > 0 else None,
         solved_at=solved_at,
@@ -507,7 +556,9 @@ def _learn(
         best_mean_reward=best,
         callback_on_new_best=[recorder.on_new_best],
         callback_after_eval=[recorder.after_eval, solved],
+        callback_on_progress=[display.on_progress],
     )
+    stopper = StopOnSignal()  # installed around learning, below
     checkpointer = Checkpointer(
         run,
         every=preset.checkpoint_freq,
@@ -516,17 +567,23 @@ def _learn(
         clock=clock,
         evaluator=evaluator,
         display=display,
+        stopping=lambda: stopper.received is not None,
     )
     display.watch_threads(trainee.tuner)
     display.restore(evaluator.history, preset.eval_episodes)
     verb = f"resuming at step {start_steps:,}" if resumed_from else "training"
     display.message(f"{verb}: {preset.env_id} for {preset.n_timesteps:,} steps")
     display.message(f"run directory: {short_path(run.path)}")
+    if solved_at is not None and preset.stop_on_solved:
+        display.message(
+            f"already solved at step {int(solved_at['timesteps']):,}; stop_on_solved stops once: "
+            f"on to {preset.n_timesteps:,} steps"
+        )
     resume_cmd = f"rlkit train --resume {shlex.quote(short_path(run.path))}"
     saving = False
     tracked: list[BaseCallback] = [tracking.TrackingCallback(tracker)] if tracker is not None else []
     _install_thread_hook()
-    with StopOnSignal() as stopper, contextlib.closing(solved):
+    with stopper, contextlib.closing(solved):
         try:
             with display:
                 learned = loop.learn(
@@ -640,7 +697,18 @@ def _learn(
         if final_eval is not None:
             summary.update({f"final_{key}": value for key, value in final_eval.items()})
         tracking.finish_run(tracker, run, "finished", summary)
-    return TrainResult(run.path, steps, wall, sps, best_value, final_eval, solved.solved, solved.solved_at)
+    return TrainResult(
+        run.path,
+        steps,
+        wall,
+        sps,
+        best_value,
+        final_eval,
+        solved.solved,
+        solved.solved_at,
+        session_start=start_steps,
+        session_wall_s=wall - wall_before,
+    )
 
 
 def _install_thread_hook() -> None:
@@ -681,6 +749,8 @@ def finished_result(run_path: Path) -> TrainResult:
         state.get("final_eval"),
         bool(state.get("solved", False)),
         _solved_before(state, int(state.get("num_timesteps", 0))),
+        session_start=int(state.get("num_timesteps", 0)),  # this call trained nothing
+        session_wall_s=0.0,
     )
 
 

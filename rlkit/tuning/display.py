@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import optuna
 
     from rlkit.tuning.space import SearchSpace
+    from rlkit.tuning.study import Prepared
 
 
 def _duration(seconds: float | None) -> str:
@@ -162,3 +163,25 @@ class TuneDisplay:
             table.add_row("best", f"{value:.2f} (trial {number})")
             table.add_row("params", ", ".join(f"{k}={format_value(v)}" for k, v in params.items()))
         return Group(table)
+
+
+def live_view(prepared: Prepared, *, quiet: bool = False, console: Console | None = None) -> TuneDisplay:
+    """The study's live view, as ``rlkit tune`` shows it.
+
+    ``quiet``: one line per finished trial instead of the live table.
+    """
+    from rlkit.tuning.storage import worker_name
+    from rlkit.tuning.study import objective_label
+
+    return TuneDisplay(
+        study_name=prepared.study_name,
+        env_id=prepared.env_id,
+        target=prepared.request.trials,
+        workers=prepared.request.jobs,
+        space=prepared.space,
+        storage_shown=prepared.url.shown,
+        quiet=quiet,
+        only_worker=worker_name() if prepared.request.jobs == 1 else None,
+        console=console,
+        objective=objective_label(prepared.record),
+    )

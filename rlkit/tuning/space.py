@@ -157,26 +157,40 @@ class SearchSpace:
 
         Enqueued as a new study's first trial, so every study measures its starting point.
         """
+        return self._baseline(base)[0]
+
+    def baseline_problem(self, base: dict[str, Any]) -> str | None:
+        """Why the base preset cannot be a trial of this space (its first value outside it), or ``None``."""
+        return self._baseline(base)[1]
+
+    def _baseline(self, base: dict[str, Any]) -> tuple[dict[str, Scalar] | None, str | None]:
         params: dict[str, Scalar] = {}
+        problems: list[str] = []
         for key, param in self.spec.params.items():
             node: Any = base
             for part in key.split("."):
                 node = node.get(part) if isinstance(node, dict) else None
+            shown = f"{node:.4g}" if isinstance(node, float) else str(node)
             if isinstance(param, CategoricalParam):
                 encoded = [encode_choice(c) for c in param.choices]
                 if encode_choice(node) not in encoded:
-                    return None
-                params[key] = encode_choice(node)
+                    problems.append(f"{key}={shown} is none of the space's choices ({', '.join(map(str, encoded))})")
+                else:
+                    params[key] = encode_choice(node)
             elif (
                 isinstance(node, bool)
                 or not isinstance(node, (int, float))
                 or not param.low <= node <= param.high
                 or (isinstance(param, IntParam) and (node != int(node) or (int(node) - param.low) % param.step))
             ):
-                return None
+                grid = f" in steps of {param.step}" if isinstance(param, IntParam) and param.step != 1 else ""
+                problems.append(f"{key}={shown} lies outside the space's {param.low:g} to {param.high:g}{grid}")
             else:
                 params[key] = int(node) if isinstance(param, IntParam) else float(node)
-        return params
+        if problems:
+            more = f" (and {len(problems) - 1} more key{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+            return None, problems[0] + more
+        return params, None
 
     def decode(self, params: dict[str, Any]) -> dict[str, Any]:
         """Optuna's stored params (JSON text for list choices) -> real preset values."""

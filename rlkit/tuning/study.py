@@ -92,6 +92,8 @@ class Prepared:
     created: bool
     defaults: dict[str, Any] = field(default_factory=dict)
     """For an env without a preset: the sized defaults the base preset got (shown once)."""
+    baseline: str | None = None
+    """For a new study: whether trial 0 is the base preset's own values, and if not, why not (shown once)."""
 
 
 def _check_choice(kind: str, value: str, valid: tuple[str, ...]) -> None:
@@ -190,6 +192,7 @@ def prepare(request: TuneRequest) -> Prepared:
         "evals_per_trial": request.evals_per_trial,
     }
     existing = study_name in storages.study_names(storage)
+    said: str | None = None
     if existing:
         study = optuna.load_study(study_name=study_name, storage=storage)
         record = study.user_attrs.get(ATTR)
@@ -226,6 +229,12 @@ def prepare(request: TuneRequest) -> Prepared:
             baseline = space.baseline(base)
             if baseline is not None:  # trial 0 is the starting point: what the search must beat
                 study.enqueue_trial(baseline, user_attrs={"baseline": True})
+                said = f"trial 0 is the baseline: the base preset's own values of the {len(baseline)} searched keys"
+            else:
+                said = (
+                    f"no baseline trial: {space.baseline_problem(base)}, so the preset's own values are not a "
+                    "trial of this space; trial 0 is sampled like the others"
+                )
         else:  # a concurrent worker created it first
             record = study.user_attrs[ATTR]
             resolved, base, space = _sized_as_recorded(request, resolved, record, space_name, base, space)
@@ -244,6 +253,7 @@ def prepare(request: TuneRequest) -> Prepared:
         study,
         not existing,
         resolved.defaults,
+        said,
     )
 
 

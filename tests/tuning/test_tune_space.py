@@ -138,3 +138,35 @@ def test_a_new_study_enqueues_its_baseline_first(tmp_path: Path) -> None:
     assert waiting[0].user_attrs["baseline"] is True
     assert waiting[0].system_attrs["fixed_params"] == prepared.space.baseline(prepared.record["base"])
     assert len(prepare(request).study.get_trials(deepcopy=False)) == 1  # continuing does not enqueue again
+
+
+def test_a_new_study_says_whether_trial_0_is_the_baseline_and_why_not(tmp_path: Path) -> None:
+    """docs/tuning.md calls trial 0 the baseline; when a preset value lies outside the space it is not, and rlkit says so."""
+    from rlkit.tuning.study import TuneRequest, prepare
+
+    base = to_plain(resolve("lunarlander").preset)
+    space = spaces.load("lunarlander-100k", base)
+    problem = space.baseline_problem(base)
+    assert problem is not None and "(and 1 more key)" in problem  # exploration_fraction and n_steps
+    wrong_rate = space.baseline_problem(dict(base, n_steps=3, exploration_fraction=0.1, learning_rate=0.5))
+    assert str(wrong_rate).startswith("learning_rate=0.5 lies outside the space's ")
+    assert space.baseline_problem(dict(base, exploration_fraction=0.1)) == (
+        "n_steps=8 is none of the space's choices (1, 3, 5)"
+    )
+    outside = prepare(TuneRequest(env="lunarlander", space="lunarlander-100k", runs_root=tmp_path, study="a"))
+    assert (
+        outside.baseline
+        == f"no baseline trial: {problem}, so the preset's own values are not a trial of this space; trial 0 is sampled like the others"
+    )
+    inside = prepare(
+        TuneRequest(
+            env="lunarlander", space="lunarlander-100k", runs_root=tmp_path, study="b", overrides=PREVIOUS_LUNARLANDER
+        )
+    )
+    assert inside.baseline == "trial 0 is the baseline: the base preset's own values of the 6 searched keys"
+    again = prepare(
+        TuneRequest(
+            env="lunarlander", space="lunarlander-100k", runs_root=tmp_path, study="b", overrides=PREVIOUS_LUNARLANDER
+        )
+    )
+    assert again.baseline is None  # said once, when the study is created
