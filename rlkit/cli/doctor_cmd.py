@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from rlkit.cli.common import one_line_errors, out
+from rlkit.cli.common import one_line_errors, out, show_table
 
 STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -31,7 +31,7 @@ def doctor(
         f"episodes and {read['diagnostics_records']:,} diagnostics records, {read['steps']:,} steps"
     )
     if diagnosis.healthy:
-        out.print(f"[green]healthy[/green]: no finding in {run_dir} ({scope})")
+        out.print(f"healthy: no finding in {run_dir} ({scope})", soft_wrap=not out.is_terminal, markup=False)
         return
     from rich.table import Table
 
@@ -44,7 +44,7 @@ def doctor(
         body = [f"[bold]{finding.title}[/bold]", f"steps {first:,}-{last:,} · {figures}"]
         body += [f"try: {line}" for line in finding.advice]
         table.add_row(f"[{STYLE[finding.severity]}]{finding.severity}[/]", "\n".join(body))
-    out.print(table)
+    show_table(table)
 
 
 def _fmt(value: float | int | str) -> str:
