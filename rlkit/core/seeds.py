@@ -29,3 +29,19 @@ def check_seed(seed: int, flag: str = "--seed") -> int:
 def derive_seed(seed: int, *offsets: int) -> int:
     """``seed + sum(offsets)`` folded into [0, 2**32 - 1]: the one rule for every derived seed."""
     return (seed + sum(offsets)) % SEED_LIMIT
+
+
+def stream_seed(seed: int, stream: str, *index: int) -> int:
+    """The first env seed of a named seed stream of a run (``"confirm"``, ``"fresh"``), one per ``index``.
+
+    Unlike the additive rule of :func:`derive_seed` (whose sums of offsets and steps may meet for two
+    seeds of one benchmark), these come from a hash of the stream's name, the run's seed and the
+    index: episodes drawn from one stream are, in practice, never those of another stream or of
+    another run. The result leaves room below ``SEED_LIMIT`` for one seed per env (``+ i``).
+    """
+    import hashlib
+
+    text = ":".join([stream, str(seed), *map(str, index)])
+    digest = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+    return digest % (SEED_LIMIT - 2**16)
+
