@@ -8,6 +8,7 @@ and ``rlkit benchmark`` reports it as the time to solve.
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,84 @@ def test_the_benchmark_reports_the_median_time_to_solve() -> None:
     doc["median_time_to_solve_s"] = None
     assert "not reached" in time_to_solve_line(doc)
     assert "no solved_score" in time_to_solve_line({**doc, "solved_score": None})
+
+
+def test_the_margin_is_the_lower_bound_of_a_one_sided_interval() -> None:
+    """Hand-computed: 50 episodes at 190 and 50 at 210 have mean 200 and sample std 10.05: the 95% lower
+    bound is 200 - 1.6449 * 10.05 / 10 = 198.35, below a score of 200 the mean alone would reach."""
+    returns = [190.0, 210.0] * 50
+    assert callbacks.lower_bound(returns, 0.0) == 200.0
+    assert callbacks.lower_bound(returns, 0.95) == pytest.approx(200 - 1.644854 * 10.0504 / 10, abs=1e-3)
+    assert callbacks.lower_bound([250.0], 0.95) == 250.0  # one episode: no spread to speak of
+
+
+def test_a_confirmation_whose_mean_reaches_the_score_but_not_its_bound_does_not_hold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    confirming = iter([[190.0, 212.0] * 50, [205.0, 215.0] * 50])  # mean 201 (bound 199.2), then 210 (bound 209.2)
+    monkeypatch.setattr(callbacks, "evaluate_policy", lambda *a, **k: (next(confirming), []))
+
+    class Env:
+        seeds: list[int] = []
+
+        def seed(self, seed: int) -> None:
+            self.seeds.append(seed)
+
+    env = Env()
+    seen: list[tuple[float, bool]] = []
+    hook = StopWhenSolved(
+        200,
+        True,
+        confirm_episodes=100,
+        confirm_env=lambda: env,  # type: ignore[arg-type,return-value]
+        confirm_seed=lambda k: train.confirm_seed(7, k),
+        confidence=0.95,
+        confirmed_before=3,  # an earlier session confirmed three times: this one goes on from the fourth stream
+        on_confirmation=lambda at, held: seen.append((round(at["lower_bound"], 1), held)),
+    )
+    assert hook(_Evaluator(), _row(1000, 230)) is True and not hook.solved
+    assert hook(_Evaluator(), _row(2000, 230)) is False and hook.solved and hook.solved_at is not None
+    assert seen == [(199.2, False), (209.2, True)]
+    assert env.seeds == [train.confirm_seed(7, 3), train.confirm_seed(7, 4)]  # a fresh stream each time
+    assert hook.solved_at["seed"] == train.confirm_seed(7, 4) and hook.solved_at["confidence"] == 0.95
+
+
+def test_confirmations_play_seeds_no_evaluation_plays() -> None:
+    """The confirming streams of one benchmark's seeds never meet its evaluation envs' seeds (nor each other)."""
+    from rlkit.core.seeds import derive_seed, stream_seed
+    from rlkit.training.loop import CONFIRM_ENVS, EVAL_SEED_OFFSET
+
+    evaluations = {derive_seed(s, EVAL_SEED_OFFSET, steps) + i for s in range(20) for steps in (0, 50_000) for i in range(8)}
+    confirms = [train.confirm_seed(s, k) + i for s in range(20) for k in range(10) for i in range(CONFIRM_ENVS)]
+    fresh = [stream_seed(s, "fresh") + i for s in range(20) for i in range(CONFIRM_ENVS)]
+    assert len(set(confirms)) == len(confirms) and not set(confirms) & evaluations and not set(fresh) & set(confirms)
+
+
+def test_the_margin_makes_a_false_solved_rare_where_the_mean_alone_does_not() -> None:
+    """The issue's model (mean 182.6, std 182.8 on fresh episodes) confirming over 100 episodes at every one of
+    ten evaluations: with the mean alone it passes in 84% of runs; with the preset's 99% bound in 1% (95%: 6%;
+    returns drawn from a normal with those figures; the real returns' heavy lower tail only widens the bound)."""
+    from rlkit.config.schema import Preset
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    tries = rng.normal(182.6, 182.8, size=(2000, 10, 100))  # 2000 runs, 10 confirmations each
+    mean = tries.mean(axis=2)
+    confidence = Preset.model_fields["solved_confidence"].default
+    z = statistics.NormalDist().inv_cdf(confidence)
+    bound = mean - z * tries.std(axis=2, ddof=1) / 10
+    by_mean = (mean >= 200).any(axis=1).mean()
+    by_bound = (bound >= 200).any(axis=1).mean()
+    assert confidence == 0.99 and by_mean > 0.8 and by_bound < 0.02, (by_mean, by_bound)
+
+
+def test_a_real_run_records_its_confirmation_bound_and_seed(tmp_path: Path) -> None:
+    sets = tiny_overrides(
+        3000, solved_score=9, solved_episodes=20, stop_on_solved="true", checkpoint_freq=0, eval_freq=400
+    )
+    result = train.start(resolve("cartpole", overrides=sets), seed=3, run_dir=tmp_path / "run", quiet=True)
+    assert result.solved_at is not None and result.solved_at["lower_bound"] >= 9
+    assert result.solved_at["lower_bound"] <= result.solved_at["mean_reward"]
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    first = len(state["confirmations"]) - 1
+    assert result.solved_at["seed"] == train.confirm_seed(3, first) and state["confirmations"][-1]["held"]

@@ -254,10 +254,13 @@ def run_name(facts: RunFacts) -> str:
 def solved_at_text(at: dict[str, Any]) -> str:
     """``12.3 s, at step 95,000 (mean 211.1 over 100 episodes)``: when the run was solved, confirmed."""
     try:
-        return esc(
+        text = (
             f"{float(at['wall_s']):.1f} s, at step {int(at['timesteps']):,} "
-            f"(mean {float(at['mean_reward']):.1f} over {int(at['episodes'])} confirmation episodes)"
+            f"(mean {float(at['mean_reward']):.1f} over {int(at['episodes'])} confirmation episodes"
         )
+        if float(at.get("confidence") or 0) > 0:  # runs before the margin have none
+            text += f"; {float(at['confidence']):.0%} lower bound {float(at['lower_bound']):.1f}"
+        return esc(text + ")")
     except (KeyError, TypeError, ValueError):
         return "-"
 
@@ -496,7 +499,7 @@ PARAM_GROUPS: list[tuple[str, tuple[str, ...]]] = [
         "Budget, evaluation, checkpoints",
         (
             "n_timesteps", "eval_freq", "eval_episodes", "eval_envs", "solved_score", "solved_episodes",
-            "stop_on_solved", "checkpoint_freq", "keep_checkpoints", "checkpoint_replay_buffer",
+            "solved_confidence", "stop_on_solved", "checkpoint_freq", "keep_checkpoints", "checkpoint_replay_buffer",
         ),
     ),
     ("Runtime and diagnostics", ("torch_threads", "diagnostics_interval", "divergence_q_bound", "search_space")),
@@ -525,7 +528,7 @@ def unused(key: str, flat: dict[str, Any]) -> bool:
         or (key == "loss" and algo == "qrdqn")  # QR-DQN always uses the quantile Huber loss
         or (key.startswith("atari") and flat.get("atari") is None and flat.get("atari.frame_skip") is None)
         or (key in ("policy_kwargs.features_dim", "policy_kwargs.normalize_images") and not cnn)
-        or (key in ("stop_on_solved", "solved_episodes") and flat.get("solved_score") is None)
+        or (key in ("stop_on_solved", "solved_episodes", "solved_confidence") and flat.get("solved_score") is None)
         or (key == "frame_buffer_storage" and not flat.get("frame_buffer"))
         or (key == "env_kwargs" and not flat.get("env_kwargs"))
         or (key == "search_space")  # rlkit tune's, not training's

@@ -292,7 +292,14 @@ class Preset(_Strict):
     solved_episodes: int = Field(default=100, ge=0)
     """An evaluation that reaches ``solved_score`` is confirmed over this many more deterministic episodes
     (a separate env; gymnasium's "solved" is a mean over 100 episodes) before the run counts as solved,
-    its time to solve is recorded and, with ``stop_on_solved``, training stops; 0 trusts the evaluation alone."""
+    its time to solve is recorded and, with ``stop_on_solved``, training stops; 0 trusts the evaluation alone.
+    Each confirmation plays episodes from env seeds of its own, never those of the periodic evaluations."""
+
+    solved_confidence: float = Field(default=0.99, ge=0.0, lt=1.0)
+    """A confirmation holds when the lower bound of a one-sided interval at this confidence for the
+    confirming mean (``mean - z * std / sqrt(episodes)``) reaches ``solved_score``; 0 asks only the mean.
+    The margin makes a model whose true mean is below the score rarely pass, even when a run confirms
+    many times (docs/evaluate-record-plot-report.md gives the false-solved rate measured both ways)."""
 
     torch_threads: int = Field(default=0, ge=0)
     """CPU threads for torch; 0 lets an MLP's training loop measure 1 against 2 threads and keep the

@@ -44,4 +44,3 @@ def stream_seed(seed: int, stream: str, *index: int) -> int:
     text = ":".join([stream, str(seed), *map(str, index)])
     digest = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
     return digest % (SEED_LIMIT - 2**16)
-

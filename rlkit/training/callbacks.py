@@ -246,13 +246,21 @@ SolvedAt = dict[str, float]
 
 
 class StopWhenSolved:
-    """Evaluator hook: a run is solved when an evaluation reaches ``score`` and ``confirm_episodes``
-    more deterministic episodes (on ``confirm_env()``, made at the first need) do too.
+    """Evaluator hook: a run is solved when an evaluation reaches ``score`` and a confirmation holds:
+    ``confirm_episodes`` more deterministic episodes on ``confirm_env()`` (made at the first need)
+    whose mean is at the score with a margin, the lower bound of a one-sided ``confidence`` interval
+    (:func:`lower_bound`; ``confidence`` 0 asks only the mean).
 
-    The moment is kept in ``solved_at`` (steps, wall-clock seconds, the confirming mean and its
-    episodes) and handed to ``on_solved``; with ``stop`` training then stops, so the final model
-    is the confirmed one. A confirmation that falls short is kept in ``confirmations`` and
-    training goes on. ``solved_at`` given: an earlier session already solved the run.
+    Each confirmation plays from env seeds of its own (``confirm_seed(k)`` for the k-th of the run,
+    earlier sessions' included: ``confirmed_before``), never those of the periodic evaluations, so a
+    run that confirms again and again does not replay the starts that passed or failed before. The
+    margin keeps the chance that a model below the score passes small even over many confirmations
+    (a stopping rule that stops at the first pass otherwise selects a lucky one).
+
+    The moment is kept in ``solved_at`` (steps, wall-clock seconds, the confirming mean, its episodes
+    and lower bound) and handed to ``on_solved``; with ``stop`` training then stops, so the final model
+    is the confirmed one. A confirmation that falls short is kept in ``confirmations`` and training goes
+    on. ``solved_at`` given: an earlier session already solved the run.
     """
 
     def __init__(
@@ -262,6 +270,9 @@ class StopWhenSolved:
         *,
         confirm_episodes: int = 0,
         confirm_env: Callable[[], VecEnv] | None = None,
+        confirm_seed: Callable[[int], int] | None = None,
+        confidence: float = 0.0,
+        confirmed_before: int = 0,
         solved_at: SolvedAt | None = None,
         on_solved: Callable[[SolvedAt], None] | None = None,
         on_confirmation: Callable[[SolvedAt, bool], None] | None = None,
@@ -269,8 +280,11 @@ class StopWhenSolved:
         self.score = score
         self.stop = stop
         self.confirm_episodes = confirm_episodes if confirm_env is not None else 0
+        self.confidence = confidence
         self._make_env = confirm_env
+        self._seed = confirm_seed
         self._env: VecEnv | None = None
+        self._done = confirmed_before
         self.solved_at = solved_at
         self.on_solved = on_solved
         self.on_confirmation = on_confirmation
@@ -285,40 +299,63 @@ class StopWhenSolved:
             return True
         if self.solved:
             return not self.stop
-        mean, episodes = row["mean_reward"], evaluator.n_episodes
-        if self.confirm_episodes > 0:
-            mean = self._confirm(evaluator)
-            episodes = self.confirm_episodes
-        at = {
+        at: SolvedAt = {
             "timesteps": int(row["timesteps"]),
             "wall_s": evaluator.clock.seconds(),
-            "mean_reward": mean,
-            "episodes": episodes,
+            "mean_reward": row["mean_reward"],
+            "episodes": evaluator.n_episodes,
         }
         if self.confirm_episodes > 0:
+            at.update(self._confirm(evaluator))
+            at["wall_s"] = evaluator.clock.seconds()
             self.confirmations.append(at)
+            held = at["lower_bound"] >= self.score
             if self.on_confirmation is not None:
-                self.on_confirmation(at, mean >= self.score)
-        if mean < self.score:
-            return True
+                self.on_confirmation(at, held)
+            if not held:
+                return True
         self.solved_at = at
         if self.on_solved is not None:
             self.on_solved(at)
         return not self.stop
 
-    def _confirm(self, evaluator: Evaluator) -> float:
+    def _confirm(self, evaluator: Evaluator) -> SolvedAt:
+        """The k-th confirmation of the run: its episodes' mean, lower bound, confidence and first env seed."""
         if self._env is None:
             assert self._make_env is not None
             self._env = self._make_env()
+        figures: SolvedAt = {}
+        if self._seed is not None:
+            figures["seed"] = self._seed(self._done)
+            self._env.seed(int(figures["seed"]))  # applied at the reset that starts the episodes
+        self._done += 1
         rewards, _ = evaluator.play(self._env, self.confirm_episodes, "confirming")
         mean = sum(rewards) / len(rewards)
+        low = lower_bound(rewards, self.confidence)
         evaluator.logger.record("eval/confirm_mean_reward", mean)
-        return mean
+        evaluator.logger.record("eval/confirm_lower_bound", low)
+        figures.update(mean_reward=mean, episodes=len(rewards), lower_bound=low, confidence=self.confidence)
+        return figures
 
     def close(self) -> None:
         if self._env is not None:
             self._env.close()
             self._env = None
+
+
+def lower_bound(returns: list[float], confidence: float) -> float:
+    """The lower end of a one-sided ``confidence`` interval for the mean of ``returns``: ``mean - z * s / sqrt(n)``.
+
+    ``z`` is the normal quantile (the confirmation's 100 episodes make Student's t within 1% of it) and
+    ``s`` the sample standard deviation; ``confidence`` 0 (or a single episode) gives the mean itself.
+    """
+    import statistics
+
+    mean = statistics.fmean(returns)
+    if confidence <= 0.0 or len(returns) < 2:
+        return mean
+    z = statistics.NormalDist().inv_cdf(confidence)
+    return mean - z * statistics.stdev(returns) / math.sqrt(len(returns))
 
 
 class ThreadTuning(BaseCallback):

@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 
 EVAL_SEED_OFFSET = 1_000_003
 """The evaluation env's seed is the run's seed plus this (plus the step it resumed at)."""
-CONFIRM_SEED_OFFSET = 2_000_029
-"""The confirming evaluation's envs (see ``Preset.solved_episodes``) start from the run's seed plus this."""
 CONFIRM_ENVS = 10
 """Envs the confirming evaluation plays at once (one batched action choice per step for all)."""
 

@@ -31,8 +31,8 @@ from rlkit.config.presets import Resolved
 from rlkit.config.schema import Preset
 from rlkit.core import atomic
 from rlkit.core.errors import Interrupted, RlkitError
-from rlkit.core.seeds import check_seed, derive_seed
-from rlkit.training.loop import CONFIRM_ENVS, CONFIRM_SEED_OFFSET, EVAL_SEED_OFFSET
+from rlkit.core.seeds import check_seed, derive_seed, stream_seed
+from rlkit.training.loop import CONFIRM_ENVS, EVAL_SEED_OFFSET
 from rlkit.training.rundir import BUFFER, CheckpointInfo, RunDir, RunLock, now_iso, verify_checkpoint
 
 if TYPE_CHECKING:
@@ -55,7 +55,8 @@ class TrainResult:
     final_eval: dict[str, float] | None
     solved: bool
     solved_at: dict[str, float] | None = None
-    """When the run was solved: ``timesteps``, ``wall_s`` (time to solve), the confirming ``mean_reward`` and ``episodes``."""
+    """When the run was solved: ``timesteps``, ``wall_s`` (time to solve), the confirming ``mean_reward``, ``episodes``
+    and (with a confirmation) ``lower_bound``, ``confidence`` and the first env ``seed`` it played."""
     session_start: int = 0
     """The step this session started at (0 for a new run; the checkpoint's step for a resume)."""
     session_wall_s: float | None = None
@@ -450,8 +451,13 @@ def _solved_before(state: dict[str, Any], steps: int) -> dict[str, float] | None
         return None
     if at["timesteps"] > steps:
         return None
-    whole = ("timesteps", "episodes")
-    return {k: int(at[k]) if k in whole else float(at[k]) for k in ("timesteps", "wall_s", "mean_reward", "episodes")}
+    whole = ("timesteps", "episodes", "seed")
+    keys = [k for k in SOLVED_KEYS if isinstance(at.get(k), (int, float))]  # runs before the margin lack the last three
+    return {k: int(at[k]) if k in whole else float(at[k]) for k in keys}
+
+
+SOLVED_KEYS = ("timesteps", "wall_s", "mean_reward", "episodes", "lower_bound", "confidence", "seed")
+"""What ``solved_at`` records: the step and time, the confirming mean and episodes, its lower bound, confidence and first env seed."""
 
 
 def record_confirmation(
@@ -479,12 +485,38 @@ def record_confirmation(
 
 
 def confirm_env(preset: Preset, seed: int, episodes: int) -> Callable[[], VecEnv]:
-    """The confirming evaluation's env, made when first needed: up to ``CONFIRM_ENVS`` evaluation envs."""
+    """The confirming evaluation's env, made when first needed: up to ``CONFIRM_ENVS`` evaluation envs.
+
+    Each confirmation reseeds it from its own stream (:func:`confirm_seed`); the seed it is made with is never played.
+    """
     from rlkit.environments.factory import make_env
 
     return lambda: make_env(
-        preset, n_envs=max(1, min(CONFIRM_ENVS, episodes)), seed=derive_seed(seed, CONFIRM_SEED_OFFSET), train=False
+        preset, n_envs=max(1, min(CONFIRM_ENVS, episodes)), seed=confirm_seed(seed, -1), train=False
     )
+
+
+def confirm_seed(seed: int, k: int) -> int:
+    """The first env seed of a run's k-th confirmation: a stream no periodic evaluation (nor benchmark re-scoring) draws from."""
+    return stream_seed(seed, "confirm", k)
+
+
+def _confirmed_before(state: dict[str, Any]) -> int:
+    found = state.get("confirmations")
+    return len(found) if isinstance(found, list) else 0
+
+
+def _solved_line(at: dict[str, float], score: float | None) -> str:
+    """How a confirmation came out, in words: its mean, episodes and, with a margin, the lower bound against the score."""
+    text = f"mean {at['mean_reward']:.1f} over {int(at['episodes'])}"
+    if "lower_bound" not in at:
+        return f"{text} episodes"
+    text += " fresh episodes"
+    confidence = at.get("confidence", 0.0)
+    if confidence > 0 and score is not None:
+        sign = ">=" if at["lower_bound"] >= score else "<"
+        text += f", {confidence:.0%} lower bound {at['lower_bound']:.1f} {sign} {score:g}"
+    return text
 
 
 def _learn(
@@ -526,23 +558,22 @@ def _learn(
     def on_solved(at: dict[str, float]) -> None:
         run.update_state(solved=True, solved_at=at)
         display.message(
-            f"solved at step {int(at['timesteps']):,} after {at['wall_s']:.1f} s: "
-            f"mean {at['mean_reward']:.1f} over {int(at['episodes'])} episodes"
+            f"solved at step {int(at['timesteps']):,} after {at['wall_s']:.1f} s: {_solved_line(at, preset.solved_score)}"
         )
 
     def on_confirmation(at: dict[str, float], held: bool) -> None:
         record_confirmation(run, at, held, evaluator.last_played)
         if not held:
-            display.message(
-                f"step {int(at['timesteps']):,}: not confirmed, {int(at['episodes'])} more episodes "
-                f"gave {at['mean_reward']:.1f}"
-            )
+            display.message(f"step {int(at['timesteps']):,}: not confirmed: {_solved_line(at, preset.solved_score)}")
 
     solved = StopWhenSolved(
         preset.solved_score,
         preset.stop_on_solved and solved_at is None,  # stops a run once: trained further, it trains all it was asked
         confirm_episodes=preset.solved_episodes,
         confirm_env=confirm_env(preset, seed, preset.solved_episodes) if preset.solved_episodes > 0 else None,
+        confirm_seed=lambda k: confirm_seed(seed, k),
+        confidence=preset.solved_confidence,
+        confirmed_before=_confirmed_before(run.read_state()),
         solved_at=solved_at,
         on_solved=on_solved,
         on_confirmation=on_confirmation,

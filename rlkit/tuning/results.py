@@ -306,6 +306,7 @@ BUDGET_KEYS = (
     "checkpoint_replay_buffer",
     "stop_on_solved",
     "solved_episodes",
+    "solved_confidence",
 )
 """How long and how a run trains, evaluates and saves: the preset's own, not the tuning budget's."""
 
