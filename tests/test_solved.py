@@ -159,7 +159,8 @@ def test_a_confirmation_whose_mean_reaches_the_score_but_not_its_bound_does_not_
     monkeypatch.setattr(callbacks, "evaluate_policy", lambda *a, **k: (next(confirming), []))
 
     class Env:
-        seeds: list[int] = []
+        def __init__(self) -> None:
+            self.seeds: list[int] = []
 
         def seed(self, seed: int) -> None:
             self.seeds.append(seed)
@@ -188,7 +189,9 @@ def test_confirmations_play_seeds_no_evaluation_plays() -> None:
     from rlkit.core.seeds import derive_seed, stream_seed
     from rlkit.training.loop import CONFIRM_ENVS, EVAL_SEED_OFFSET
 
-    evaluations = {derive_seed(s, EVAL_SEED_OFFSET, steps) + i for s in range(20) for steps in (0, 50_000) for i in range(8)}
+    evaluations = {
+        derive_seed(s, EVAL_SEED_OFFSET, steps) + i for s in range(20) for steps in (0, 50_000) for i in range(8)
+    }
     confirms = [train.confirm_seed(s, k) + i for s in range(20) for k in range(10) for i in range(CONFIRM_ENVS)]
     fresh = [stream_seed(s, "fresh") + i for s in range(20) for i in range(CONFIRM_ENVS)]
     assert len(set(confirms)) == len(confirms) and not set(confirms) & evaluations and not set(fresh) & set(confirms)
@@ -198,8 +201,9 @@ def test_the_margin_makes_a_false_solved_rare_where_the_mean_alone_does_not() ->
     """The issue's model (mean 182.6, std 182.8 on fresh episodes) confirming over 100 episodes at every one of
     ten evaluations: with the mean alone it passes in 84% of runs; with the preset's 99% bound in 1% (95%: 6%;
     returns drawn from a normal with those figures; the real returns' heavy lower tail only widens the bound)."""
-    from rlkit.config.schema import Preset
     import numpy as np
+
+    from rlkit.config.schema import Preset
 
     rng = np.random.default_rng(0)
     tries = rng.normal(182.6, 182.8, size=(2000, 10, 100))  # 2000 runs, 10 confirmations each
