@@ -49,12 +49,17 @@ def _solve_hooks(preset: Any, seed: int, eval_freq: int, eval_episodes: int, con
     from rlkit.environments.factory import make_env
     from rlkit.training.callbacks import Clock, Evaluator, StopWhenSolved
     from rlkit.training.loop import EVAL_SEED_OFFSET
-    from rlkit.training.train import confirm_env
+    from rlkit.training.train import confirm_env, confirm_seed
 
     eval_freq = eval_freq or preset.eval_freq
     eval_episodes = eval_episodes or preset.eval_episodes
     solved = StopWhenSolved(
-        preset.solved_score, True, confirm_episodes=confirm, confirm_env=confirm_env(preset, seed, confirm)
+        preset.solved_score,
+        True,
+        confirm_episodes=confirm,
+        confirm_env=confirm_env(preset, seed, confirm),
+        confirm_seed=lambda k: confirm_seed(seed, k),
+        confidence=preset.solved_confidence,
     )
     evaluator = Evaluator(
         make_env(

@@ -19,7 +19,7 @@ TINY = ["n_timesteps=600", "learning_starts=100", "train_freq=16", "gradient_ste
 
 def test_solve_tiny_reports_time_to_solve_per_learner() -> None:
     """Every learner under the same rule; a low bar (9: a random CartPole policy scores ~22) is solved."""
-    sets = [a for s in [*TINY, "solved_score=9"] for a in ("--set", s)]
+    sets = [a for s in [*TINY, "solved_score=9", "solved_confidence=0"] for a in ("--set", s)]
     doc = _run(
         "--env",
         "cartpole",

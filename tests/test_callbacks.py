@@ -76,7 +76,9 @@ def test_ctrl_c_during_an_evaluation_stops_it_and_leaves_a_resumable_run(
 
     monkeypatch.setattr(TrainingDisplay, "on_progress", on_progress)
     # A low bar, so the first evaluation reaches it and a 100-episode confirmation follows.
-    sets = tiny_overrides(2000, eval_episodes=40, solved_score=9, solved_episodes=100, stop_on_solved="true")
+    sets = tiny_overrides(
+        2000, eval_episodes=40, solved_score=9, solved_episodes=100, solved_confidence=0, stop_on_solved="true"
+    )
     with pytest.raises(Interrupted) as info:
         train.start(resolve("cartpole", overrides=sets), seed=0, run_dir=tmp_path / "run", quiet=True)
     assert "checkpoint saved. Resume with:" in str(info.value)

@@ -42,8 +42,10 @@ def test_a_finished_run_trains_on_to_a_new_total(tmp_path: Path) -> None:
     rows = (first.run_dir / "evaluations.csv").read_text().splitlines()[1:]
     assert [int(float(r.split(",")[0])) for r in rows] == [300, 600, 900, 1200]
     # Epsilon had decayed over the first 600 steps; it does not rise again over the new total.
-    seen = epsilons.seen  # the first step still shows the value the checkpoint saved (one step before its end)
-    assert len(seen) == 600 and seen[0] >= max(seen) and all(e == pytest.approx(final_eps) for e in seen[1:])
+    # The last checkpoint was taken inside step 600 (stored after it): the extension plays that step again first,
+    # still showing the value the checkpoint saved.
+    seen = epsilons.seen
+    assert len(seen) == 601 and seen[0] >= max(seen) and all(e == pytest.approx(final_eps) for e in seen[1:])
     config = yaml.safe_load((first.run_dir / "config.yaml").read_text())["preset"]
     assert config["n_timesteps"] == 1200 and config["exploration_fraction"] == pytest.approx(0.5)
     state = json.loads((first.run_dir / "state.json").read_text())
@@ -113,7 +115,13 @@ def test_a_resumed_session_continues_the_training_return_window(tmp_path: Path) 
 
 def test_a_solved_run_trained_further_trains_exactly_the_steps_asked(tmp_path: Path) -> None:
     """stop_on_solved stops a run once: extending a solved run does not stop at its next good evaluation."""
-    easy = [*FAST, "solved_score=9", "solved_episodes=4", "stop_on_solved=true"]  # a random policy scores ~20
+    easy = [
+        *FAST,
+        "solved_score=9",
+        "solved_episodes=4",
+        "solved_confidence=0",
+        "stop_on_solved=true",
+    ]  # a random policy scores ~20
     first = train.start(resolve("cartpole", overrides=easy), seed=2, run_dir=tmp_path / "run", quiet=True)
     assert first.solved_at is not None and first.num_timesteps == 300  # stopped at its first evaluation
     more = train.extend(first.run_dir, 1200, quiet=True)
@@ -136,7 +144,9 @@ def test_the_summary_of_a_resumed_session_divides_and_says_solved_once(tmp_path:
     assert all(len(line) <= 80 for line in text.splitlines())
     runner = CliRunner()
     sets = [
-        arg for kv in [*FAST, "solved_score=9", "solved_episodes=4", "stop_on_solved=true"] for arg in ("--set", kv)
+        arg
+        for kv in [*FAST, "solved_score=9", "solved_episodes=4", "solved_confidence=0", "stop_on_solved=true"]
+        for arg in ("--set", kv)
     ]
     shown = runner.invoke(app, ["train", "cartpole", "--seed", "2", "--run-dir", str(tmp_path / "r"), *sets])
     assert shown.exit_code == 0, shown.output

@@ -261,7 +261,9 @@ def test_a_solved_run_records_its_confirmations_and_the_report_shows_them(tmp_pa
     from rlkit.training.train import start
     from tests.conftest import tiny_overrides
 
-    sets = tiny_overrides(1200, solved_score=9, solved_episodes=6, stop_on_solved="true", eval_episodes=2)
+    sets = tiny_overrides(
+        1200, solved_score=9, solved_episodes=6, solved_confidence=0, stop_on_solved="true", eval_episodes=2
+    )
     run = start(resolve("cartpole", overrides=sets), seed=0, run_dir=tmp_path / "run", quiet=True).run_dir
     confirmations = json.loads((run / "state.json").read_text())["confirmations"]
     assert confirmations[-1]["held"] and confirmations[-1]["episodes"] == 6

@@ -132,4 +132,5 @@ def test_kill_9_loses_at_most_the_steps_since_the_last_checkpoint(tmp_path: Path
 
     result = train.resume(run, quiet=True, callbacks=[recorder, StopSoon()])
     assert result is not None
-    assert recorder.seen[0][0] == last + 1
+    # The checkpoint was taken inside step `last` (its transition not yet stored): the resume plays it again.
+    assert recorder.seen[0][0] == last

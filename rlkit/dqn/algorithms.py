@@ -44,7 +44,7 @@ from rlkit.dqn.loss import Head, LossOptions
 from rlkit.dqn.mlp import MlpNet
 from rlkit.replay.buffers import PrioritizedReplayBuffer
 
-_RUNTIME = ["_engine", "_engine_key", "_forward", "engine_options", "_diag"]
+_RUNTIME = ["_engine", "_engine_key", "_forward", "engine_options", "_diag", "_resume_pending"]
 """Attributes rebuilt by ``_setup_model`` (or given at run time), never saved."""
 _RENAMED = {"loss_kind": "loss"}
 """Attributes saved under another name by rlkit before 0.2 (read when an old model is loaded)."""
@@ -117,6 +117,24 @@ class RlkitAlgorithm(OffPolicyAlgorithm):
         self._engine: GradientEngine | None = None
         self._engine_key: tuple[Any, ...] = ()
         self._forward: tuple[Any, MlpNet | None] = (None, None)
+        self._resume_pending: tuple[np.ndarray, np.ndarray, int] | None = None
+
+    def resume_with(self, actions: np.ndarray, buffer_actions: np.ndarray, rollout_steps_before: int) -> None:
+        """Continue a run inside the step a checkpoint interrupted (``rlkit.training.resume_state``).
+
+        The next rollout first plays ``actions`` (their random draws are spent already) and takes
+        the steps the interrupted rollout had left after its first ``rollout_steps_before``, so
+        gradient steps and target updates fall where they would have.
+        """
+        self._resume_pending = (actions, buffer_actions, rollout_steps_before)
+
+    def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1) -> Any:
+        pending = getattr(self, "_resume_pending", None)
+        if pending is not None and pending[0] is not None:
+            actions, buffer_actions, before = pending
+            self._resume_pending = (None, None, before)  # type: ignore[assignment]
+            return actions, buffer_actions
+        return super()._sample_action(learning_starts, action_noise, n_envs)
 
     @property
     def loss_options(self) -> LossOptions:
@@ -248,12 +266,21 @@ class RlkitAlgorithm(OffPolicyAlgorithm):
         several envs, rounded up to a whole step of every env). Its training phase then takes the
         gradient steps of the steps collected (``gradient_steps: -1``) or its usual count.
         """
+        before = 0
+        if self._resume_pending is not None:  # the first rollout of an exact resume: the interrupted one's rest
+            before = self._resume_pending[2]
+            if train_freq.unit == TrainFrequencyUnit.STEP and before > 0:
+                train_freq = TrainFreq(max(1, train_freq.frequency - before), TrainFrequencyUnit.STEP)
         left = self._total_timesteps - self.num_timesteps
         if train_freq.unit == TrainFrequencyUnit.STEP and 0 < left < train_freq.frequency * env.num_envs:
             train_freq = TrainFreq(-(-left // env.num_envs), TrainFrequencyUnit.STEP)
-        return super().collect_rollouts(
+        rollout = super().collect_rollouts(
             env, callback, train_freq, replay_buffer, action_noise, learning_starts, log_interval
         )
+        if self._resume_pending is not None:
+            self._resume_pending = None
+            rollout = rollout._replace(episode_timesteps=rollout.episode_timesteps + before * env.num_envs)
+        return rollout
 
     def _store_transition(
         self,

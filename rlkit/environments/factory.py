@@ -299,12 +299,12 @@ def make_env(
         # Without render_mode, SB3 first tries render_mode='rgb_array' (gymnasium warns), then none.
         warnings.filterwarnings("ignore", message=".*initialised with render_mode='rgb_array'")
         venv = make_vec_env(
-            _env_maker(preset) if preset.wrappers else preset.env_id,
+            _env_maker(preset, counted=train) if preset.wrappers or train else preset.env_id,
             n_envs=n_envs,
             seed=seed,
             monitor_dir=str(monitor_dir) if monitor_dir is not None else None,
-            wrapper_class=wrapper_class,
-            wrapper_kwargs=wrapper_kwargs,
+            wrapper_class=_replayable(wrapper_class) if train else wrapper_class,
+            wrapper_kwargs=wrapper_kwargs if wrapper_kwargs is not None or not train else {},
             env_kwargs=env_kwargs,
             vec_env_cls=vec_env_cls,
             vec_env_kwargs=vec_env_kwargs,
@@ -364,14 +364,31 @@ def wrap(env: gym.Env[Any, Any], preset: Preset) -> gym.Env[Any, Any]:
     return env
 
 
-def _env_maker(preset: Preset) -> Any:
-    """``make_vec_env``'s env factory: ``gym.make`` inside the preset's wrappers (Monitor goes outside them)."""
+def _env_maker(preset: Preset, counted: bool = False) -> Any:
+    """``make_vec_env``'s env factory: ``gym.make`` inside the preset's wrappers (Monitor goes outside them).
+
+    ``counted``: the base env inside :class:`~rlkit.environments.replayable.BaseResets` (a training env, replayable).
+    """
     import gymnasium as gym
 
+    from rlkit.environments.replayable import BaseResets
+
     def make(**kwargs: Any) -> gym.Env[Any, Any]:
-        return wrap(gym.make(preset.env_id, **kwargs), preset)
+        env = gym.make(preset.env_id, **kwargs)
+        return wrap(BaseResets(env) if counted else env, preset)
 
     return make
+
+
+def _replayable(inner: Any) -> Any:
+    """``make_vec_env``'s ``wrapper_class`` for a training env: ``inner`` (Atari's wrapper, or none), then
+    :class:`~rlkit.environments.replayable.Replayable` outermost, so a checkpoint can rebuild the env's state."""
+    from rlkit.environments.replayable import Replayable
+
+    def wrapper(env: Any, **kwargs: Any) -> Any:
+        return Replayable(inner(env, **kwargs) if inner is not None else env)
+
+    return wrapper
 
 
 def policy_name(preset: Preset, observation_space: gym.Space[Any]) -> str:

@@ -17,7 +17,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from rlkit.core import atomic
 from rlkit.training.buffer_store import buffer_nbytes, save_buffer
-from rlkit.training.rundir import BUFFER, MANIFEST, RunDir, write_manifest
+from rlkit.training.rundir import BUFFER, MANIFEST, RESUME, RunDir, write_manifest
 
 if TYPE_CHECKING:
     from stable_baselines3.common.vec_env import VecEnv
@@ -403,9 +403,14 @@ class Checkpointer(BaseCallback):
         evaluator: Evaluator | None,
         display: TrainingDisplay | None = None,
         stopping: Callable[[], bool] | None = None,
+        start: int = 0,
     ) -> None:
         super().__init__()
         self.run = run
+        self.start = start
+        """The step a resumed session starts from: its checkpoint exists (an exact resume replays the step it was taken in)."""
+        self._in_step = False
+        self._step_at = 0
         self.stopping = stopping
         """Whether training is stopping at this step (a signal): the stop saves its own checkpoint,
         at the step counter it leaves (SB3 counts a step it does not store when a callback stops it)."""
@@ -420,9 +425,13 @@ class Checkpointer(BaseCallback):
         """The step of the newest checkpoint this session wrote."""
 
     def _init_callback(self) -> None:
-        self._last = self.model.num_timesteps
+        self._last = max(self.model.num_timesteps, self.start)
+
+    def _on_rollout_end(self) -> None:
+        self._in_step = False  # between rollouts: no step pending
 
     def _on_step(self) -> bool:
+        self._in_step, self._step_at = True, self.num_timesteps  # a save from here on describes the state before it
         if _crossed(self._last, self.num_timesteps, self.every):
             self._last = self.num_timesteps
             if self.stopping is None or not self.stopping():
@@ -451,6 +460,8 @@ class Checkpointer(BaseCallback):
             if self.save_buffer and model.replay_buffer is not None:
                 current = staging / BUFFER
                 save_buffer(model.replay_buffer, current)
+            current = staging / RESUME
+            atomic.write_json(current, self._resume_state(model))
             best = self.evaluator.best_mean_reward if self.evaluator is not None else -math.inf
             current = staging / "state.json"
             atomic.write_json(
@@ -479,6 +490,14 @@ class Checkpointer(BaseCallback):
         if self.display is not None:
             self.display.on_checkpoint(steps, final)
         return final
+
+    def _resume_state(self, model: OffPolicyAlgorithm) -> dict[str, Any]:
+        from rlkit.training import resume_state
+
+        pending = None
+        if self._in_step:
+            pending = resume_state.pending_from(self.locals, self._step_at, model.n_envs)
+        return resume_state.capture(model, pending, self.evaluator.eval_env if self.evaluator is not None else None)
 
     def _needed_bytes(self) -> int:
         """What a checkpoint takes: the last one's size, else the buffer's arrays plus the model's weights."""

@@ -50,6 +50,8 @@ from rlkit.core.paths import check_folder, make_folder, outermost_missing
 
 MANIFEST = "manifest.json"
 BUFFER = "replay_buffer.npz"
+RESUME = "resume.json"
+"""A checkpoint's envs, random streams and pending step: what an exact resume needs (``rlkit.training.resume_state``)."""
 LEGACY_BUFFER = "replay_buffer.pkl"
 LOCK = "run.lock"
 GONE = "stopped (process gone)"

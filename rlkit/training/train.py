@@ -32,8 +32,9 @@ from rlkit.config.schema import Preset
 from rlkit.core import atomic
 from rlkit.core.errors import Interrupted, RlkitError
 from rlkit.core.seeds import check_seed, derive_seed, stream_seed
+from rlkit.training import resume_state
 from rlkit.training.loop import CONFIRM_ENVS, EVAL_SEED_OFFSET
-from rlkit.training.rundir import BUFFER, CheckpointInfo, RunDir, RunLock, now_iso, verify_checkpoint
+from rlkit.training.rundir import BUFFER, RESUME, CheckpointInfo, RunDir, RunLock, now_iso, verify_checkpoint
 
 if TYPE_CHECKING:
     from stable_baselines3.common.callbacks import BaseCallback
@@ -233,7 +234,7 @@ def resume(
             raise Interrupted(f"stopped before the resume began; {run_path} is unchanged", signum) from None
         if restored is None:
             return None
-        state, ckpt, trainee, exact = restored
+        state, ckpt, trainee, exact, resumed = restored
         steps = ckpt.step
         history = run.read_evaluations()  # a damaged history fails here, before anything is written
         # The resume proceeds: from here on the run directory changes.
@@ -259,6 +260,8 @@ def resume(
         eval_env = make_env(
             preset, n_envs=preset.eval_envs, seed=derive_seed(seed, EVAL_SEED_OFFSET, steps), train=False
         )
+        if exact:
+            resume_state.restore_eval(eval_env, resumed)
         best = ckpt.state.get("best_mean_reward")
         return _learn(
             run,
@@ -283,12 +286,13 @@ def _restore(
     without_buffer: bool,
     extending: bool,
     say: Callable[[str], None],
-) -> tuple[dict[str, Any], CheckpointInfo, Trainee, bool] | None:
+) -> tuple[dict[str, Any], CheckpointInfo, Trainee, bool, dict[str, Any]] | None:
     """Everything a resume needs, read and checked without writing: ``None`` for a finished run
     (unless ``extending`` it to a larger budget).
 
-    Returns the run's state, the checkpoint chosen, the rebuilt model (replay buffer restored)
-    and whether the resume is exact.
+    Returns the run's state, the checkpoint chosen, the rebuilt model (replay buffer, envs and
+    random streams restored) and whether the resume is exact, and the checkpoint's resume state
+    (the evaluation env's part is restored once it exists).
     """
     from rlkit.training.buffer_store import load_buffer
     from rlkit.training.factory import build
@@ -328,8 +332,32 @@ def _restore(
     model.set_random_seed(derive_seed(seed, steps))
     _restore_episode_window(model, run, steps, preset)
     model.tensorboard_log = str(run.tensorboard)
-    model._last_obs = None  # the fresh env must be reset
-    return state, ckpt, trainee, exact
+    resumed = _resume_state(ckpt)
+    try:
+        why = resume_state.restore(model, resumed) if exact else "its replay buffer was not restored"
+    except (KeyError, TypeError, ValueError, IndexError) as exc:  # a resume.json of the wrong shape
+        why = f"resume.json is damaged ({type(exc).__name__}: {exc})"
+    if why is not None:
+        model._last_obs = None  # the fresh env must be reset
+        model.num_timesteps = steps
+        if exact:
+            say(f"{ckpt.label}: resuming from a reset of the envs, not exactly: {why}")
+        exact = False
+    return state, ckpt, trainee, exact, resumed
+
+
+def _resume_state(ckpt: CheckpointInfo) -> dict[str, Any]:
+    """The checkpoint's ``resume.json`` (checked by its manifest), or a note that it has none."""
+    from rlkit.core import safe_json
+
+    path = ckpt.path / RESUME
+    if not path.is_file():
+        return {"exact": False, "why": "the checkpoint is from before exact resumes (no resume.json)", "format": 1}
+    try:
+        found = safe_json.load_file(path)
+    except (OSError, ValueError) as exc:
+        return {"exact": False, "why": f"resume.json cannot be read ({exc})", "format": 1}
+    return found if isinstance(found, dict) else {"exact": False, "why": "resume.json is not an object", "format": 1}
 
 
 def _restore_episode_window(model: Any, run: RunDir, steps: int, preset: Preset) -> None:
@@ -599,6 +627,7 @@ def _learn(
         evaluator=evaluator,
         display=display,
         stopping=lambda: stopper.received is not None,
+        start=start_steps,
     )
     display.watch_threads(trainee.tuner)
     display.restore(evaluator.history, preset.eval_episodes)
