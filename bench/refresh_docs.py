@@ -27,6 +27,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -39,7 +40,7 @@ from doc_blocks import FORMATTERS, Inputs, Source  # noqa: E402
 
 from rlkit.analysis import benchmark as bm  # noqa: E402
 from rlkit.config.presets import load_preset_file, read_yaml  # noqa: E402
-from rlkit.config.schema import validate  # noqa: E402
+from rlkit.config.schema import to_plain, validate  # noqa: E402
 from rlkit.core import atomic  # noqa: E402
 from rlkit.core.errors import RlkitError  # noqa: E402
 
@@ -122,24 +123,43 @@ def load_source(root: Path, name: str, entry: SourceEntry) -> Source:
     return Source(name, path, data, note)
 
 
-def stale_preset(root: Path, entry: SourceEntry, source: Source) -> str | None:
-    """Why the source ran another preset than today's ``envs/<preset>.yaml``, or None when it is today's."""
-    if entry.preset is None:
-        return None
+def recorded_preset(root: Path, entry: SourceEntry, source: Source) -> tuple[dict[str, Any], str] | None:
+    """The preset a source recorded, as written then (``preset.yaml`` beside it, or its ``rlkit_preset``)."""
     beside = source.path.parent / "preset.yaml"
     if beside.is_file():
-        recorded, where = validate(read_yaml(beside), str(beside)), str(beside.relative_to(root))
-    elif isinstance(source.data, dict) and isinstance(source.data.get("rlkit_preset"), dict):
-        recorded, where = validate(source.data["rlkit_preset"], entry.json_path), f"{entry.json_path}'s rlkit_preset"
-    else:
-        return f"source {source.name}: {entry.json_path} records no preset to check against envs/{entry.preset}.yaml"
-    today = load_preset_file(root / "envs" / f"{entry.preset}.yaml")
+        return read_yaml(beside), str(beside.relative_to(root))
+    if isinstance(source.data, dict) and isinstance(source.data.get("rlkit_preset"), dict):
+        return source.data["rlkit_preset"], f"{entry.json_path}'s rlkit_preset"
+    return None
+
+
+def stale_preset(root: Path, entry: SourceEntry, source: Source) -> tuple[str | None, str | None]:
+    """(Why the source ran another preset than today's ``envs/<preset>.yaml``, a note on keys it predates).
+
+    The digest compares both under today's schema. A key the recorded preset lacks was added since
+    the run: both then read its default, so the digests agree, yet the run may have behaved otherwise
+    (a new stopping rule): that is a note, not an error, since nothing but a rerun can settle it.
+    """
+    if entry.preset is None:
+        return None, None
+    found = recorded_preset(root, entry, source)
+    if found is None:
+        return (
+            f"source {source.name}: {entry.json_path} records no preset to check against envs/{entry.preset}.yaml",
+            None,
+        )
+    raw, where = found
+    recorded, today = validate(raw, where), load_preset_file(root / "envs" / f"{entry.preset}.yaml")
     if bm.config_digest(recorded) != bm.config_digest(today):
         return (
             f"source {source.name}: {where} is not today's envs/{entry.preset}.yaml "
             f"(digest {bm.config_digest(recorded)} vs {bm.config_digest(today)}): rerun the benchmark"
-        )
-    return None
+        ), None
+    newer = {key: value for key, value in to_plain(today).items() if key not in raw}
+    if not newer:
+        return None, None
+    keys = ", ".join(f"{key} (today {value!r})" for key, value in newer.items())
+    return None, f"source {source.name}: {where} predates {keys}; its figures may describe other behaviour: rerun it"
 
 
 # ----------------------------------------------------------------------------------------
@@ -234,20 +254,24 @@ class Outcome:
     """What a run found: problems that stop it, blocks that disagree, and the documents' new texts."""
 
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """Keys a source's preset predates: printed, not failing (only a rerun settles them)."""
     disagreements: list[str] = field(default_factory=list)
     rewritten: dict[Path, str] = field(default_factory=dict)
 
 
-def generate(root: Path, registry: Registry) -> tuple[dict[str, str], list[str]]:
-    """Every block's text from its JSON (by block name), and the problems with the sources."""
+def generate(root: Path, registry: Registry) -> tuple[dict[str, str], list[str], list[str]]:
+    """Every block's text from its JSON (by block name), the problems with the sources, and notes."""
     entries = registry.sources
     sources: dict[str, Source] = {}
     errors: list[str] = []
+    notes: list[str] = []
     for name, entry in entries.items():
         try:
             sources[name] = load_source(root, name, entry)
-            if stale := stale_preset(root, entry, sources[name]):
-                errors.append(stale)
+            stale, note = stale_preset(root, entry, sources[name])
+            errors += [stale] if stale else []
+            notes += [note] if note else []
         except RlkitError as exc:
             errors.append(str(exc))
     texts: dict[str, str] = {}
@@ -260,14 +284,14 @@ def generate(root: Path, registry: Registry) -> tuple[dict[str, str], list[str]]
             texts[name] = FORMATTERS[block.format](Inputs(roles, block.args, root))
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
             errors.append(f"block {name}: its JSON lacks what {block.format} needs ({type(exc).__name__}: {exc})")
-    return texts, errors
+    return texts, errors, notes
 
 
 def refresh(root: Path) -> Outcome:
     """Compare every block with its JSON's text; the documents as they should read."""
     registry = read_registry(root)
-    texts, errors = generate(root, registry)
-    outcome = Outcome(errors=errors)
+    texts, errors, notes = generate(root, registry)
+    outcome = Outcome(errors=errors, notes=notes)
     for file in dict.fromkeys(block.file for block in registry.blocks.values()):
         path = root / file
         if not path.is_file():
@@ -318,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     except RlkitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    for line in outcome.notes:
+        print(f"note: {line}", file=sys.stderr)
     for line in outcome.errors:
         print(f"error: {line}", file=sys.stderr)
     if args.check or outcome.errors:

@@ -194,3 +194,12 @@ def test_three_figures() -> None:
     assert doc_blocks.three_figures(9012.6) == "9,010"
     assert doc_blocks.three_figures(123.456) == "123"
     assert doc_blocks.three_figures(1.2345) == "1.23"
+
+
+def test_a_key_the_run_predates_is_a_note_not_a_failure(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A key added since the run reads its default on both sides: the digests agree, the check says so."""
+    recorded = repo / "docs" / "benchmarks" / "cartpole-solve" / "preset.yaml"
+    recorded.write_text("\n".join(line for line in recorded.read_text().splitlines() if not line.startswith("gamma:")))
+    code, out = check(repo, capsys)
+    assert code == 0
+    assert "note: source cartpole-benchmark" in out and "predates gamma (today 0.99)" in out
