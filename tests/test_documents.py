@@ -202,4 +202,4 @@ def test_a_key_the_run_predates_is_a_note_not_a_failure(repo: Path, capsys: pyte
     recorded.write_text("\n".join(line for line in recorded.read_text().splitlines() if not line.startswith("gamma:")))
     code, out = check(repo, capsys)
     assert code == 0
-    assert "note: source cartpole-benchmark" in out and "predates gamma (today 0.99)" in out
+    assert "note: source cartpole-benchmark" in out and "gamma (today 0.99)" in out
