@@ -126,3 +126,13 @@ def test_the_checks_catch_what_they_forbid(tmp_path: Path) -> None:
     modules = modules_of(root)
     assert upward_imports(modules) == ["rlkit.core.x (core) imports rlkit.training.loop (training)"]
     assert import_cycles(modules) == [["rlkit.core.x", "rlkit.training.loop", "rlkit.core.x"]]
+
+
+def test_state_json_has_one_writer() -> None:
+    """Every change of a run's ``state.json`` is a transition of ``training/run_state.py`` (its one writer)."""
+    writers = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "update_state":
+                writers.append(path.relative_to(PACKAGE.parent).as_posix())
+    assert writers and set(writers) == {"rlkit/training/run_state.py"}, sorted(set(writers))

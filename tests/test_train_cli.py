@@ -45,6 +45,7 @@ def test_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
     assert {p.name for p in checkpoints[-1].iterdir()} == {
         "model.zip",
         "replay_buffer.npz",
+        "resume.json",
         "state.json",
         "manifest.json",
     }

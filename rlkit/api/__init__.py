@@ -18,7 +18,6 @@ keys (dotted for nesting) to values, or ``key=value`` strings as with ``--set``.
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,7 +187,9 @@ def train(
             Path(run_dir) if run_dir is not None else None,
         )
         on_resolved(resolved)
-    chosen = seed if seed is not None else random.SystemRandom().randrange(2**31)
+    from rlkit.core.seeds import choose_seed
+
+    chosen = choose_seed(seed)
     argv = command or _call(
         "train", str(env), seed=chosen, steps=steps, overrides=assignments or None, init_from=init_from
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -119,11 +118,9 @@ def train(
             raise fail("--without-buffer only applies to --resume RUN_DIR")
         if env is None:
             raise fail("missing environment: rlkit train ENV (see `rlkit envs`) or rlkit train --resume RUN_DIR")
-        from rlkit.core.seeds import check_seed
+        from rlkit.core.seeds import choose_seed
 
-        if seed is not None:
-            check_seed(seed)
-        chosen_seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
+        chosen_seed = choose_seed(seed)  # drawn here, once: the command line recorded names it
         argv = _command_line(env, chosen_seed, steps, set_ or [], config, device, run_dir, quiet, import_ or [])
         if init_from is not None:
             argv += ["--init-from", str(init_from)]

@@ -26,6 +26,16 @@ def check_seed(seed: int, flag: str = "--seed") -> int:
     return seed
 
 
+def choose_seed(seed: int | None) -> int:
+    """The run's seed: ``seed`` checked, or, when ``None``, one drawn from the OS's entropy (then recorded
+    in the run's config and command line). The one place a seed is drawn (``rlkit train`` and ``rlkit.train``)."""
+    if seed is not None:
+        return check_seed(seed)
+    import random
+
+    return random.SystemRandom().randrange(2**31)
+
+
 def derive_seed(seed: int, *offsets: int) -> int:
     """``seed + sum(offsets)`` folded into [0, 2**32 - 1]: the one rule for every derived seed."""
     return (seed + sum(offsets)) % SEED_LIMIT

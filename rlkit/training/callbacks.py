@@ -17,6 +17,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from rlkit.core import atomic
 from rlkit.training.buffer_store import buffer_nbytes, save_buffer
+from rlkit.training.run_state import RunState
 from rlkit.training.rundir import BUFFER, MANIFEST, RESUME, RunDir, write_manifest
 
 if TYPE_CHECKING:
@@ -486,7 +487,7 @@ class Checkpointer(BaseCallback):
         self.last_saved = steps
         for old in self.run.checkpoint_dirs()[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)
-        self.run.update_state(num_timesteps=steps, last_checkpoint=steps, wall_s=self.clock.seconds())
+        RunState(self.run).checkpointed(steps, self.clock.seconds())
         if self.display is not None:
             self.display.on_checkpoint(steps, final)
         return final

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rlkit.config.presets import Resolved
 from rlkit.config.schema import Preset
@@ -34,12 +34,14 @@ from rlkit.core.errors import Interrupted, RlkitError
 from rlkit.core.seeds import check_seed, derive_seed, stream_seed
 from rlkit.training import resume_state
 from rlkit.training.loop import CONFIRM_ENVS, EVAL_SEED_OFFSET
+from rlkit.training.run_state import RunState
 from rlkit.training.rundir import BUFFER, RESUME, CheckpointInfo, RunDir, RunLock, now_iso, verify_checkpoint
 
 if TYPE_CHECKING:
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import VecEnv
 
+    from rlkit.training.callbacks import StopWhenSolved
     from rlkit.training.factory import Trainee
     from rlkit.training.tracking import Tracker
 
@@ -62,6 +64,23 @@ class TrainResult:
     """The step this session started at (0 for a new run; the checkpoint's step for a resume)."""
     session_wall_s: float | None = None
     """Training wall-clock of this session alone (``wall_s`` sums every session); ``steps_per_s`` is this session's."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a caller asks of a training session beyond its preset and seed, carried whole through the
+    session (one typed object, not a parameter per option in every step)."""
+
+    device: str = "auto"
+    """The resolved torch device."""
+    quiet: bool = False
+    """No live display (its history lines and the summary stay)."""
+    argv: list[str] | None = None
+    """The command line recorded in ``command.txt``."""
+    callbacks: tuple[BaseCallback, ...] = ()
+    """Extra SB3 callbacks, after rlkit's own."""
+    tracker: Tracker | None = None
+    """The experiment tracker the run mirrors to (opened for this run), or ``None``."""
 
 
 def start(
@@ -120,19 +139,10 @@ def start(
             signum = exc.signum if isinstance(exc, _Stopped) else signal.SIGINT
             raise Interrupted("stopped before training began; the new run directory was removed", signum) from None
         raise
+    request = Request(torch_device, quiet, argv, tuple(callbacks or ()), tracker)
     with lock:
-        return _learn(
-            run,
-            preset,
-            trainee,
-            eval_env,
-            seed=seed,
-            resumed_from=None,
-            quiet=quiet,
-            extra=callbacks,
-            discard=lambda: _discard_new_run(run, keep_folder=existed),
-            tracker=tracker,
-        )
+        session = _Session(run, preset, trainee, eval_env, seed=seed, request=request)
+        return session.train(discard=lambda: _discard_new_run(run, keep_folder=existed))
 
 
 def _set_up(
@@ -169,7 +179,7 @@ def _set_up(
                 **({"init_from": str(weights.source)} if weights is not None else {}),
             }
         )
-        run.update_state(status="running", num_timesteps=0, n_timesteps=preset.n_timesteps, wall_s=0.0)
+        RunState(run).started(preset.n_timesteps)
         eval_env = make_env(preset, n_envs=preset.eval_envs, seed=derive_seed(seed, EVAL_SEED_OFFSET), train=False)
     except BaseException:
         if trainee is not None:
@@ -245,36 +255,20 @@ def resume(
         # Evaluations logged after the checkpoint belong to steps that will be replayed.
         run.write_evaluations([row for row in history if row["timesteps"] <= steps])
         wall = float(ckpt.state.get("wall_s") or 0.0)
-        changes: dict[str, Any] = {"status": "running", "num_timesteps": steps, "wall_s": wall}
-        if not exact:
-            changes["inexact_resumes"] = [*state.get("inexact_resumes", []), steps]
-            changes["resume_exact"] = False
         solved_at = _solved_before(state, steps)
-        if solved_at is not None:
-            changes.update(solved=True, solved_at=solved_at)
-        if isinstance(state.get("confirmations"), list):  # like the evaluations: later ones are replayed
-            changes["confirmations"] = [
-                c for c in state["confirmations"] if isinstance(c, dict) and c.get("timesteps", math.inf) <= steps
-            ]
-        run.update_state(forget=_SESSION_KEYS, **changes)
+        RunState(run).resumed(state, steps, wall, exact=exact, solved_at=solved_at)
         eval_env = make_env(
             preset, n_envs=preset.eval_envs, seed=derive_seed(seed, EVAL_SEED_OFFSET, steps), train=False
         )
         if exact:
             resume_state.restore_eval(eval_env, resumed)
         best = ckpt.state.get("best_mean_reward")
-        return _learn(
-            run,
-            preset,
-            trainee,
-            eval_env,
-            seed=seed,
-            solved_at=solved_at,
-            resumed_from=(steps, wall, -math.inf if best is None else float(best)),
-            quiet=quiet,
-            extra=callbacks,
-            tracker=tracker,
+        request = Request(torch_device, quiet, argv, tuple(callbacks or ()), tracker)
+        resumed_from = (steps, wall, -math.inf if best is None else float(best))
+        session = _Session(
+            run, preset, trainee, eval_env, seed=seed, request=request, solved_at=solved_at, resumed_from=resumed_from
         )
+        return session.train()
 
 
 def _restore(
@@ -375,7 +369,6 @@ def _restore_episode_window(model: Any, run: RunDir, steps: int, preset: Preset)
         model.ep_success_buffer = deque(maxlen=window)
 
 
-_SESSION_KEYS = ("error", "note", "reached", "solved_at", "solved")
 """State keys that describe how the previous session ended; a resumed session drops them."""
 
 _WITHOUT_BUFFER_HINT = (
@@ -506,10 +499,7 @@ def record_confirmation(
             max_reward=max(returns),
             mean_ep_length=sum(lengths) / len(lengths),
         )
-    state = run.read_state()
-    found = state.get("confirmations")
-    earlier: list[Any] = found if isinstance(found, list) else []
-    run.update_state(confirmations=[*earlier, row])
+    RunState(run).confirmed(row)
 
 
 def confirm_env(preset: Preset, seed: int, episodes: int) -> Callable[[], VecEnv]:
@@ -547,228 +537,257 @@ def _solved_line(at: dict[str, float], score: float | None) -> str:
     return text
 
 
-def _learn(
-    run: RunDir,
-    preset: Preset,
-    trainee: Trainee,
-    eval_env: VecEnv,
-    *,
-    seed: int,
-    solved_at: dict[str, float] | None = None,
-    resumed_from: tuple[int, float, float] | None,
-    quiet: bool,
-    extra: list[BaseCallback] | None = None,
-    discard: Callable[[], None] | None = None,
-    tracker: Tracker | None = None,
-) -> TrainResult:
-    """Train, then record how it ended; ``discard`` removes a new run that a full disk stops before its first checkpoint.
+class _Session:
+    """One training session of a run: its hooks on the one evaluator, its ``learn``, and how it ends.
 
-    ``tracker`` mirrors the logger's scalars while training and gets the run's artefacts at the end.
+    It ends finished (:meth:`_finish`), stopped by a signal at a checkpoint it saves
+    (:meth:`_stop_by_signal`), abandoned by a second Ctrl-C (:meth:`_abandon`) or crashed
+    (:meth:`_crash`); each records itself through :class:`RunState`, the one writer of ``state.json``.
     """
-    from rlkit.training import loop, tracking
-    from rlkit.training.callbacks import (
-        Checkpointer,
-        Clock,
-        DisplayUpdater,
-        Evaluator,
-        RunRecorder,
-        StopOnSignal,
-        StopWhenSolved,
-    )
-    from rlkit.training.display import TrainingDisplay, short_path
 
-    model = trainee.model
-    start_steps, wall_before, best = resumed_from or (0, 0.0, -math.inf)
-    clock = Clock(wall_before)
-    display = TrainingDisplay(preset.n_timesteps, start_steps, quiet=quiet)
-    recorder = RunRecorder(run, display)
+    def __init__(
+        self,
+        run: RunDir,
+        preset: Preset,
+        trainee: Trainee,
+        eval_env: VecEnv,
+        *,
+        seed: int,
+        request: Request,
+        solved_at: dict[str, float] | None = None,
+        resumed_from: tuple[int, float, float] | None = None,
+    ) -> None:
+        from rlkit.training.callbacks import Checkpointer, Clock, Evaluator, RunRecorder, StopOnSignal
+        from rlkit.training.display import TrainingDisplay, short_path
 
-    def on_solved(at: dict[str, float]) -> None:
-        run.update_state(solved=True, solved_at=at)
-        display.message(
-            f"solved at step {int(at['timesteps']):,} after {at['wall_s']:.1f} s: {_solved_line(at, preset.solved_score)}"
+        self.run, self.preset, self.trainee, self.model = run, preset, trainee, trainee.model
+        self.request, self.tracker = request, request.tracker
+        self.state = RunState(run)
+        self.resumed = resumed_from is not None
+        self.start_steps, self.wall_before, best = resumed_from or (0, 0.0, -math.inf)
+        self.clock = Clock(self.wall_before)
+        self.display = TrainingDisplay(preset.n_timesteps, self.start_steps, quiet=request.quiet)
+        self.solved = self._stopping_rule(seed, solved_at)
+        recorder = RunRecorder(run, self.display)
+        self.evaluator = Evaluator(
+            eval_env,
+            eval_freq=preset.eval_freq,
+            n_episodes=preset.eval_episodes,
+            clock=self.clock,
+            history=run.read_evaluations(),
+            best_mean_reward=best,
+            callback_on_new_best=[recorder.on_new_best],
+            callback_after_eval=[recorder.after_eval, self.solved],
+            callback_on_progress=[self.display.on_progress],
+        )
+        self.stopper = StopOnSignal()  # installed around learning
+        self.checkpointer = Checkpointer(
+            run,
+            every=preset.checkpoint_freq,
+            keep=preset.keep_checkpoints,
+            save_buffer=preset.checkpoint_replay_buffer,
+            clock=self.clock,
+            evaluator=self.evaluator,
+            display=self.display,
+            stopping=lambda: self.stopper.received is not None,
+            start=self.start_steps,
+        )
+        self.resume_cmd = f"rlkit train --resume {shlex.quote(short_path(run.path))}"
+        self.saving = False
+        """Whether a checkpoint is being saved after a signal (a second Ctrl-C then abandons it)."""
+
+    def _stopping_rule(self, seed: int, solved_at: dict[str, float] | None) -> StopWhenSolved:
+        from rlkit.training.callbacks import StopWhenSolved
+
+        preset = self.preset
+        return StopWhenSolved(
+            preset.solved_score,
+            preset.stop_on_solved
+            and solved_at is None,  # stops a run once: trained further, it trains all it was asked
+            confirm_episodes=preset.solved_episodes,
+            confirm_env=confirm_env(preset, seed, preset.solved_episodes) if preset.solved_episodes > 0 else None,
+            confirm_seed=lambda k: confirm_seed(seed, k),
+            confidence=preset.solved_confidence,
+            confirmed_before=_confirmed_before(self.run.read_state()),
+            solved_at=solved_at,
+            on_solved=self._on_solved,
+            on_confirmation=self._on_confirmation,
         )
 
-    def on_confirmation(at: dict[str, float], held: bool) -> None:
-        record_confirmation(run, at, held, evaluator.last_played)
+    def _on_solved(self, at: dict[str, float]) -> None:
+        self.state.solved(at)
+        self.display.message(
+            f"solved at step {int(at['timesteps']):,} after {at['wall_s']:.1f} s: "
+            f"{_solved_line(at, self.preset.solved_score)}"
+        )
+
+    def _on_confirmation(self, at: dict[str, float], held: bool) -> None:
+        record_confirmation(self.run, at, held, self.evaluator.last_played)
         if not held:
-            display.message(f"step {int(at['timesteps']):,}: not confirmed: {_solved_line(at, preset.solved_score)}")
+            line = _solved_line(at, self.preset.solved_score)
+            self.display.message(f"step {int(at['timesteps']):,}: not confirmed: {line}")
 
-    solved = StopWhenSolved(
-        preset.solved_score,
-        preset.stop_on_solved and solved_at is None,  # stops a run once: trained further, it trains all it was asked
-        confirm_episodes=preset.solved_episodes,
-        confirm_env=confirm_env(preset, seed, preset.solved_episodes) if preset.solved_episodes > 0 else None,
-        confirm_seed=lambda k: confirm_seed(seed, k),
-        confidence=preset.solved_confidence,
-        confirmed_before=_confirmed_before(run.read_state()),
-        solved_at=solved_at,
-        on_solved=on_solved,
-        on_confirmation=on_confirmation,
-    )
-    evaluator = Evaluator(
-        eval_env,
-        eval_freq=preset.eval_freq,
-        n_episodes=preset.eval_episodes,
-        clock=clock,
-        history=run.read_evaluations(),
-        best_mean_reward=best,
-        callback_on_new_best=[recorder.on_new_best],
-        callback_after_eval=[recorder.after_eval, solved],
-        callback_on_progress=[display.on_progress],
-    )
-    stopper = StopOnSignal()  # installed around learning, below
-    checkpointer = Checkpointer(
-        run,
-        every=preset.checkpoint_freq,
-        keep=preset.keep_checkpoints,
-        save_buffer=preset.checkpoint_replay_buffer,
-        clock=clock,
-        evaluator=evaluator,
-        display=display,
-        stopping=lambda: stopper.received is not None,
-        start=start_steps,
-    )
-    display.watch_threads(trainee.tuner)
-    display.restore(evaluator.history, preset.eval_episodes)
-    verb = f"resuming at step {start_steps:,}" if resumed_from else "training"
-    display.message(f"{verb}: {preset.env_id} for {preset.n_timesteps:,} steps")
-    display.message(f"run directory: {short_path(run.path)}")
-    if solved_at is not None and preset.stop_on_solved:
-        display.message(
-            f"already solved at step {int(solved_at['timesteps']):,}; stop_on_solved stops once: "
-            f"on to {preset.n_timesteps:,} steps"
-        )
-    resume_cmd = f"rlkit train --resume {shlex.quote(short_path(run.path))}"
-    saving = False
-    tracked: list[BaseCallback] = [tracking.TrackingCallback(tracker)] if tracker is not None else []
-    _install_thread_hook()
-    with stopper, contextlib.closing(solved):
-        try:
-            with display:
-                learned = loop.learn(
-                    trainee,
-                    evaluator,
-                    total_steps=preset.n_timesteps,
-                    stopper=stopper,
-                    callbacks=[checkpointer, DisplayUpdater(display), *tracked, *(extra or [])],
-                    continue_counter=resumed_from is not None,
-                )
-            steps = learned.steps
-            if learned.signal is not None:
-                saving = True
-                display.message(f"stopping at step {steps:,}: saving a checkpoint (Ctrl-C again abandons it)")
-                if checkpointer.last_saved != steps:  # not just written by the periodic checkpoint
-                    checkpointer.save()
-                atomic.write_with(run.final_model, model.save)
-                run.update_state(
-                    status="interrupted", num_timesteps=steps, last_checkpoint=steps, wall_s=clock.seconds()
-                )
-                run.remove_staging()
-                if tracker is not None:
-                    tracking.finish_run(tracker, run, "killed")
-                raise Interrupted(
-                    # The command on a line of its own: it does not wrap at 80 columns, and copies whole.
-                    f"interrupted at step {steps:,}/{preset.n_timesteps:,}; checkpoint saved. Resume with:\n  {resume_cmd}",
-                    learned.signal,
-                )
-            final_eval = evaluator.last
-            done_ckpts = run.checkpoint_dirs()
-            if preset.checkpoint_freq > 0 and (not done_ckpts or not done_ckpts[-1].name.endswith(f"-{steps:012d}")):
-                checkpointer.save()  # the run can be extended exactly: `rlkit train --resume RUN --steps N`
-            atomic.write_with(run.final_model, model.save)
-        except Interrupted:
-            raise
-        except KeyboardInterrupt:  # a second Ctrl-C: stop now, keep what is intact, say so
-            good = _last_good(run)
-            run.remove_staging()
-            what = "the checkpoint being saved was abandoned" if saving else "stopped without saving"
-            with contextlib.suppress(OSError):  # a state that cannot be written must not hide what happened
-                run.update_state(
-                    status="interrupted",
-                    num_timesteps=good or 0,
-                    last_checkpoint=good,
-                    reached=int(model.num_timesteps),
-                    note=f"second Ctrl-C: {what}",
-                    wall_s=clock.seconds(),
-                )
-            if tracker is not None:  # no uploads now: the user wants out
-                with contextlib.suppress(Exception):
-                    tracker.finish("killed")
-            then = (
-                f"the run resumes from step {good}. Resume with: {resume_cmd}"
-                if good is not None
-                else "it has no checkpoint yet, so it cannot be resumed: start it again"
+    def _announce(self) -> None:
+        from rlkit.training.display import short_path
+
+        preset, display, solved_at = self.preset, self.display, self.solved.solved_at
+        display.watch_threads(self.trainee.tuner)
+        display.restore(self.evaluator.history, preset.eval_episodes)
+        verb = f"resuming at step {self.start_steps:,}" if self.resumed else "training"
+        display.message(f"{verb}: {preset.env_id} for {preset.n_timesteps:,} steps")
+        display.message(f"run directory: {short_path(self.run.path)}")
+        if solved_at is not None and preset.stop_on_solved:
+            display.message(
+                f"already solved at step {int(solved_at['timesteps']):,}; stop_on_solved stops once: "
+                f"on to {preset.n_timesteps:,} steps"
             )
-            raise Interrupted(f"second Ctrl-C: {what}; {then}", 2) from None
-        except BaseException as exc:
-            good = _last_good(run)
-            run.remove_staging()
-            full = atomic.is_disk_full(exc) or isinstance(exc, atomic.DiskFull)
-            if atomic.is_disk_full(exc):
-                message = atomic.disk_full_message(Path(getattr(exc, "filename", None) or run.path))
-            else:
-                message = str(exc) if isinstance(exc, RlkitError) else f"{type(exc).__name__}: {exc}"
-            with contextlib.suppress(OSError):
-                run.update_state(
-                    status="crashed",
-                    error=message,
-                    num_timesteps=good or 0,
-                    last_checkpoint=good,
-                    reached=int(model.num_timesteps),
-                    wall_s=clock.seconds(),
-                )
-            if tracker is not None:
-                with contextlib.suppress(Exception):  # never hide the error itself
-                    tracking.finish_run(tracker, run, "failed")
-            if full and good is None and discard is not None:
-                discard()  # nothing to resume: keep no half-made run (and free what it took)
-                raise RlkitError(f"{message}; the new run had no checkpoint yet and was removed") from None
-            if full:
-                kept = f"the last good checkpoint (step {good}) is intact" if good is not None else "no checkpoint yet"
-                raise RlkitError(f"{message}; {kept}; free some space, then: {resume_cmd}") from None
-            from rlkit.environments.subproc import EnvProcessError
 
-            if isinstance(exc, EnvProcessError):  # the env failed, not the run: say how it goes on
-                then = f"resume from step {good:,}: {resume_cmd}" if good is not None else "no checkpoint yet"
-                raise EnvProcessError(f"{message}; {then}") from None
-            raise
+    def train(self, *, discard: Callable[[], None] | None = None) -> TrainResult:
+        """Train the session and record how it ended; ``discard`` removes a new run that a full disk
+        stops before its first checkpoint. The tracker mirrors the logger's scalars while training and
+        gets the run's artefacts at the end."""
+        from rlkit.training import loop, tracking
+        from rlkit.training.callbacks import DisplayUpdater
 
-    wall = clock.seconds()
-    done = steps - start_steps
-    sps = done / (wall - wall_before) if wall > wall_before else 0.0
-    best_value = evaluator.best_mean_reward if math.isfinite(evaluator.best_mean_reward) else None
-    tuner = trainee.tuner
-    shares = {str(c): round(f, 4) for c, f in tuner.cycle_shares().items()} if tuner is not None else None
-    run.update_state(
-        torch_thread_shares=shares,
-        status="finished",
-        num_timesteps=steps,
-        wall_s=wall,
-        steps_per_s=sps,
-        best_mean_reward=best_value,
-        final_eval=final_eval,
-        solved=solved.solved,
-        finished=now_iso(),
-    )
-    run.remove_staging()
-    if tracker is not None:
-        summary = {"steps_per_s": sps, "wall_s": wall, "best_mean_reward": best_value, "solved": float(solved.solved)}
-        if final_eval is not None:
-            summary.update({f"final_{key}": value for key, value in final_eval.items()})
-        tracking.finish_run(tracker, run, "finished", summary)
-    return TrainResult(
-        run.path,
-        steps,
-        wall,
-        sps,
-        best_value,
-        final_eval,
-        solved.solved,
-        solved.solved_at,
-        session_start=start_steps,
-        session_wall_s=wall - wall_before,
-    )
+        self._announce()
+        tracker = self.tracker
+        tracked: list[BaseCallback] = [tracking.TrackingCallback(tracker)] if tracker is not None else []
+        _install_thread_hook()
+        with self.stopper, contextlib.closing(self.solved):
+            try:
+                with self.display:
+                    learned = loop.learn(
+                        self.trainee,
+                        self.evaluator,
+                        total_steps=self.preset.n_timesteps,
+                        stopper=self.stopper,
+                        callbacks=[self.checkpointer, DisplayUpdater(self.display), *tracked, *self.request.callbacks],
+                        continue_counter=self.resumed,
+                    )
+                if learned.signal is not None:
+                    self._stop_by_signal(learned.steps, learned.signal)
+                final_eval = self.evaluator.last
+                self._final_save(learned.steps)
+            except Interrupted:
+                raise
+            except KeyboardInterrupt:  # a second Ctrl-C: stop now, keep what is intact, say so
+                self._abandon()
+            except BaseException as exc:
+                self._crash(exc, discard)
+        return self._finish(learned.steps, final_eval)
+
+    def _stop_by_signal(self, steps: int, signum: int) -> NoReturn:
+        """A signal stopped training: save a checkpoint at the step it stopped, and say how to resume."""
+        from rlkit.training import tracking
+
+        self.saving = True
+        self.display.message(f"stopping at step {steps:,}: saving a checkpoint (Ctrl-C again abandons it)")
+        if self.checkpointer.last_saved != steps:  # not just written by the periodic checkpoint
+            self.checkpointer.save()
+        atomic.write_with(self.run.final_model, self.model.save)
+        self.state.interrupted(steps, self.clock.seconds())
+        self.run.remove_staging()
+        if self.tracker is not None:
+            tracking.finish_run(self.tracker, self.run, "killed")
+        raise Interrupted(
+            # The command on a line of its own: it does not wrap at 80 columns, and copies whole.
+            f"interrupted at step {steps:,}/{self.preset.n_timesteps:,}; checkpoint saved. Resume with:\n  {self.resume_cmd}",
+            signum,
+        )
+
+    def _final_save(self, steps: int) -> None:
+        """The final model, and a checkpoint at the last step so the run can be extended exactly
+        (``rlkit train --resume RUN --steps N``)."""
+        done = self.run.checkpoint_dirs()
+        if self.preset.checkpoint_freq > 0 and (not done or not done[-1].name.endswith(f"-{steps:012d}")):
+            self.checkpointer.save()
+        atomic.write_with(self.run.final_model, self.model.save)
+
+    def _abandon(self) -> NoReturn:
+        good = _last_good(self.run)
+        self.run.remove_staging()
+        what = "the checkpoint being saved was abandoned" if self.saving else "stopped without saving"
+        with contextlib.suppress(OSError):  # a state that cannot be written must not hide what happened
+            self.state.abandoned(good, int(self.model.num_timesteps), f"second Ctrl-C: {what}", self.clock.seconds())
+        if self.tracker is not None:  # no uploads now: the user wants out
+            with contextlib.suppress(Exception):
+                self.tracker.finish("killed")
+        then = (
+            f"the run resumes from step {good}. Resume with: {self.resume_cmd}"
+            if good is not None
+            else "it has no checkpoint yet, so it cannot be resumed: start it again"
+        )
+        raise Interrupted(f"second Ctrl-C: {what}; {then}", 2) from None
+
+    def _crash(self, exc: BaseException, discard: Callable[[], None] | None) -> NoReturn:
+        """Record the crash and re-raise it as the one line the user needs (a full disk, an env's failure)."""
+        from rlkit.environments.subproc import EnvProcessError
+        from rlkit.training import tracking
+
+        run, good = self.run, _last_good(self.run)
+        run.remove_staging()
+        full = atomic.is_disk_full(exc) or isinstance(exc, atomic.DiskFull)
+        if atomic.is_disk_full(exc):
+            message = atomic.disk_full_message(Path(getattr(exc, "filename", None) or run.path))
+        else:
+            message = str(exc) if isinstance(exc, RlkitError) else f"{type(exc).__name__}: {exc}"
+        with contextlib.suppress(OSError):
+            self.state.crashed(good, int(self.model.num_timesteps), message, self.clock.seconds())
+        if self.tracker is not None:
+            with contextlib.suppress(Exception):  # never hide the error itself
+                tracking.finish_run(self.tracker, run, "failed")
+        if full and good is None and discard is not None:
+            discard()  # nothing to resume: keep no half-made run (and free what it took)
+            raise RlkitError(f"{message}; the new run had no checkpoint yet and was removed") from None
+        if full:
+            kept = f"the last good checkpoint (step {good}) is intact" if good is not None else "no checkpoint yet"
+            raise RlkitError(f"{message}; {kept}; free some space, then: {self.resume_cmd}") from None
+        if isinstance(exc, EnvProcessError):  # the env failed, not the run: say how it goes on
+            then = f"resume from step {good:,}: {self.resume_cmd}" if good is not None else "no checkpoint yet"
+            raise EnvProcessError(f"{message}; {then}") from None
+        raise exc
+
+    def _finish(self, steps: int, final_eval: dict[str, float] | None) -> TrainResult:
+        from rlkit.training import tracking
+
+        wall = self.clock.seconds()
+        sps = (steps - self.start_steps) / (wall - self.wall_before) if wall > self.wall_before else 0.0
+        best = self.evaluator.best_mean_reward
+        best_value = best if math.isfinite(best) else None
+        tuner = self.trainee.tuner
+        shares = {str(c): round(f, 4) for c, f in tuner.cycle_shares().items()} if tuner is not None else None
+        self.state.finished(
+            steps,
+            wall,
+            torch_thread_shares=shares,
+            steps_per_s=sps,
+            best_mean_reward=best_value,
+            final_eval=final_eval,
+            solved=self.solved.solved,
+        )
+        self.run.remove_staging()
+        if self.tracker is not None:
+            summary = {
+                "steps_per_s": sps,
+                "wall_s": wall,
+                "best_mean_reward": best_value,
+                "solved": float(self.solved.solved),
+            }
+            if final_eval is not None:
+                summary.update({f"final_{key}": value for key, value in final_eval.items()})
+            tracking.finish_run(self.tracker, self.run, "finished", summary)
+        return TrainResult(
+            self.run.path,
+            steps,
+            wall,
+            sps,
+            best_value,
+            final_eval,
+            self.solved.solved,
+            self.solved.solved_at,
+            session_start=self.start_steps,
+            session_wall_s=wall - self.wall_before,
+        )
 
 
 def _install_thread_hook() -> None:
@@ -863,7 +882,7 @@ class _Extension:
 
     def write(self, run: RunDir) -> None:
         run.write_config(self.preset, self.alias, self.source, self.seed)
-        run.update_state(n_timesteps=self.preset.n_timesteps, budget_history=self.history)
+        RunState(run).budget(self.preset.n_timesteps, self.history)
 
 
 def _extended(run: RunDir, preset: Preset, total_steps: int) -> _Extension:
