@@ -18,6 +18,7 @@ from rlkit.analysis.benchmark import (
     summary_rows,
 )
 from rlkit.cli import app
+from rlkit.core.seeds import stream_seed
 from tests.conftest import tiny_overrides
 
 runner = CliRunner()
@@ -61,11 +62,24 @@ def test_benchmark_trains_evaluates_and_reuses(tmp_path: Path) -> None:
     # per-seed status lines (not a terminal), a warning about 2 seeds, rich tables rather than raw Markdown
     for seed in (0, 1):
         assert f"seed {seed}: training" in first.stdout
-        assert f"seed {seed}: done: final " in first.stdout
+        assert f"seed {seed}: done: fresh " in first.stdout
     assert "warning: only 2 seeds: 95% confidence intervals" in " ".join(first.stderr.split())
     assert "min to max" in first.stdout and "┃" in first.stdout and "| --- |" not in first.stdout
     doc = json.loads((out / "benchmark.json").read_text())
     assert doc["warning"].startswith("only 2 seeds") and doc["final"]["mean"]["ci95"] is None
+    # the headline: each final model re-scored on episodes of its own fresh stream, first on screen
+    assert first.stdout.index("solved on fresh episodes: ") < first.stdout.index("final, fresh")
+    assert f"solved on fresh episodes: {doc['seeds_solved_fresh']} of 2 seeds; results:" in first.stdout
+    for seed in doc["per_seed"]:
+        assert seed["fresh_seed"] == stream_seed(seed["seed"], "fresh") and seed["fresh_episodes"] == 3
+        assert seed["solved_fresh"] == (seed["fresh_mean"] >= 475) and seed["fresh_min"] <= seed["fresh_mean"]
+        saved = json.loads(Path(seed["run_dir"], f"evaluation-final-3ep-s{seed['fresh_seed']}.json").read_text())
+        assert saved["mean"] == seed["fresh_mean"] and saved["seed"] not in (100_000, 0, 1)
+    assert doc["fresh"]["mean"]["value"] == pytest.approx(sum(r["fresh_mean"] for r in doc["per_seed"]) / 2)
+    yardstick = doc["machine"]["yardstick"]
+    assert yardstick["env_id"] == "CartPole-v1" and yardstick["torch_threads"] == 1
+    assert yardstick["env_steps_per_s"] > 0 and yardstick["matmul_per_s"] > 0
+    assert f"{yardstick['matmul_per_s']:,.0f}/s" in " ".join(first.stdout.split())
     assert doc["seeds"] == [0, 1] and doc["eval_episodes"] == 3
     assert len(doc["per_seed"]) == 2
     for seed in doc["per_seed"]:
@@ -82,14 +96,16 @@ def test_benchmark_trains_evaluates_and_reuses(tmp_path: Path) -> None:
         and "| model | mean | median | min to max |" in md
     )
     assert md == markdown(doc, doc_command(out))
+    assert md.splitlines()[2].startswith("**Solved on fresh episodes: ") and "| final, fresh |" in md
 
     # while a seed runs its status comes from its folder: training, then evaluating each model
     seed0 = out / "seed-0"
     finished = seed_status(seed0, 0, 400, 3, started=True, result=None)
-    assert finished.state == "evaluating best" and finished.steps >= 400 and finished.last_eval is not None
-    for path in seed0.glob("evaluation-final-3ep-*.json"):
+    assert finished.state == "evaluating fresh" and finished.steps >= 400 and finished.last_eval is not None
+    for name in ("best", "final"):
+        path = seed0 / f"evaluation-{name}-3ep-s100000.json"
         path.rename(path.with_suffix(".bak"))
-    assert seed_status(seed0, 0, 400, 3, started=True, result=None).state == "evaluating final"
+        assert seed_status(seed0, 0, 400, 3, started=True, result=None).state == f"evaluating {name}"
     for path in seed0.glob("*.bak"):
         path.rename(path.with_suffix(".json"))
     assert seed_status(out / "seed-9", 9, 400, 3, started=False, result=None).state == "queued"
