@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -127,3 +128,98 @@ def test_benchmark_refuses_a_folder_of_another_config(tmp_path: Path) -> None:
 
 def doc_command(out: Path) -> str:
     return str(json.loads((out / "benchmark.json").read_text())["command"])
+
+
+def fake_doc(seeds: int = 5) -> dict[str, Any]:
+    """A benchmark document of LunarLander-sized figures, without training anything."""
+    from rlkit.analysis.benchmark import SeedResult, summarize
+    from rlkit.config.presets import Resolved
+    from rlkit.environments.resolve import resolve
+
+    resolved = resolve("lunarlander")
+    results = [
+        SeedResult(
+            seed=s,
+            run_dir=f"seed-{s}",
+            fresh_mean=150.0 + 30 * s,
+            fresh_std=80.0,
+            fresh_min=-123.4,
+            fresh_episodes=100,
+            fresh_seed=stream_seed(s, "fresh"),
+            solved_fresh=150.0 + 30 * s >= 200,
+            final_mean=-99.5 + 80 * s,
+            best_mean=210.0,
+            steps=100_000,
+            wall_s=512.3,
+            steps_per_s=195.2,
+            solved_final=s > 3,
+            solved_best=True,
+            first_solved_step=70_000,
+            first_solved_wall_s=301.0,
+            solved_step=70_000,
+            time_to_solve_s=301.0 + s,
+        )
+        for s in range(seeds)
+    ]
+    machine = {
+        "cpu_count": 2,
+        "python": "3.11",
+        "label": "this machine",
+        "yardstick": {
+            "env_id": "LunarLander-v3",
+            "env_steps_per_s": 28_123.4,
+            "matmul_per_s": 9_012.3,
+            "torch_threads": 1,
+        },
+    }
+    return summarize(Resolved("lunarlander", resolved.preset, resolved.source), results, 100, machine)
+
+
+@pytest.mark.parametrize("seeds", [3, 5])
+def test_the_summary_leads_with_fresh_episodes_and_fits_80_columns(seeds: int) -> None:
+    import io
+
+    import rlkit.cli.benchmark_cmd as cmd
+    import rlkit.cli.common as common
+
+    doc = fake_doc(seeds)
+    assert doc["seeds_solved_fresh"] == sum(150 + 30 * s >= 200 for s in range(seeds))
+    console = common.PipeSafeConsole(width=80, force_terminal=True, file=io.StringIO(), color_system=None)
+    original = cmd.out
+    common.out = cmd.out = console
+    try:
+        cmd._print_tables(doc)
+    finally:
+        common.out = cmd.out = original
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert all(len(line) <= 80 for line in text.splitlines()) and "…" not in text, text
+    joined = " ".join(text.split())
+    assert joined.startswith(f"solved on fresh episodes: {doc['seeds_solved_fresh']} of {seeds} seeds (")
+    assert joined.index("final, fresh") < joined.index("│ final ") < joined.index("│ best ")
+    assert "on this machine (env 28,123 steps/s, matmul 9,012/s)" in joined
+    median = 301.0 + (seeds - 1) / 2
+    assert f"median time to solve {median:.1f} s of training on this machine (env 28,123 steps/s" in joined
+    md = markdown(doc, "rlkit benchmark lunarlander")
+    assert md.splitlines()[2].startswith("**Solved on fresh episodes: ")
+    assert md.index("| final, fresh |") < md.index("| final |") and "| seed | fresh | final |" in md
+
+
+def test_the_live_view_fits_80_columns_with_three_figures_per_seed() -> None:
+    import io
+
+    import rlkit.cli.common as common
+    from rlkit.analysis.benchmark import SeedStatus
+    from rlkit.cli.benchmark_cmd import SeedView
+
+    view = SeedView(3, 1_500_000, 100, jobs=2)
+    view.statuses = [
+        SeedStatus(0, "done", 1_000_000, 1_500_000, -99.5, 1_250_000, -99.5, -99.5, finished=True, fresh=-99.5),
+        SeedStatus(1, "evaluating fresh", 1_200_000, 1_500_000, -123.4, 1_250_000, finished=True),
+        SeedStatus(2, "elsewhere", 0, 1_500_000),
+    ]
+    view.wait_line = "1 of 3 seeds done; waiting for seeds 1, 2 on vm:1234, vm:5678"
+    console = common.PipeSafeConsole(width=80, force_terminal=True, file=io.StringIO(), color_system=None)
+    console.print(view)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert all(len(line) <= 80 for line in text.splitlines()) and "…" not in text, text
+    assert "-99.5/-99.5/-99.5" in text and "eval fresh" in text and "elsewhere: another worker" in text

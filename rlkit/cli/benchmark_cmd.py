@@ -241,9 +241,8 @@ class SeedView:
             last = (
                 "-" if status.last_eval is None else f"{status.last_eval:.1f} @ {fmt_steps(status.last_eval_step or 0)}"
             )
-            figures = "-" if status.final is None else f"{status.final:.1f}/{status.best:.1f}"
-            if status.fresh is not None:
-                figures = f"{status.fresh:.1f}/{figures}"
+            shown = [v for v in (status.fresh, status.final, status.best) if v is not None]
+            figures = "/".join(_short(v) for v in shown) if status.final is not None else "-"
             style = {"done": "green", "training": "cyan", "queued": "dim", "starting": "dim"}.get(
                 status.state, "yellow"
             )
@@ -252,7 +251,7 @@ class SeedView:
                 str(status.seed),
                 f"[{style}]{self._short_state(status)}[/]",
                 f"{fmt_steps(min(status.steps, status.total))}/{fmt_steps(status.total)}",
-                ProgressBar(total=status.total, completed=bar_done, width=10),
+                ProgressBar(total=status.total, completed=bar_done, width=6),
                 last,
                 figures,
             )
@@ -265,7 +264,7 @@ class SeedView:
         early = sum(s.finished and s.steps < s.total for s in self.statuses)
         lines = [
             f"seeds done {evaluated}/{n}; steps {done_steps:,} of a {budget:,} budget ({n} x {budget // n:,})",
-            f"fresh/final/best: {self.episodes} greedy episodes each; fresh: the final model on new episodes",
+            f"fresh/final/best: {self.episodes} greedy episodes each (fresh: final model, new episodes)",
         ]
         if self.stop_on_solved:
             lines.append(f"a seed stops once solved, below its budget (full bar): {early} so far")
@@ -279,6 +278,11 @@ class SeedView:
         if self.wait_line:
             lines.append(f"waiting: {self.wait_line}")
         return lines
+
+
+def _short(value: float) -> str:
+    """A mean for the live table: one decimal below 100, none from 100 on (``-123/-150/-99.5`` fits 80 columns)."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}"
 
 
 def _print_tables(doc: dict[str, Any]) -> None:
