@@ -78,6 +78,7 @@ def test_two_workers_on_postgresql_take_each_seed_once(postgres_url: str, tmp_pa
     doc = json.loads((out / "benchmark.json").read_text())
     assert doc["seeds"] == [0, 1, 2] and len(doc["machine"]["workers"]) in (1, 2)
     assert {r["trained_by"] for r in doc["per_seed"]} == set(doc["machine"]["workers"])
+    print({r["seed"]: (r["trained_by"], round(r["wall_s"], 1)) for r in doc["per_seed"]})
     assert all(r["machine"]["yardstick"]["matmul_per_s"] > 0 for r in doc["per_seed"])
 
 
