@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -18,6 +19,7 @@ from rlkit.analysis.benchmark import (
     summary_rows,
 )
 from rlkit.cli import app
+from rlkit.core.seeds import stream_seed
 from tests.conftest import tiny_overrides
 
 runner = CliRunner()
@@ -61,11 +63,24 @@ def test_benchmark_trains_evaluates_and_reuses(tmp_path: Path) -> None:
     # per-seed status lines (not a terminal), a warning about 2 seeds, rich tables rather than raw Markdown
     for seed in (0, 1):
         assert f"seed {seed}: training" in first.stdout
-        assert f"seed {seed}: done: final " in first.stdout
+        assert f"seed {seed}: done: fresh " in first.stdout
     assert "warning: only 2 seeds: 95% confidence intervals" in " ".join(first.stderr.split())
     assert "min to max" in first.stdout and "┃" in first.stdout and "| --- |" not in first.stdout
     doc = json.loads((out / "benchmark.json").read_text())
     assert doc["warning"].startswith("only 2 seeds") and doc["final"]["mean"]["ci95"] is None
+    # the headline: each final model re-scored on episodes of its own fresh stream, first on screen
+    assert first.stdout.index("solved on fresh episodes: ") < first.stdout.index("final, fresh")
+    assert f"solved on fresh episodes: {doc['seeds_solved_fresh']} of 2 seeds; results:" in first.stdout
+    for seed in doc["per_seed"]:
+        assert seed["fresh_seed"] == stream_seed(seed["seed"], "fresh") and seed["fresh_episodes"] == 3
+        assert seed["solved_fresh"] == (seed["fresh_mean"] >= 475) and seed["fresh_min"] <= seed["fresh_mean"]
+        saved = json.loads(Path(seed["run_dir"], f"evaluation-final-3ep-s{seed['fresh_seed']}.json").read_text())
+        assert saved["mean"] == seed["fresh_mean"] and saved["seed"] not in (100_000, 0, 1)
+    assert doc["fresh"]["mean"]["value"] == pytest.approx(sum(r["fresh_mean"] for r in doc["per_seed"]) / 2)
+    yardstick = doc["machine"]["yardstick"]
+    assert yardstick["env_id"] == "CartPole-v1" and yardstick["torch_threads"] == 1
+    assert yardstick["env_steps_per_s"] > 0 and yardstick["matmul_per_s"] > 0
+    assert f"{yardstick['matmul_per_s']:,.0f}/s" in " ".join(first.stdout.split())
     assert doc["seeds"] == [0, 1] and doc["eval_episodes"] == 3
     assert len(doc["per_seed"]) == 2
     for seed in doc["per_seed"]:
@@ -82,14 +97,16 @@ def test_benchmark_trains_evaluates_and_reuses(tmp_path: Path) -> None:
         and "| model | mean | median | min to max |" in md
     )
     assert md == markdown(doc, doc_command(out))
+    assert md.splitlines()[2].startswith("**Solved on fresh episodes: ") and "| final, fresh |" in md
 
     # while a seed runs its status comes from its folder: training, then evaluating each model
     seed0 = out / "seed-0"
     finished = seed_status(seed0, 0, 400, 3, started=True, result=None)
-    assert finished.state == "evaluating best" and finished.steps >= 400 and finished.last_eval is not None
-    for path in seed0.glob("evaluation-final-3ep-*.json"):
+    assert finished.state == "evaluating fresh" and finished.steps >= 400 and finished.last_eval is not None
+    for name in ("best", "final"):
+        path = seed0 / f"evaluation-{name}-3ep-s100000.json"
         path.rename(path.with_suffix(".bak"))
-    assert seed_status(seed0, 0, 400, 3, started=True, result=None).state == "evaluating final"
+        assert seed_status(seed0, 0, 400, 3, started=True, result=None).state == f"evaluating {name}"
     for path in seed0.glob("*.bak"):
         path.rename(path.with_suffix(".json"))
     assert seed_status(out / "seed-9", 9, 400, 3, started=False, result=None).state == "queued"
@@ -111,3 +128,98 @@ def test_benchmark_refuses_a_folder_of_another_config(tmp_path: Path) -> None:
 
 def doc_command(out: Path) -> str:
     return str(json.loads((out / "benchmark.json").read_text())["command"])
+
+
+def fake_doc(seeds: int = 5) -> dict[str, Any]:
+    """A benchmark document of LunarLander-sized figures, without training anything."""
+    from rlkit.analysis.benchmark import SeedResult, summarize
+    from rlkit.config.presets import Resolved
+    from rlkit.environments.resolve import resolve
+
+    resolved = resolve("lunarlander")
+    results = [
+        SeedResult(
+            seed=s,
+            run_dir=f"seed-{s}",
+            fresh_mean=150.0 + 30 * s,
+            fresh_std=80.0,
+            fresh_min=-123.4,
+            fresh_episodes=100,
+            fresh_seed=stream_seed(s, "fresh"),
+            solved_fresh=150.0 + 30 * s >= 200,
+            final_mean=-99.5 + 80 * s,
+            best_mean=210.0,
+            steps=100_000,
+            wall_s=512.3,
+            steps_per_s=195.2,
+            solved_final=s > 3,
+            solved_best=True,
+            first_solved_step=70_000,
+            first_solved_wall_s=301.0,
+            solved_step=70_000,
+            time_to_solve_s=301.0 + s,
+        )
+        for s in range(seeds)
+    ]
+    machine = {
+        "cpu_count": 2,
+        "python": "3.11",
+        "label": "this machine",
+        "yardstick": {
+            "env_id": "LunarLander-v3",
+            "env_steps_per_s": 28_123.4,
+            "matmul_per_s": 9_012.3,
+            "torch_threads": 1,
+        },
+    }
+    return summarize(Resolved("lunarlander", resolved.preset, resolved.source), results, 100, machine)
+
+
+@pytest.mark.parametrize("seeds", [3, 5])
+def test_the_summary_leads_with_fresh_episodes_and_fits_80_columns(seeds: int) -> None:
+    import io
+
+    import rlkit.cli.benchmark_cmd as cmd
+    import rlkit.cli.common as common
+
+    doc = fake_doc(seeds)
+    assert doc["seeds_solved_fresh"] == sum(150 + 30 * s >= 200 for s in range(seeds))
+    console = common.PipeSafeConsole(width=80, force_terminal=True, file=io.StringIO(), color_system=None)
+    original = cmd.out
+    common.out = cmd.out = console
+    try:
+        cmd._print_tables(doc)
+    finally:
+        common.out = cmd.out = original
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert all(len(line) <= 80 for line in text.splitlines()) and "…" not in text, text
+    joined = " ".join(text.split())
+    assert joined.startswith(f"solved on fresh episodes: {doc['seeds_solved_fresh']} of {seeds} seeds (")
+    assert joined.index("final, fresh") < joined.index("│ final ") < joined.index("│ best ")
+    assert "on this machine (env 28,123 steps/s, matmul 9,012/s)" in joined
+    median = 301.0 + (seeds - 1) / 2
+    assert f"median time to solve {median:.1f} s of training on this machine (env 28,123 steps/s" in joined
+    md = markdown(doc, "rlkit benchmark lunarlander")
+    assert md.splitlines()[2].startswith("**Solved on fresh episodes: ")
+    assert md.index("| final, fresh |") < md.index("| final |") and "| seed | fresh | final |" in md
+
+
+def test_the_live_view_fits_80_columns_with_three_figures_per_seed() -> None:
+    import io
+
+    import rlkit.cli.common as common
+    from rlkit.analysis.benchmark import SeedStatus
+    from rlkit.cli.benchmark_cmd import SeedView
+
+    view = SeedView(3, 1_500_000, 100, jobs=2)
+    view.statuses = [
+        SeedStatus(0, "done", 1_000_000, 1_500_000, -99.5, 1_250_000, -99.5, -99.5, finished=True, fresh=-99.5),
+        SeedStatus(1, "evaluating fresh", 1_200_000, 1_500_000, -123.4, 1_250_000, finished=True),
+        SeedStatus(2, "elsewhere", 0, 1_500_000),
+    ]
+    view.wait_line = "1 of 3 seeds done; waiting for seeds 1, 2 on vm:1234, vm:5678"
+    console = common.PipeSafeConsole(width=80, force_terminal=True, file=io.StringIO(), color_system=None)
+    console.print(view)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert all(len(line) <= 80 for line in text.splitlines()) and "…" not in text, text
+    assert "-99.5/-99.5/-99.5" in text and "eval fresh" in text and "elsewhere: another worker" in text

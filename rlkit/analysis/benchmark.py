@@ -4,9 +4,18 @@ Read top to bottom: the resolved preset is written once into a results folder na
 content (so the same configuration always lands in the same folder); each seed is a normal run
 directory inside it, trained in its own process (``--jobs`` at a time) and reused when it has
 already finished (resumed when it was interrupted); every final and best model is evaluated over
-``episodes`` deterministic episodes; the figures across seeds (mean, median, IQM with 95%
-bootstrap confidence intervals, seeds that solve, steps and wall-clock to solve, steps/s) go to
-``benchmark.json``, ``benchmark.md`` and ``curves.png``.
+``episodes`` deterministic episodes, and the final model once more on ``episodes`` **fresh**
+episodes: env seeds of the seed's own ``"fresh"`` stream (:func:`rlkit.core.seeds.stream_seed`),
+which neither training, the periodic evaluations (that chose the best model) nor the solve
+confirmations drew from. The fresh figures are the headline: no selection touched those
+episodes. The figures across seeds (mean, median, IQM with 95% bootstrap confidence intervals,
+seeds that solve, steps and wall-clock to solve, steps/s) go to ``benchmark.json``,
+``benchmark.md`` and ``curves.png``, with the machine's yardstick
+(:mod:`rlkit.analysis.yardstick`) beside every absolute time.
+
+Where the seeds come from is a :class:`SeedSource`: the seeds 0..N-1 of this process
+(:class:`SeedList`), or a queue several workers share (``--storage``:
+:class:`rlkit.tuning.seed_queue.SeedQueue`), whose figures come back from the queue.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -33,6 +42,7 @@ from rlkit.core import atomic
 from rlkit.core.errors import Interrupted, RlkitError
 from rlkit.core.paths import check_folder, make_folder, missing_folders
 from rlkit.core.processes import describe_exit
+from rlkit.core.seeds import stream_seed
 from rlkit.training.rundir import RunDir, default_root, now_iso
 
 BOOTSTRAP_SAMPLES = 10_000
@@ -53,12 +63,25 @@ def few_seeds_warning(n: int) -> str | None:
     )
 
 
+FRESH_STREAM = "fresh"
+"""The seed stream of the fresh re-scoring episodes (``stream_seed(seed, FRESH_STREAM)``)."""
+
+
 @dataclass
 class SeedResult:
     """One seed's figures."""
 
     seed: int
     run_dir: str
+    fresh_mean: float
+    """The final model's mean return over ``fresh_episodes`` episodes no training, periodic evaluation
+    or solve confirmation used (env seed ``fresh_seed``): the headline figure."""
+    fresh_std: float
+    fresh_min: float
+    fresh_episodes: int
+    fresh_seed: int
+    solved_fresh: bool
+    """``fresh_mean`` at or above the preset's solved score."""
     final_mean: float
     best_mean: float
     steps: int
@@ -74,6 +97,10 @@ class SeedResult:
     time_to_solve_s: float | None = None
     """Training wall-clock until then (the confirming evaluation included); with ``stop_on_solved``
     the final model is the one that solved."""
+    trained_by: str | None = None
+    """``host:pid`` of the queue worker that trained it (``--storage``); ``None`` for a local benchmark."""
+    machine: dict[str, Any] | None = None
+    """That worker's machine (host, cores, yardstick); ``None`` for a local benchmark (the document's)."""
 
 
 # ----------------------------------------------------------------------------------------
@@ -138,12 +165,13 @@ def seed_job(
     track: str | None = None,
     imports: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Train (or reuse, or resume) one seed, then evaluate its final and best models.
+    """Train (or reuse, or resume) one seed, then evaluate its final and best models, and its final
+    model on fresh episodes (:func:`fresh_seed`).
 
     With ``track`` the seed's training is a tracked run (a reused, already finished seed is not logged again).
     ``imports``: the modules the user asked for (the preset file records them as ``env_imports``).
     """
-    from rlkit.analysis.evaluation import evaluate_run, save_result, saved_results
+    from rlkit.analysis.evaluation import DEFAULT_EVAL_SEED
     from rlkit.environments.resolve import resolve
     from rlkit.training import train
 
@@ -168,14 +196,32 @@ def seed_job(
                 argv=_argv(preset_file, seed, run_dir, imports),
                 track=track,
             )
-    figures: dict[str, float] = {}
-    for label in ("final", "best"):
-        cached = [r for r in saved_results(run) if r.model == label and r.episodes == episodes and r.epsilon is None]
-        result = cached[-1] if cached else evaluate_run(run_path, model_name=label, episodes=episodes, device=device)
-        if not cached:
-            save_result(result)
-        figures[label] = result.mean
-    return {"seed": seed, "final": figures["final"], "best": figures["best"]}
+    final = _evaluation(run, "final", episodes, DEFAULT_EVAL_SEED, device)
+    best = _evaluation(run, "best", episodes, DEFAULT_EVAL_SEED, device)
+    fresh = _evaluation(run, "final", episodes, fresh_seed(seed), device)
+    return {
+        "seed": seed,
+        "final": final.mean,
+        "best": best.mean,
+        "fresh": {"mean": fresh.mean, "std": fresh.std, "min": fresh.min, "episodes": episodes, "seed": fresh.seed},
+    }
+
+
+def fresh_seed(seed: int) -> int:
+    """The env seed of a benchmark seed's fresh re-scoring episodes: its own stream, met by nothing else."""
+    return stream_seed(seed, FRESH_STREAM)
+
+
+def _evaluation(run: RunDir, label: str, episodes: int, seed: int, device: str) -> Any:
+    """The saved greedy evaluation of ``label`` over ``episodes`` episodes from env seed ``seed``, else a new one."""
+    from rlkit.analysis.evaluation import evaluate_run, save_result, saved_results
+
+    for saved in reversed(saved_results(run)):
+        if (saved.model, saved.episodes, saved.seed, saved.epsilon) == (label, episodes, seed, None):
+            return saved
+    result = evaluate_run(run.path, model_name=label, episodes=episodes, seed=seed, device=device)
+    save_result(result)
+    return result
 
 
 def _argv(preset_file: str, seed: int, run_dir: str, imports: tuple[str, ...] = ()) -> list[str]:
@@ -207,6 +253,8 @@ class SeedStatus:
     best: float | None = None
     finished: bool = False
     """Training has ended (at the budget, or earlier once solved)."""
+    fresh: float | None = None
+    """The final model's mean on fresh episodes (the headline)."""
 
 
 def seed_status(
@@ -216,6 +264,8 @@ def seed_status(
 
     ``started``: its worker has taken it (it is ``starting`` until its run directory appears), else ``queued``.
     """
+    from rlkit.analysis.evaluation import DEFAULT_EVAL_SEED
+
     run = RunDir(run_path)
     rows = run.read_evaluations() if run.evaluations.exists() else []
     last = rows[-1] if rows else None
@@ -232,20 +282,103 @@ def seed_status(
         status.steps, status.finished = int(state.get("num_timesteps", status.steps)), True
     if result is not None:
         status.state, status.final, status.best = "done", float(result["final"]), float(result["best"])
+        status.fresh = float(result["fresh"]["mean"]) if "fresh" in result else None
     elif started and run_path.exists():  # (the pool marks queued jobs as running before they start)
         if state.get("status") != "finished":
             status.state = "training"
-        elif any(run_path.glob(f"evaluation-final-{episodes}ep-s*.json")):
+        elif not (run_path / f"evaluation-final-{episodes}ep-s{DEFAULT_EVAL_SEED}.json").exists():
+            status.state = "evaluating final"
+        elif not (run_path / f"evaluation-best-{episodes}ep-s{DEFAULT_EVAL_SEED}.json").exists():
             status.state = "evaluating best"
         else:
-            status.state = "evaluating final"
+            status.state = "evaluating fresh"
     return status
+
+
+class SeedSource(Protocol):
+    """Where a benchmark's seeds come from, and where their figures go.
+
+    :class:`SeedList` hands out seeds 0..N-1 of this process; a shared queue
+    (:class:`rlkit.tuning.seed_queue.SeedQueue`) hands each seed to one of many workers and keeps
+    every worker's results. :func:`run_seeds` calls :meth:`tick` about five times a second.
+    """
+
+    seeds: list[int]
+    """Every seed of the benchmark (this worker's and the others')."""
+
+    machine: dict[str, Any]
+    """This worker's machine (:func:`this_machine`), set before any seed is taken."""
+
+    def take(self) -> int | None:
+        """The next seed for this worker to train, or ``None`` when there is none to take now."""
+
+    def pending(self) -> bool:
+        """Whether seeds may still be taken (``take`` returned ``None`` only for now)."""
+
+    def tick(self) -> None:
+        """Called about five times a second while seeds run (a queue sends its heartbeats)."""
+
+    def finished(self, seed: int, result: dict[str, Any]) -> None:
+        """A seed this worker took is done: ``result`` is its :class:`SeedResult` as a dict."""
+
+    def failed(self, seed: int, message: str) -> None:
+        """A seed this worker took failed (one line); the benchmark stops."""
+
+    def put_back(self, seed: int) -> None:
+        """A seed this worker took was interrupted (it saved a checkpoint): someone may take it again."""
+
+    def elsewhere(self) -> dict[int, dict[str, Any] | None]:
+        """Seeds held by other workers: a seed's result dict when done there, ``None`` while it runs there."""
+
+    def results(self) -> dict[int, dict[str, Any]]:
+        """Every finished seed's result dict (this worker's and the others'), by seed."""
+
+    def settle(self, on_wait: Callable[[str], None] | None) -> bool:
+        """Once this worker has none left to take: wait for the seeds others hold (``on_wait`` gets a
+        line whenever it changes). True when every seed is done; False when one came free to take."""
+
+
+class SeedList:
+    """The seeds of a local benchmark, all trained by this process's workers."""
+
+    def __init__(self, seeds: list[int]) -> None:
+        self.seeds = list(seeds)
+        self.machine: dict[str, Any] = {}
+        self._waiting = list(seeds)
+        self._results: dict[int, dict[str, Any]] = {}
+
+    def take(self) -> int | None:
+        return self._waiting.pop(0) if self._waiting else None
+
+    def pending(self) -> bool:
+        return bool(self._waiting)
+
+    def tick(self) -> None:
+        pass
+
+    def finished(self, seed: int, result: dict[str, Any]) -> None:
+        self._results[seed] = result
+
+    def failed(self, seed: int, message: str) -> None:
+        pass
+
+    def put_back(self, seed: int) -> None:
+        pass  # the same command continues it from its checkpoint
+
+    def elsewhere(self) -> dict[int, dict[str, Any] | None]:
+        return {}
+
+    def results(self) -> dict[int, dict[str, Any]]:
+        return dict(self._results)
+
+    def settle(self, on_wait: Callable[[str], None] | None) -> bool:
+        return True
 
 
 def run_seeds(
     folder: Path,
     resolved: Resolved,
-    seeds: list[int],
+    source: SeedSource,
     *,
     jobs: int,
     episodes: int,
@@ -253,12 +386,14 @@ def run_seeds(
     on_status: Callable[[list[SeedStatus]], None] | None = None,
     track: str | None = None,
 ) -> dict[int, dict[str, Any]]:
-    """Every seed in a worker process of its own, ``jobs`` at a time; returns the evaluation figures by seed.
+    """Every seed ``source`` hands out, in a worker process of its own, ``jobs`` at a time.
 
-    ``on_status`` gets every seed's :class:`SeedStatus` about once a second. The workers are
+    Returns the evaluation figures of the seeds trained here, by seed; each finished seed's
+    :class:`SeedResult` goes to ``source.finished``. ``on_status`` gets every seed's
+    :class:`SeedStatus` about once a second. The workers are
     :class:`~rlkit.core.processes.Children` of this process: a Ctrl-C, SIGTERM or SIGHUP here (or
     this process's end, however it ends) stops each with a checkpoint; the seeds finished so far are
-    kept, and the same command continues the rest.
+    kept (an interrupted one goes back to ``source``), and the same command continues the rest.
     """
     from rlkit.core.processes import Children
     from rlkit.core.threads import cores_per_job
@@ -266,53 +401,79 @@ def run_seeds(
     from rlkit.training.factory import worker_devices
 
     preset_file = str(write_preset(folder, resolved))
-    devices = worker_devices(device, len(seeds))  # several GPUs: seeds spread over them
+    devices = worker_devices(device, len(source.seeds))  # several GPUs: seeds spread over them
     cores = cores_per_job(jobs) if jobs > 1 else None  # seeds side by side share the cores
-    jobs_of: dict[int, dict[str, Any]] = {
-        s: {
-            "preset_file": preset_file,
-            "alias": resolved.alias,
-            "seed": s,
-            "run_dir": str(folder / f"seed-{s}"),
-            "episodes": episodes,
-            "device": devices[i],
-            "track": track,
-            "imports": list(resolved.preset.env_imports),
-            "cores": cores,
-            "result": str(folder / f".seed-{s}.result.json"),
-        }
-        for i, s in enumerate(seeds)
-    }
-    for job in jobs_of.values():
-        Path(job["result"]).unlink(missing_ok=True)  # left by a benchmark that was killed
+    jobs_of: dict[int, dict[str, Any]] = {}
     done: dict[int, dict[str, Any]] = {}
-    waiting = list(seeds)
     running: dict[int, Any] = {}
     shown = -math.inf
     with Children() as children, StopOnSignal() as stopper:
         try:
-            while waiting or running:
-                while waiting and len(running) < jobs and stopper.received is None:
-                    seed = waiting.pop(0)
+            while True:
+                source.tick()
+                while len(running) < jobs and stopper.received is None:
+                    seed = source.take()
+                    if seed is None:
+                        break
+                    jobs_of[seed] = _job(folder, resolved, preset_file, seed, episodes, devices, track, cores)
+                    Path(jobs_of[seed]["result"]).unlink(missing_ok=True)  # left by a benchmark that was killed
                     argv = [sys.executable, "-m", "rlkit.analysis.benchmark_worker", json.dumps(jobs_of[seed])]
                     running[seed] = children.start(argv)
                 if stopper.received is not None:
                     children.stop(signal.SIGTERM)  # each saves a checkpoint (bounded wait, then killed)
-                    _collect(running, jobs_of, done, stopping=True)
-                    raise Interrupted(_stopped_message(done, len(seeds)), stopper.received)
+                    _collect(running, jobs_of, done, source, folder, resolved, stopping=True)
+                    raise Interrupted(_stopped_message(done, len(source.seeds)), stopper.received)
                 before = len(running)
-                _collect(running, jobs_of, done, stopping=False)
+                _collect(running, jobs_of, done, source, folder, resolved, stopping=False)
+                if not running and not source.pending():
+                    break
                 if on_status is not None and (len(running) != before or time.monotonic() >= shown + 1.0):
-                    on_status(_statuses(folder, seeds, running, done, resolved.preset.n_timesteps, episodes))
+                    on_status(statuses(folder, source, running, done, resolved.preset.n_timesteps, episodes))
                     shown = time.monotonic()
                 time.sleep(0.2)
         except KeyboardInterrupt:  # a second Ctrl-C while the seeds were saving: they were killed
-            raise Interrupted(_stopped_message(done, len(seeds), hurried=True), signal.SIGINT) from None
+            for seed in running:
+                source.put_back(seed)
+            raise Interrupted(_stopped_message(done, len(source.seeds), hurried=True), signal.SIGINT) from None
+    if on_status is not None:
+        on_status(statuses(folder, source, running, done, resolved.preset.n_timesteps, episodes))
     return done
 
 
+def _job(
+    folder: Path,
+    resolved: Resolved,
+    preset_file: str,
+    seed: int,
+    episodes: int,
+    devices: list[str],
+    track: str | None,
+    cores: int | None,
+) -> dict[str, Any]:
+    """The JSON job of one seed's worker process (:mod:`rlkit.analysis.benchmark_worker`)."""
+    return {
+        "preset_file": preset_file,
+        "alias": resolved.alias,
+        "seed": seed,
+        "run_dir": str(folder / f"seed-{seed}"),
+        "episodes": episodes,
+        "device": devices[seed % len(devices)],
+        "track": track,
+        "imports": list(resolved.preset.env_imports),
+        "cores": cores,
+        "result": str(folder / f".seed-{seed}.result.json"),
+    }
+
+
 def _collect(
-    running: dict[int, Any], jobs_of: dict[int, dict[str, Any]], done: dict[int, dict[str, Any]], *, stopping: bool
+    running: dict[int, Any],
+    jobs_of: dict[int, dict[str, Any]],
+    done: dict[int, dict[str, Any]],
+    source: SeedSource,
+    folder: Path,
+    resolved: Resolved,
+    *,
+    stopping: bool,
 ) -> None:
     """Move the seeds whose process ended from ``running`` to ``done``; a seed that failed is one line.
 
@@ -331,14 +492,17 @@ def _collect(
         result.unlink(missing_ok=True)
         if "figures" in answer:
             done[seed] = answer["figures"]
-        elif stopping:
-            continue  # stopped by us: it resumes from its checkpoint next time
-        elif "error" in answer:
-            raise RlkitError(f"seed {seed}: {answer['error']}")
-        elif "interrupted" in answer:  # someone signalled the worker itself
+            figures = seed_result(folder / f"seed-{seed}", seed, answer["figures"], resolved.preset.solved_score)
+            source.finished(seed, asdict(figures))
+            continue
+        if stopping or "interrupted" in answer:
+            source.put_back(seed)  # it resumes from its checkpoint next time
+            if stopping:
+                continue
             raise Interrupted(f"seed {seed}: {answer['interrupted']}; run the same benchmark again to continue")
-        else:
-            raise RlkitError(f"seed {seed}: its worker process {describe_exit(code)} (its output is above)")
+        message = answer.get("error") or f"its worker process {describe_exit(code)} (its output is above)"
+        source.failed(seed, message)
+        raise RlkitError(f"seed {seed}: {message}")
 
 
 def _stopped_message(done: dict[int, dict[str, Any]], total: int, *, hurried: bool = False) -> str:
@@ -347,13 +511,29 @@ def _stopped_message(done: dict[int, dict[str, Any]], total: int, *, hurried: bo
     return f"benchmark interrupted: {kept}; {how}. Run the same command again to continue."
 
 
-def _statuses(
-    folder: Path, seeds: list[int], running: dict[int, Any], done: dict[int, dict[str, Any]], total: int, episodes: int
+def statuses(
+    folder: Path,
+    source: SeedSource,
+    running: dict[int, Any],
+    done: dict[int, dict[str, Any]],
+    total: int,
+    episodes: int,
 ) -> list[SeedStatus]:
-    return [
-        seed_status(folder / f"seed-{s}", s, total, episodes, started=s in running or s in done, result=done.get(s))
-        for s in seeds
-    ]
+    """Every seed's :class:`SeedStatus`: this worker's from their run directories, the others' from ``source``."""
+    others = source.elsewhere()
+    shown = []
+    for s in source.seeds:
+        status = seed_status(
+            folder / f"seed-{s}", s, total, episodes, started=s in running or s in done, result=done.get(s)
+        )
+        if s in others and s not in running and s not in done:
+            held = others[s]
+            status.state = "elsewhere" if held is None else "done"
+            if held is not None:
+                status.final, status.best, status.fresh = held["final_mean"], held["best_mean"], held["fresh_mean"]
+                status.steps, status.finished = int(held["steps"]), True
+        shown.append(status)
+    return shown
 
 
 def _steps_done(run_path: Path) -> int:
@@ -438,9 +618,16 @@ def seed_result(run_path: Path, seed: int, figures: dict[str, Any], solved: floa
     found = state.get("solved_at")
     at: dict[str, Any] = found if isinstance(found, dict) else {}
     solved_step, to_solve = at.get("timesteps"), at.get("wall_s")
+    fresh = figures["fresh"]
     return SeedResult(
         seed=seed,
         run_dir=str(run_path),
+        fresh_mean=float(fresh["mean"]),
+        fresh_std=float(fresh["std"]),
+        fresh_min=float(fresh["min"]),
+        fresh_episodes=int(fresh["episodes"]),
+        fresh_seed=int(fresh["seed"]),
+        solved_fresh=solved is not None and fresh["mean"] >= solved,
         final_mean=float(figures["final"]),
         best_mean=float(figures["best"]),
         steps=int(state.get("num_timesteps", 0)),
@@ -465,9 +652,13 @@ def median_or_none(values: list[float | None]) -> float | None:
     return None if math.isinf(middle) else float(middle)
 
 
-def summarize(resolved: Resolved, results: list[SeedResult], episodes: int) -> dict[str, Any]:
-    """The benchmark's JSON document."""
+def summarize(
+    resolved: Resolved, results: list[SeedResult], episodes: int, machine: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The benchmark's JSON document; ``machine``: where it ran (:func:`this_machine`, by default measured now)."""
     import statistics
+
+    from rlkit.analysis.evaluation import DEFAULT_EVAL_SEED
 
     preset = resolved.preset
     solve_steps = [r.first_solved_step for r in results if r.first_solved_step is not None]
@@ -478,7 +669,12 @@ def summarize(resolved: Resolved, results: list[SeedResult], episodes: int) -> d
         "n_timesteps": preset.n_timesteps,
         "seeds": [r.seed for r in results],
         "eval_episodes": episodes,
+        "eval_seed": DEFAULT_EVAL_SEED,
         "solved_score": preset.solved_score,
+        "fresh": aggregate([r.fresh_mean for r in results]),
+        "seeds_solved_fresh": sum(r.solved_fresh for r in results),
+        "fresh_episodes": episodes,
+        "fresh_stream": FRESH_STREAM,
         "final": aggregate([r.final_mean for r in results]),
         "best": aggregate([r.best_mean for r in results]),
         "seeds_solved_final": sum(r.solved_final for r in results),
@@ -495,9 +691,66 @@ def summarize(resolved: Resolved, results: list[SeedResult], episodes: int) -> d
         "steps_per_s": {"mean": sum(r.steps_per_s for r in results) / len(results)},
         "warning": few_seeds_warning(len(results)),
         "per_seed": [asdict(r) for r in results],
-        "machine": {"cpu_count": os.cpu_count(), "python": sys.version.split()[0]},
+        "machine": machine if machine is not None else this_machine(preset),
         "created": now_iso(),
     }
+
+
+def this_machine(preset: Preset) -> dict[str, Any]:
+    """This machine: host, CPU cores, Python and its yardstick on the preset's env (about 1.5 s)."""
+    import socket
+
+    from rlkit.analysis.yardstick import measure
+
+    return {
+        "host": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "yardstick": measure(preset.env_id, dict(preset.env_kwargs)),
+    }
+
+
+def headline(doc: dict[str, Any], *, short: bool = False) -> str:
+    """The benchmark in one line: ``solved on fresh episodes: k of n seeds (...)``; ``short``: without the (...).
+
+    An older ``benchmark.json`` (before fresh re-scoring) has no such line: the final model's then.
+    """
+    n = len(doc["seeds"])
+    if "fresh" not in doc:
+        return f"final models: mean {doc['final']['mean']['value']:.1f} over {n} seeds (no fresh re-scoring)"
+    fresh = doc["fresh"]
+    if short:
+        if doc.get("solved_score") is None:
+            return f"on fresh episodes: mean {fresh['mean']['value']:.1f} over {n} seeds"
+        return f"solved on fresh episodes: {doc['seeds_solved_fresh']} of {n} seeds"
+    spread = _spread(fresh)
+    what = (
+        f"final models, {doc['fresh_episodes']} new episodes each that no training, evaluation or "
+        f"confirmation used: mean {fresh['mean']['value']:.1f}, {spread}"
+    )
+    if doc.get("solved_score") is None:
+        return f"on fresh episodes ({what}); the preset has no solved_score"
+    return f"solved on fresh episodes: {doc['seeds_solved_fresh']} of {n} seeds ({what}; solved: mean >= {doc['solved_score']:g})"
+
+
+def _spread(entry: dict[str, Any]) -> str:
+    ci = entry["mean"].get("ci95")
+    if ci is not None:
+        return f"95% CI {ci[0]:.1f} to {ci[1]:.1f}"
+    low, high = entry.get("range") or [math.nan, math.nan]
+    return f"seeds from {low:.1f} to {high:.1f}"
+
+
+def machine_note(doc: dict[str, Any]) -> str:
+    """Where the absolute times were measured: ``on this machine (env 28,000 steps/s, matmul 9,000/s)``."""
+    from rlkit.analysis.yardstick import describe
+
+    machine = doc.get("machine") or {}
+    figures = describe(machine.get("yardstick"))
+    if not figures:
+        return f"on a machine with {machine.get('cpu_count', '?')} CPU cores (no yardstick recorded)"
+    note = f"; {machine['note']}" if machine.get("note") else ""
+    return f"on {machine.get('label', 'this machine')} ({figures}{note})"
 
 
 def markdown(doc: dict[str, Any], command: str) -> str:
@@ -506,6 +759,8 @@ def markdown(doc: dict[str, Any], command: str) -> str:
     header, rows = summary_rows(doc)
     lines = [
         f"### {doc['alias']} ({doc['env_id']}), {doc['n_timesteps']:,} steps, {n} seeds",
+        "",
+        f"**{_sentence(headline(doc))}**",
         "",
         f"Command: `{command}`  ",
         f"Date: {doc['created']}; machine: {doc['machine']['cpu_count']} CPU cores; "
@@ -519,8 +774,27 @@ def markdown(doc: dict[str, Any], command: str) -> str:
     header, rows = seed_rows(doc)
     lines += ["", "| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    lines += ["", time_to_solve_line(doc)]
+    lines += ["", rows_note(doc), "", time_to_solve_line(doc)]
     return "\n".join(lines) + "\n"
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
+def rows_note(doc: dict[str, Any]) -> str:
+    """What the rows mean, and where the times and speeds were measured."""
+    fresh = ""
+    if "fresh" in doc:
+        fresh = (
+            f"fresh: the final model on {doc['fresh_episodes']} episodes of the seed's own '{doc['fresh_stream']}' "
+            "env seeds, met by no training, periodic evaluation or confirmation; "
+        )
+    return (
+        f"{fresh}final and best: {doc['eval_episodes']} episodes from env seed {doc.get('eval_seed', 100_000)} "
+        "(the same for every seed; "
+        f"the best model was chosen by the periodic evaluations). Times and steps/s {machine_note(doc)}."
+    )
 
 
 def time_to_solve_line(doc: dict[str, Any]) -> str:
@@ -540,8 +814,8 @@ def time_to_solve_line(doc: dict[str, Any]) -> str:
         return f"Solved ({rule}) on {solved} of {n} seeds within {doc['n_timesteps']:,} steps: median time to solve not reached."
     steps = doc.get("median_steps_to_solve_confirmed")
     return (
-        f"Solved ({rule}) on {solved} of {n} seeds{stop}; median time to solve {median:.1f} s of training, "
-        f"median {steps:,.0f} steps (an unsolved seed counts as never)."
+        f"Solved ({rule}) on {solved} of {n} seeds{stop}; median time to solve {median:.1f} s of training "
+        f"{machine_note(doc)}, median {steps:,.0f} steps (an unsolved seed counts as never)."
     )
 
 
@@ -557,26 +831,30 @@ def summary_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         low, high = entry.get("range") or [math.nan, math.nan]
         return f"{low:.1f} to {high:.1f}"
 
-    intervals = all(doc[label]["mean"].get("ci95") is not None for label in ("final", "best"))
+    labels = [label for label in ("fresh", "final", "best") if label in doc]  # fresh: absent from older files
+    intervals = all(doc[label]["mean"].get("ci95") is not None for label in labels)
     if intervals:
         header = ["model", "mean [95% CI]", "median [95% CI]", "IQM [95% CI]", "seeds solved"]
     else:
         header = ["model", "mean", "median", "min to max", "seeds solved"]
     rows = []
-    for label in ("final", "best"):
+    for label in labels:
         entry = doc[label]
         solved = f"{doc[f'seeds_solved_{label}']}/{n}"
+        name = "final, fresh" if label == "fresh" else label
         if intervals:
-            rows.append([label, ci(entry["mean"]), ci(entry["median"]), ci(entry["iqm"]), solved])
+            rows.append([name, ci(entry["mean"]), ci(entry["median"]), ci(entry["iqm"]), solved])
         else:
             mean, median = entry["mean"]["value"], entry["median"]["value"]
-            rows.append([label, f"{mean:.1f}", f"{median:.1f}", span(entry), solved])
+            rows.append([name, f"{mean:.1f}", f"{median:.1f}", span(entry), solved])
     return header, rows
 
 
 def seed_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """The per-seed table (header, one row per seed)."""
-    header = ["seed", "final", "best", "solved at (steps)", "time to solve (s)", "trained (steps)", "steps/s"]
+    fresh = all("fresh_mean" in r for r in doc["per_seed"])
+    header = ["seed", *(["fresh"] if fresh else []), "final", "best"]
+    header += ["solved at (steps)", "time to solve (s)", "trained (steps)", "steps/s"]
     rows = []
     for r in doc["per_seed"]:
         step = "not solved" if r.get("solved_step") is None else f"{r['solved_step']:,}"
@@ -584,6 +862,7 @@ def seed_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         rows.append(
             [
                 str(r["seed"]),
+                *([f"{r['fresh_mean']:.1f}"] if fresh else []),
                 f"{r['final_mean']:.1f}",
                 f"{r['best_mean']:.1f}",
                 step,
@@ -629,10 +908,15 @@ def benchmark(
     command: str,
     on_status: Callable[[list[SeedStatus]], None] | None = None,
     track: str | None = None,
+    queue: SeedSource | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Train and evaluate ``seeds`` seeds (0..seeds-1) and write the summary; returns folder and document.
 
-    With ``track``, each seed trained is a tracked run and the summary is one more (:func:`track_summary`).
+    ``queue``: the seeds come from a queue other workers share (``--storage``); once none is left
+    to take, this worker waits for the seeds others hold (``on_wait`` gets a line when it changes)
+    and summarises every worker's figures. With ``track``, each seed trained is a tracked run and
+    the summary is one more (:func:`track_summary`).
     """
     from rlkit.training.factory import resolve_device
     from rlkit.training.tracking import prepare_store
@@ -643,23 +927,47 @@ def benchmark(
     jobs = max(1, min(jobs, seeds))
     folder = results_dir(resolved, out)
     started = time.perf_counter()
-    figures = run_seeds(
-        folder,
-        resolved,
-        list(range(seeds)),
-        jobs=jobs,
-        episodes=episodes,
-        device=device,
-        on_status=on_status,
-        track=track,
-    )
-    results = [seed_result(folder / f"seed-{s}", s, figures[s], resolved.preset.solved_score) for s in sorted(figures)]
-    doc = summarize(resolved, results, episodes)
+    machine = this_machine(resolved.preset)  # measured before this benchmark's own seeds load the machine
+    source: SeedSource = queue if queue is not None else SeedList(list(range(seeds)))
+    source.machine = machine  # a queued seed carries the figures of the machine that trained it
+    while True:
+        run_seeds(
+            folder, resolved, source, jobs=jobs, episodes=episodes, device=device, on_status=on_status, track=track
+        )
+        if source.settle(on_wait):
+            break
+    found = source.results()
+    results = [_seed_result(found[s]) for s in sorted(found)]
+    doc = summarize(resolved, results, episodes, _doc_machine(machine, results))
     doc["benchmark_wall_s"] = time.perf_counter() - started
     written = write_outputs(folder, doc, command)
     if track is not None:
         track_summary(track, folder, resolved, doc, written)
     return folder, doc
+
+
+def _seed_result(record: dict[str, Any]) -> SeedResult:
+    """A :class:`SeedResult` from its dict (a queue's record may carry keys of a newer version: dropped)."""
+    names = set(SeedResult.__dataclass_fields__)
+    return SeedResult(**{k: v for k, v in record.items() if k in names})
+
+
+def _doc_machine(local: dict[str, Any], results: list[SeedResult]) -> dict[str, Any]:
+    """The document's machine: this one, or for a queue the machine of its lowest seed (every worker agrees).
+
+    Each queued seed keeps its own machine's figures (``per_seed[].machine``).
+    """
+    queued = [r for r in results if r.machine is not None]
+    if not queued:
+        return {**local, "label": "this machine"}
+    first = queued[0]
+    assert first.machine is not None
+    workers = sorted({r.trained_by or "" for r in queued})
+    machine = {**first.machine, "label": str(first.machine.get("host", "?")), "workers": workers}
+    if len(workers) > 1:
+        machine["label"] += f", seed {first.seed}'s worker of {len(workers)}"
+        machine["note"] = "each seed's own machine is in benchmark.json"
+    return machine
 
 
 def track_summary(track: str, folder: Path, resolved: Resolved, doc: dict[str, Any], files: list[Path]) -> str:
@@ -668,7 +976,7 @@ def track_summary(track: str, folder: Path, resolved: Resolved, doc: dict[str, A
     from rlkit.training.tracking import log_finished
 
     summary: dict[str, Any] = {}
-    for label in ("final", "best"):
+    for label in ("fresh", "final", "best"):
         for stat, entry in doc[label].items():
             if not isinstance(entry, dict):  # range: [min, max]
                 summary[f"{label}_min"], summary[f"{label}_max"] = entry
@@ -680,7 +988,12 @@ def track_summary(track: str, folder: Path, resolved: Resolved, doc: dict[str, A
     summary["median_steps_to_solve"] = doc["median_steps_to_solve"]
     summary["steps_per_s_mean"] = doc["steps_per_s"]["mean"]
     per_seed = {
-        int(r["seed"]): {"seed_final_mean": r["final_mean"], "seed_best_mean": r["best_mean"]} for r in doc["per_seed"]
+        int(r["seed"]): {
+            "seed_fresh_mean": r["fresh_mean"],
+            "seed_final_mean": r["final_mean"],
+            "seed_best_mean": r["best_mean"],
+        }
+        for r in doc["per_seed"]
     }
     return log_finished(
         track,

@@ -57,13 +57,30 @@ def benchmark(
     ] = None,
     track: TrackOpt = None,
     import_: ImportOption = None,
+    storage: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="URL",
+            help="Share the seeds with other workers through one queue in this Optuna storage "
+            "(postgresql://user@host/db, sqlite:///path.db): run the same command on every machine.",
+        ),
+    ] = None,
+    wait: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            metavar="SECONDS",
+            help="With --storage: how long a worker with no seed left waits for the others' seeds.",
+        ),
+    ] = 86_400,
 ) -> None:
-    """Train every seed, evaluate final and best models, report mean/median/IQM with 95% CIs and solve times.
+    """Train every seed, re-score each final model on fresh episodes, report mean/median/IQM and solve times.
 
+    The headline is the final models on fresh episodes (env seeds nothing in training used).
     Seeds that already finished in the results folder are reused; interrupted ones are resumed.
     """
     from rlkit.analysis.benchmark import benchmark as run_benchmark
-    from rlkit.analysis.benchmark import check_request
+    from rlkit.analysis.benchmark import check_request, headline
     from rlkit.environments.resolve import resolve
 
     check_request(seeds, episodes)
@@ -85,6 +102,9 @@ def benchmark(
     from rlkit.analysis.benchmark import few_seeds_warning, results_dir
 
     results_dir(resolved, out_dir)  # a results folder that cannot be: one line, before any warning or table
+    queue = None
+    if storage is not None:  # a bad URL or an unreachable server: one line, nothing written
+        queue = _open_queue(storage, resolved, seeds, episodes, wait)
     warning = few_seeds_warning(seeds)
     if warning is not None:
         err.print(f"[bold yellow]warning:[/] {warning}", markup=True, soft_wrap=True)
@@ -106,11 +126,29 @@ def benchmark(
             command=command,
             on_status=view.update,
             track=track_name(track),
+            queue=queue,
+            on_wait=view.waiting,
         )
     _print_tables(doc)
     if doc.get("warning"):
         err.print(f"[bold yellow]warning:[/] {doc['warning']}", markup=True, soft_wrap=True)
-    prose(f"results: {folder}/benchmark.json, benchmark.md (Markdown tables), curves.png")
+    prose(f"{headline(doc, short=True)}; results: {folder}/benchmark.json, benchmark.md, curves.png")
+
+
+def _open_queue(url: str, resolved: Any, seeds: int, episodes: int, wait: float) -> Any:
+    """The shared seed queue of this configuration and seed count in ``url`` (made by its first worker)."""
+    from rlkit.analysis.benchmark import config_digest
+    from rlkit.tuning.seed_queue import open_queue
+
+    return open_queue(
+        url,
+        alias=resolved.alias,
+        env_id=resolved.preset.env_id,
+        digest=config_digest(resolved.preset),
+        seeds=seeds,
+        episodes=episodes,
+        wait_s=wait,
+    )
 
 
 class SeedView:
@@ -131,6 +169,8 @@ class SeedView:
         ]
         self._said: dict[int, str] = {}
         self._live: Any = None
+        self.wait_line = ""
+        """With a shared queue, once this worker has no seed left: whom it waits for."""
 
     def __enter__(self) -> SeedView:
         if out.is_terminal:
@@ -154,9 +194,24 @@ class SeedView:
                 self._said[status.seed] = status.state
                 out.print(f"seed {status.seed}: {self._state_text(status)}")
 
+    def waiting(self, line: str) -> None:
+        """This worker waits for seeds on other workers: a footer line (a printed line without a terminal)."""
+        self.wait_line = line
+        if self._live is None:
+            out.print(f"waiting: {line}")
+
     def _state_text(self, status: Any) -> str:
+        if status.state == "elsewhere":
+            return "taken by another worker"
+        if status.state == "done" and status.fresh is not None:
+            return (
+                f"done: fresh {status.fresh:.1f}, final {status.final:.1f}, best {status.best:.1f} "
+                f"({self.episodes} episodes each)"
+            )
         if status.state == "done":
             return f"done: final {status.final:.1f}, best {status.best:.1f} ({self.episodes} episodes each)"
+        if status.state == "evaluating fresh":
+            return f"evaluating the final model on fresh episodes ({self.episodes})"
         if status.state.startswith("evaluating"):
             return f"{status.state} model ({self.episodes} episodes)"
         return status.state
@@ -164,7 +219,7 @@ class SeedView:
     def _short_state(self, status: Any) -> str:
         if status.state.startswith("evaluating"):
             return f"eval {status.state.split()[-1]}"
-        return {"starting": "starting*", "queued": "queued**"}.get(status.state, status.state)
+        return {"starting": "starting*", "queued": "queued**", "elsewhere": "elsewhere"}.get(status.state, status.state)
 
     def __rich__(self) -> Any:
         from rich.console import Group
@@ -179,14 +234,15 @@ class SeedView:
         table.add_column("steps", justify="right", no_wrap=True)
         table.add_column("", no_wrap=True)
         table.add_column("last eval", justify="right", no_wrap=True)
-        table.add_column("final/best", justify="right", no_wrap=True)
+        table.add_column("fresh/final/best", justify="right", no_wrap=True)
         done_steps = 0
         for status in self.statuses:
             done_steps += min(status.steps, status.total)
             last = (
                 "-" if status.last_eval is None else f"{status.last_eval:.1f} @ {fmt_steps(status.last_eval_step or 0)}"
             )
-            figures = "-" if status.final is None else f"{status.final:.1f}/{status.best:.1f}"
+            shown = [v for v in (status.fresh, status.final, status.best) if v is not None]
+            figures = "/".join(_short(v) for v in shown) if status.final is not None else "-"
             style = {"done": "green", "training": "cyan", "queued": "dim", "starting": "dim"}.get(
                 status.state, "yellow"
             )
@@ -195,7 +251,7 @@ class SeedView:
                 str(status.seed),
                 f"[{style}]{self._short_state(status)}[/]",
                 f"{fmt_steps(min(status.steps, status.total))}/{fmt_steps(status.total)}",
-                ProgressBar(total=status.total, completed=bar_done, width=10),
+                ProgressBar(total=status.total, completed=bar_done, width=6),
                 last,
                 figures,
             )
@@ -208,7 +264,7 @@ class SeedView:
         early = sum(s.finished and s.steps < s.total for s in self.statuses)
         lines = [
             f"seeds done {evaluated}/{n}; steps {done_steps:,} of a {budget:,} budget ({n} x {budget // n:,})",
-            f"final/best: each seed's final and best models, {self.episodes} greedy episodes each",
+            f"fresh/final/best: {self.episodes} greedy episodes each (fresh: final model, new episodes)",
         ]
         if self.stop_on_solved:
             lines.append(f"a seed stops once solved, below its budget (full bar): {early} so far")
@@ -217,15 +273,25 @@ class SeedView:
             lines.append("* starting: its worker process imports torch and SB3 and builds the env")
         if "queued" in waiting:
             lines.append(f"** queued: --jobs {self.jobs} seeds train at once")
+        if "elsewhere" in waiting:
+            lines.append("elsewhere: another worker of the shared queue trains it")
+        if self.wait_line:
+            lines.append(f"waiting: {self.wait_line}")
         return lines
+
+
+def _short(value: float) -> str:
+    """A mean for the live table: one decimal below 100, none from 100 on (``-123/-150/-99.5`` fits 80 columns)."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}"
 
 
 def _print_tables(doc: dict[str, Any]) -> None:
     """The summary and per-seed tables as rich tables (the Markdown goes to benchmark.md)."""
-    from rlkit.analysis.benchmark import seed_rows, summary_rows, time_to_solve_line
+    from rlkit.analysis.benchmark import headline, rows_note, seed_rows, summary_rows, time_to_solve_line
 
     n = len(doc["seeds"])
     title = f"{doc['alias']} ({doc['env_id']}), {doc['n_timesteps']:,} steps, {n} seed{'s' if n != 1 else ''}"
+    prose(headline(doc))
     for caption, (header, rows) in (
         (f"{title}: {doc['eval_episodes']} evaluation episodes per model", summary_rows(doc)),
         ("per seed", seed_rows(doc)),
@@ -234,6 +300,7 @@ def _print_tables(doc: dict[str, Any]) -> None:
         if _too_wide(table):  # `499.8 [499.4, 500.0]`: the interval goes under its value, not cut at the comma
             table = _table(caption, header, [[cell.replace(" [", "\n[", 1) for cell in row] for row in rows])
         show_table(table)
+    prose(rows_note(doc))
     prose(time_to_solve_line(doc))
 
 
