@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import VecEnv
 
+    from rlkit.training.callbacks import Evaluator, StopWhenSolved
+    from rlkit.training.display import TrainingDisplay
+    from rlkit.training.doctor_watch import DoctorWatch
     from rlkit.training.factory import Trainee
     from rlkit.training.tracking import Tracker
 
@@ -487,6 +490,24 @@ def confirm_env(preset: Preset, seed: int, episodes: int) -> Callable[[], VecEnv
     )
 
 
+def _doctor_watch(
+    run: RunDir, preset: Preset, display: TrainingDisplay, evaluator: Evaluator, solved: StopWhenSolved
+) -> DoctorWatch:
+    """The run doctor after every evaluation: a history line for each finding the first time it fires."""
+    from rlkit.training.doctor_watch import DoctorWatch
+
+    watch = DoctorWatch(
+        preset,
+        run.read_config()[0],
+        lambda finding, step: display.on_finding(finding.headline, step, finding.advice),
+        state=lambda: {"solved": solved.solved},
+        run=run,
+        history=evaluator.history,
+    )
+    evaluator.callback_after_eval.append(watch.after_eval)
+    return watch
+
+
 def _learn(
     run: RunDir,
     preset: Preset,
@@ -557,7 +578,9 @@ def _learn(
         callback_on_new_best=[recorder.on_new_best],
         callback_after_eval=[recorder.after_eval, solved],
         callback_on_progress=[display.on_progress],
+        clip_reward=preset.atari is not None and preset.atari.clip_reward,
     )
+    watch = None if quiet else _doctor_watch(run, preset, display, evaluator, solved)
     stopper = StopOnSignal()  # installed around learning, below
     checkpointer = Checkpointer(
         run,
@@ -591,7 +614,13 @@ def _learn(
                     evaluator,
                     total_steps=preset.n_timesteps,
                     stopper=stopper,
-                    callbacks=[checkpointer, DisplayUpdater(display), *tracked, *(extra or [])],
+                    callbacks=[
+                        checkpointer,
+                        DisplayUpdater(display),
+                        *tracked,
+                        *([watch] if watch else []),
+                        *(extra or []),
+                    ],
                     continue_counter=resumed_from is not None,
                 )
             steps = learned.steps
