@@ -130,6 +130,9 @@ def test_a_healthy_cartpole_run_has_no_finding(tmp_path: Path) -> None:
     assert diagnosis.read["diagnostics_records"] > 5 and diagnosis.read["evaluations"] >= 3
     result = CliRunner().invoke(app, ["doctor", str(run)], env={"COLUMNS": "80"})
     assert result.exit_code == 0 and result.output.startswith("healthy: no finding in")
+    report = tmp_path / "healthy.html"
+    result = CliRunner().invoke(app, ["report", str(run), "-o", str(report), "--episodes", "2", "--no-video"])
+    assert result.exit_code == 0 and '<h3>Doctor</h3><p><span class="ok">No finding</span>' in report.read_text()
 
 
 def test_a_learning_rate_100x_too_high_kills_the_network(tmp_path: Path) -> None:
