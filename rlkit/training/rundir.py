@@ -62,15 +62,16 @@ EVAL_FIELDS = [
     "min_reward",
     "max_reward",
     "mean_ep_length",
-    "wall_s",
     "q_start",
     "return_discounted",
     "return_discounted_std",
+    "wall_s",
 ]
-"""The columns of ``evaluations.csv``. The last three (the mean greedy Q at the episodes' start states,
-the mean and spread of the discounted returns they obtained) came later: a run directory written
-before them reads without them, and its old rows stay blank there when it resumes."""
-OPTIONAL_EVAL_FIELDS = frozenset(EVAL_FIELDS[7:])
+"""The columns of ``evaluations.csv`` (``wall_s`` stays last). ``OPTIONAL_EVAL_FIELDS`` (the mean
+greedy Q at the episodes' start states, the mean and spread of the discounted returns they obtained)
+came later: a run directory written before them reads without them, and its old rows stay blank
+there when it resumes."""
+OPTIONAL_EVAL_FIELDS = frozenset(EVAL_FIELDS[6:9])
 
 
 def default_root() -> Path:
