@@ -215,7 +215,7 @@ font-size:.85rem;white-space:pre-wrap;word-break:break-all}
 .sev-critical{color:#b3261e;font-weight:700}.sev-warning{color:#8a5a00;font-weight:700}.sev-info{color:#0b57d0;font-weight:700}
 .findings{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:1rem}.nowrap{white-space:nowrap}
 figure{margin:0}figure img{width:100%;border:1px solid #e3e7ee}figcaption{color:#5b6676;font-size:.85rem}
-td code{white-space:nowrap}
+.doctor td:nth-child(2){min-width:20rem}.doctor td:nth-child(4){max-width:32rem}.doctor td code{white-space:pre-wrap;overflow-wrap:anywhere}
 """
 
 # Marks media as loaded (data-state) and reports failures on the console, so a headless
@@ -662,7 +662,8 @@ def doctor_section(facts: RunFacts) -> str:
         )
     note = f'<p class="note">{esc(scope)}; the same as <code>rlkit doctor {esc(facts.path)}</code>.</p>'
     figures = f'<div class="findings">{"".join(plots)}</div>' if plots else ""
-    return table(["severity", "finding and its figures", "steps", "what to try"], rows) + note + figures
+    findings = table(["severity", "finding and its figures", "steps", "what to try"], rows)
+    return f'<div class="doctor">{findings}</div>{note}{figures}'
 
 
 def run_section(facts: RunFacts) -> str:
