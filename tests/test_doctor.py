@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,7 @@ from rlkit.cli import app
 from rlkit.environments.resolve import resolve
 from rlkit.training import findings as doctor
 from rlkit.training.findings import Evidence, Series
+from rlkit.training.rundir import RunDir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -127,6 +130,9 @@ def test_a_healthy_cartpole_run_has_no_finding(tmp_path: Path) -> None:
     assert diagnosis.read["diagnostics_records"] > 5 and diagnosis.read["evaluations"] >= 3
     result = CliRunner().invoke(app, ["doctor", str(run)], env={"COLUMNS": "80"})
     assert result.exit_code == 0 and result.output.startswith("healthy: no finding in")
+    report = tmp_path / "healthy.html"
+    result = CliRunner().invoke(app, ["report", str(run), "-o", str(report), "--episodes", "2", "--no-video"])
+    assert result.exit_code == 0 and '<h3>Doctor</h3><p><span class="ok">No finding</span>' in report.read_text()
 
 
 def test_a_learning_rate_100x_too_high_kills_the_network(tmp_path: Path) -> None:
@@ -181,7 +187,9 @@ def test_a_collapse_after_solving(tmp_path: Path) -> None:
         overrides={"stop_on_solved": False, "n_timesteps": 20000, "checkpoint_freq": 5000},
     )
     found = rlkit.doctor(run).findings
-    assert found and "collapse" in [f.code for f in found[:2]], [f.code for f in found]
+    # The wrecked network's values stay near 85 at the start states while its episodes obtain 9:
+    # overestimation too, as real as the collapse and the dead units (all three warnings).
+    assert found and {"collapse", "q_overestimation"} <= {f.code for f in found}, [f.code for f in found]
 
 
 def test_a_stall(tmp_path: Path) -> None:
@@ -221,3 +229,179 @@ def test_json_and_one_line_errors(tmp_path: Path) -> None:
     assert (
         missing.exit_code != 0 and "Traceback" not in missing.output and len(missing.output.strip().splitlines()) == 1
     )
+
+
+# ----------------------------------------------------------------------------------------
+# Q overestimation: the evaluations' evidence, and a run that really overestimates
+# ----------------------------------------------------------------------------------------
+
+
+class _IdentityModel:
+    """A model whose Q-values are its observations (max_a Q(s, a) = max(s)), read as the engine reads them."""
+
+    def __init__(self) -> None:
+        import torch as th
+        from torch import nn
+
+        from rlkit.dqn.loss import Head
+
+        net = nn.Identity()
+        self.policy = SimpleNamespace(obs_to_tensor=lambda x: (th.as_tensor(x, dtype=th.float32), True))
+        self._nets = SimpleNamespace(online=net, head=Head(), raw=lambda module, obs: module(obs))
+
+    def networks(self) -> Any:
+        return self._nets
+
+
+def _play(values: Any, steps: list[tuple[list[float], float, bool, dict[str, Any]]], monitor: bool = True) -> None:
+    """Feed ``StartValues`` the locals ``evaluate_policy`` hands its callback, one env."""
+    for obs, reward, done, info in steps:
+        values.step({"i": 0, "observations": np.asarray([obs]), "reward": reward, "done": done,
+                     "info": info, "is_monitor_wrapped": monitor})  # fmt: skip
+
+
+def test_start_values_are_q_at_the_first_state_and_the_discounted_return() -> None:
+    from rlkit.training.start_values import StartValues
+
+    values = StartValues(0.5)
+    episode = {"episode": {"r": 7.0}}
+    _play(values, [([1.0, 4.0], 1.0, False, {}), ([9.0, 9.0], 2.0, False, {}), ([9.0, 9.0], 4.0, True, episode)])
+    _play(values, [([2.0, 0.0], 3.0, True, episode)])
+    row = values.row(_IdentityModel())
+    assert row["q_start"] == pytest.approx((4.0 + 2.0) / 2)  # the first observation of each episode
+    assert row["return_discounted"] == pytest.approx((1 + 0.5 * 2 + 0.25 * 4 + 3) / 2)
+    assert row["return_discounted_std"] == pytest.approx(0.0)
+
+    clipped = StartValues(1.0, clip_reward=True)  # Atari: training saw the rewards' signs
+    _play(clipped, [([0.0], 7.0, False, {}), ([0.0], -3.0, True, episode)])
+    assert clipped.row(_IdentityModel())["return_discounted"] == 0.0
+
+    lives = StartValues(1.0)  # a lost life: training's terminal state, the evaluation plays on
+    _play(lives, [([0.0], 1.0, True, {}), ([0.0], 5.0, True, episode)])
+    assert lives.returns == [1.0]
+
+    cut = StartValues(0.5)  # a time limit: training bootstraps through it, so does the figure
+    last = {**episode, "TimeLimit.truncated": True, "terminal_observation": np.asarray([8.0])}
+    _play(cut, [([0.0], 1.0, False, {}), ([0.0], 1.0, True, last)])
+    assert cut.row(_IdentityModel())["return_discounted"] == pytest.approx(1 + 0.5 + 0.25 * 8.0)
+    assert math.isnan(StartValues(0.9).row(_IdentityModel())["q_start"])  # nothing played
+
+
+def test_overestimating_values_are_found_in_a_real_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """CartPole at gamma 0.999 without Double DQN (its target synced every 10 steps): Q at the start
+    states climbs past 250 while the episodes obtain about 20, before any divergence. Trained with
+    the live display on: the doctor's history line comes once, within 80 columns."""
+    run = tmp_path / "over"
+    sets = {"gamma": 0.999, "learning_rate": 0.001, "stop_on_solved": False, "n_timesteps": 12000}
+    rlkit.train("cartpole", seed=1, run_dir=run, quiet=False, overrides={"checkpoint_freq": 5000, **sets})
+    rows = RunDir.open(run).read_evaluations()
+    assert all(math.isfinite(r["q_start"]) and math.isfinite(r["return_discounted"]) for r in rows)
+    assert rows[-1]["q_start"] > 3 * rows[-1]["return_discounted"]
+    found = rlkit.doctor(run).findings
+    assert [f.code for f in found] == ["q_overestimation"], [f.title for f in found]
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("doctor: ")]
+    assert lines == ["doctor: Q overestimates the returns at step 4,000 — try: --set double_q=true"], lines
+    assert all(len(line) <= 80 for line in lines), lines
+
+
+def test_healthy_runs_give_no_overestimation_evidence(tmp_path: Path) -> None:
+    """The healthy CartPole run's Q at its start states stays below what its episodes obtain."""
+    run = _train(tmp_path, "healthy", seed=0)
+    rows = RunDir.open(run).read_evaluations()
+    assert rows and all(r["q_start"] < r["return_discounted"] * (1 + doctor.OVERESTIMATE) for r in rows)
+
+
+@pytest.mark.slow
+def test_a_healthy_lunarlander_run_has_no_finding(tmp_path: Path) -> None:
+    """The shipped LunarLander preset (seed 0 solves at 135k steps, about a minute)."""
+    run = _train(tmp_path, "lunar", "lunarlander", seed=0)
+    diagnosis = rlkit.doctor(run)
+    assert diagnosis.healthy, [f.title for f in diagnosis.findings]
+    assert all(math.isfinite(r["q_start"]) for r in RunDir.open(run).read_evaluations())
+
+
+# ----------------------------------------------------------------------------------------
+# Old run directories (evaluations.csv without the Q columns)
+# ----------------------------------------------------------------------------------------
+
+OLD_COLUMNS = "timesteps,mean_reward,std_reward,min_reward,max_reward,mean_ep_length,wall_s"
+NEW_COLUMNS = OLD_COLUMNS.replace(",wall_s", ",q_start,return_discounted,return_discounted_std,wall_s")
+
+
+def _strip_q_columns(run: Path) -> None:
+    csv = run / "evaluations.csv"
+    lines = csv.read_text().splitlines()
+    assert lines[0] == NEW_COLUMNS
+    csv.write_text("\n".join(",".join(line.split(",")[:6] + line.split(",")[9:]) for line in lines) + "\n")
+    assert csv.read_text().splitlines()[0] == OLD_COLUMNS
+
+
+def test_an_old_evaluations_csv_reads_plots_reports_and_resumes(tmp_path: Path) -> None:
+    from rlkit.analysis.plots import load_groups
+    from tests.conftest import tiny_overrides
+
+    run = tmp_path / "old"
+    sets = dict(s.split("=", 1) for s in tiny_overrides(600))
+    rlkit.train("cartpole", seed=0, run_dir=run, overrides=sets)
+    _strip_q_columns(run)
+    old = RunDir.open(run).read_evaluations()
+    assert old and all("q_start" not in r for r in old)
+    assert rlkit.doctor(run).read["evaluations"] == len(old)  # the rules read it (and find no Q evidence)
+    assert load_groups([run])  # plots
+    report = tmp_path / "r.html"
+    result = CliRunner().invoke(app, ["report", str(run), "-o", str(report), "--episodes", "2", "--no-video"])
+    assert result.exit_code == 0, result.output
+    assert "<h3>Doctor</h3>" in report.read_text()
+    rlkit.resume(run, steps=1200)
+    rows = RunDir.open(run).read_evaluations()
+    assert len(rows) > len(old) and all("q_start" not in r for r in rows[: len(old)])
+    assert all(math.isfinite(r["q_start"]) for r in rows[len(old) :])  # the new rows have the columns
+    header = (run / "evaluations.csv").read_text().splitlines()[0]
+    assert header == NEW_COLUMNS
+
+
+# ----------------------------------------------------------------------------------------
+# The doctor during training: one history line per new finding
+# ----------------------------------------------------------------------------------------
+
+
+def test_the_watch_reports_each_finding_once() -> None:
+    from rlkit.training.doctor_watch import DoctorWatch
+
+    preset = resolve("cartpole").preset
+    heard: list[tuple[str, int]] = []
+    watch = DoctorWatch(preset, "cartpole", lambda f, step: heard.append((f.code, step)))
+    evaluator = SimpleNamespace(history=[])
+    for i, q in enumerate([30.0, 60.0, 90.0, 120.0, 150.0]):
+        row = {"timesteps": 2000.0 * (i + 1), "mean_reward": 20.0 + 80 * i, "std_reward": 2.0,
+               "q_start": q, "return_discounted": 18.0, "return_discounted_std": 2.0}  # fmt: skip
+        evaluator.history.append(row)
+        watch.after_eval(evaluator, row)  # type: ignore[arg-type]
+    assert heard == [("q_overestimation", 4000)]  # at the second evaluation over, and only then
+    resumed = DoctorWatch(preset, "cartpole", lambda f, step: heard.append((f.code, step)), history=evaluator.history)
+    resumed.after_eval(evaluator, evaluator.history[-1])  # type: ignore[arg-type]
+    assert len(heard) == 1  # an earlier session already said it
+
+
+def test_the_watch_keeps_the_diagnostics_as_they_are_logged() -> None:
+    from rlkit.training.doctor_watch import DiagCollector
+
+    collector = DiagCollector()
+    collector.write({"diag/q_greedy_max": 3.0, "train/loss": 1.0, "diag/q_hist": np.zeros(3)}, {}, 100)
+    collector.write({"diag/q_greedy_max": 5.0}, {}, 200)
+    series = collector.series()
+    assert list(series) == ["q_greedy_max"] and series["q_greedy_max"].values.tolist() == [3.0, 5.0]
+    assert series["q_greedy_max"].steps.tolist() == [100.0, 200.0]
+
+
+def test_the_history_line_fits_80_columns() -> None:
+    from rlkit.training.display import finding_line
+
+    line = finding_line("Q overestimates the returns", 12_000, ["rlkit train cartpole --set double_q=true"], 80)
+    assert line == "doctor: Q overestimates the returns at step 12,000 — try: --set double_q=true"
+    assert finding_line("short", 5, ["rlkit train c --set a=1"], 80).endswith("try: rlkit train c --set a=1")
+    assert finding_line("short", 5, ["rlkit evaluate R --model best    # why"], 80).endswith("--model best")
+    long = finding_line("x" * 27, 1_234_567, ["rlkit evaluate " + "R" * 80], 80)
+    assert long == f"doctor: {'x' * 27} at step 1,234,567"  # no advice fits: the headline alone
+    assert all(len(h) <= doctor.HEADLINE_MAX for h in doctor.HEADLINES.values())
+    assert len(doctor.HEADLINES) == len(doctor.RULES)  # one headline per rule

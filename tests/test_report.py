@@ -77,6 +77,8 @@ def test_report_is_self_contained_with_everything_users_need(
         "at step ",  # ... and its step in the training table
         "greedy, 3 episodes",  # the comparison's one evaluation column
         "<mark>2000</mark>",  # n_timesteps differs from the shipped preset
+        "<h3>Doctor</h3>",  # 2,000 steps: epsilon at its floor (180) before learning starts (200)
+        '<img alt="exploration_ended_early" src="data:image/png;base64,',
     ):
         assert text in page, text
     for unused in ("per_alpha", "per_beta0", "noisy_sigma0", "n_quantiles", "atari.frame_skip", "search_space"):
@@ -272,3 +274,76 @@ def test_a_solved_run_records_its_confirmations_and_the_report_shows_them(tmp_pa
     assert invoke("report", run, "-o", out, "--episodes", "2", "--no-video").exit_code == 0
     page = out.read_text()
     assert "<em>confirmation</em>" in page and "The run was solved at step" in page
+
+
+def _diagnosis(evidence: object) -> object:
+    from rlkit.analysis.doctor import Diagnosis
+    from rlkit.training.findings import diagnose
+
+    read = {"evaluations": 3, "training_episodes": 0, "diagnostics_records": 0, "rules": 8, "steps": 6000}
+    return Diagnosis("runs/x", diagnose(evidence, "cartpole"), read, evidence)  # type: ignore[arg-type]
+
+
+def _evidence(*sets: str, **kwargs: object) -> object:
+    from rlkit.environments.resolve import resolve
+    from rlkit.training.findings import Evidence
+
+    kwargs.setdefault("evaluations", [])
+    return Evidence(resolve("cartpole", overrides=list(sets)).preset, {}, **kwargs)  # type: ignore[arg-type]
+
+
+def test_the_doctor_section_shows_each_finding_and_the_plot_that_shows_it() -> None:
+    import numpy as np
+
+    from rlkit.analysis.report import doctor_section
+    from rlkit.training.findings import Series
+
+    rows = [
+        {"timesteps": 2000.0 * (i + 1), "mean_reward": 50.0 + 100 * i, "std_reward": 5.0, "episodes": 10.0,
+         "q_start": q, "return_discounted": 20.0, "return_discounted_std": 4.0}
+        for i, q in enumerate((30.0, 60.0, 90.0))
+    ]  # fmt: skip
+    dormant = Series(np.arange(1.0, 11.0) * 500, np.asarray([0.3] * 5 + [0.5] * 5))
+    evidence = _evidence("buffer_size=400", evaluations=rows, diag={"dormant_fraction": dormant})
+    facts = _facts([], {})
+    facts.diagnosis = _diagnosis(evidence)  # type: ignore[attr-defined]
+    section = doctor_section(facts)  # type: ignore[arg-type]
+    codes = [f.code for f in facts.diagnosis.findings]  # type: ignore[attr-defined]
+    assert codes == ["dormant_units", "q_overestimation", "replay_and_targets"]
+    assert section.count("<tr>") == 1 + 3  # the header, one row per finding, worst first
+    assert section.index("dormant") < section.index("Q-values overestimate") < section.index("replay buffer")
+    assert "rlkit train cartpole --set double_q=true" in section and "sev-warning" in section
+    assert re.findall(r'<img alt="([a-z_]+)" src="data:image/png;base64,', section) == codes[:2]  # a setting: no plot
+    facts.diagnosis = _diagnosis(_evidence())  # type: ignore[attr-defined]
+    assert "No finding" in doctor_section(facts)  # type: ignore[arg-type]
+    facts.diagnosis, facts.doctor_error = None, "x/tensorboard: unreadable TensorBoard log"  # type: ignore[attr-defined]
+    assert "could not read this run: x/tensorboard" in doctor_section(facts)  # type: ignore[arg-type]
+
+
+def test_every_finding_with_evidence_over_steps_has_a_plot() -> None:
+    import numpy as np
+
+    from rlkit.analysis.doctor_plots import DRAW, finding_figure
+    from rlkit.training.findings import Series, diagnose
+
+    def series(values: list[float]) -> Series:
+        return Series(np.arange(1, len(values) + 1, dtype=float) * 500, np.asarray(values, float))
+
+    def evals(means: list[float]) -> list[dict[str, float]]:
+        return [{"timesteps": 2000.0 * (i + 1), "mean_reward": m, "std_reward": 5.0} for i, m in enumerate(means)]
+
+    growing = series([2.0, 4.0, 8.5, 17.0, 33.0, 70.0, 140.0, 300.0])
+    cases = [
+        _evidence(training=series([20.0] * 30), diag={"q_greedy_max": growing}),
+        _evidence(diag={"dormant_fraction": series([0.9] * 6)}),
+        _evidence("exploration_fraction=0.05", evaluations=evals([20.0, 21.0, 19.0, 22.0, 20.0])),
+        _evidence(evaluations=evals([9.0]), training=series([300.0] * 40)),
+        _evidence(evaluations=evals([20.0, 480.0, 500.0, 120.0])),
+        _evidence(evaluations=evals([20.0, 200.0, 210.0, 205.0, 208.0, 201.0, 207.0])),
+    ]
+    drawn = set()
+    for evidence in cases:
+        for finding in diagnose(evidence, "cartpole"):  # type: ignore[arg-type]
+            assert finding_figure(finding, evidence) is not None, finding.code  # type: ignore[arg-type]
+            drawn.add(finding.code)
+    assert drawn | {"q_overestimation"} == set(DRAW)  # (q_overestimation: the test above)

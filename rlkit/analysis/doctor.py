@@ -3,14 +3,14 @@ and the findings of :mod:`rlkit.training.findings` on it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rlkit.core.errors import RlkitError
-from rlkit.training.findings import RULES, Evidence, Finding, Series, diagnose
+from rlkit.training.findings import RULES, Evidence, Finding, Series, diagnose, with_episodes
 
 
 @dataclass
@@ -20,6 +20,8 @@ class Diagnosis:
     run: str
     findings: list[Finding]
     read: dict[str, int]
+    evidence: Evidence | None = field(default=None, repr=False, compare=False)
+    """What the rules read (the report draws each finding from it); not in :meth:`to_dict`."""
 
     @property
     def healthy(self) -> bool:
@@ -77,7 +79,7 @@ def read_evidence(path: Path) -> tuple[str, Evidence]:
     evidence = Evidence(
         preset=preset,
         state=run.read_state(),
-        evaluations=run.read_evaluations(),
+        evaluations=with_episodes(run.read_evaluations(), preset.eval_episodes),
         training=training_series(run.monitor, frames),
         diag=diag_series(run.tensorboard),
         checkpoints=checkpoints,
@@ -96,4 +98,4 @@ def examine(path: Path) -> Diagnosis:
         "rules": len(RULES),
         "steps": evidence.steps,
     }
-    return Diagnosis(str(path), diagnose(evidence, alias), read)
+    return Diagnosis(str(path), diagnose(evidence, alias), read, evidence)

@@ -22,13 +22,16 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlkit.analysis.evaluation import EvalResult
 from rlkit.config.schema import flatten
 from rlkit.core import atomic
 from rlkit.core.errors import RlkitError
 from rlkit.training.rundir import RunDir
+
+if TYPE_CHECKING:
+    from rlkit.analysis.doctor import Diagnosis
 
 MAX_VIDEO_BYTES = 40 * 1024 * 1024
 """Videos above this size are linked by path instead of embedded."""
@@ -59,6 +62,9 @@ class RunFacts:
     """The model evaluated by default: ``best``, else ``final``."""
     compared: EvalResult | None = None
     """The evaluation the comparison table shows (same model kind and episodes for every run)."""
+    diagnosis: Diagnosis | None = None
+    """What ``rlkit doctor`` finds in the run (None: it could not read the run, see ``doctor_error``)."""
+    doctor_error: str = ""
 
 
 # ----------------------------------------------------------------------------------------
@@ -94,6 +100,7 @@ def gather(path: Path, *, episodes: int, video: bool, notify: Notify) -> RunFact
     facts.periodic = run.read_evaluations()
     facts.commands = run.command.read_text().splitlines() if run.command.exists() else []
     facts.shipped = shipped_preset(alias)
+    facts.diagnosis, facts.doctor_error = diagnose_run(path)
     if not facts.evaluations:
         notify(f"{path}: no saved evaluation; evaluating {episodes} episodes")
         result = evaluate_run(path, episodes=episodes)
@@ -102,6 +109,16 @@ def gather(path: Path, *, episodes: int, video: bool, notify: Notify) -> RunFact
     if video:
         facts.video = newest_video(run) or record_one_episode(run, notify)
     return facts
+
+
+def diagnose_run(path: Path) -> tuple[Diagnosis | None, str]:
+    """``rlkit doctor`` on the run; a log it cannot read is a note in the page, not a failed report."""
+    from rlkit.analysis.doctor import examine
+
+    try:
+        return examine(path), ""
+    except RlkitError as exc:
+        return None, str(exc)
 
 
 def comparison_episodes(runs: list[RunFacts], default: int) -> int:
@@ -195,6 +212,10 @@ img.curve{max-width:100%;border:1px solid #e3e7ee}video{max-width:100%;backgroun
 code{background:#f3f5f9;padding:0 .25rem}mark{background:#fff2b3;padding:0 .2rem}
 .params{display:grid;grid-template-columns:repeat(auto-fill,minmax(500px,1fr));gap:0 1.5rem;align-items:start}pre{background:#f3f5f9;padding:.5rem .7rem;overflow-x:auto;
 font-size:.85rem;white-space:pre-wrap;word-break:break-all}
+.sev-critical{color:#b3261e;font-weight:700}.sev-warning{color:#8a5a00;font-weight:700}.sev-info{color:#0b57d0;font-weight:700}
+.findings{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:1rem}.nowrap{white-space:nowrap}
+figure{margin:0}figure img{width:100%;border:1px solid #e3e7ee}figcaption{color:#5b6676;font-size:.85rem}
+.doctor td:nth-child(2){min-width:20rem}.doctor td:nth-child(4){max-width:32rem}.doctor td code{white-space:pre-wrap;overflow-wrap:anywhere}
 """
 
 # Marks media as loaded (data-state) and reports failures on the console, so a headless
@@ -590,6 +611,64 @@ def video_html(facts: RunFacts) -> str:
     )
 
 
+def _figure_text(figures: dict[str, Any]) -> str:
+    """``q at start 253.4 · gap 230.8``: a finding's figures, their names in words."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+
+    return " · ".join(f"{k.replace('_', ' ')} {value(v)}" for k, v in figures.items())
+
+
+def finding_png(finding: Any, diagnosis: Diagnosis) -> bytes | None:
+    """The plot that shows ``finding`` as PNG (None for a finding about the settings alone)."""
+    from rlkit.analysis.doctor_plots import finding_figure
+    from rlkit.analysis.plots import figure_bytes
+
+    fig = finding_figure(finding, diagnosis.evidence) if diagnosis.evidence is not None else None
+    return figure_bytes(fig) if fig is not None else None
+
+
+def doctor_section(facts: RunFacts) -> str:
+    """``rlkit doctor``'s findings, worst first, and per finding the plot that shows it; or "no finding"."""
+    diagnosis = facts.diagnosis
+    if diagnosis is None:
+        return f'<p class="note">The doctor could not read this run: {esc(facts.doctor_error)}</p>'
+    read = diagnosis.read
+    scope = (
+        f"{read['rules']} rules over {read['evaluations']} evaluations, {read['training_episodes']:,} training "
+        f"episodes and {read['diagnostics_records']:,} diagnostics records, {read['steps']:,} steps"
+    )
+    if diagnosis.healthy:
+        return f'<p><span class="ok">No finding</span>: the run looks healthy ({esc(scope)}).</p>'
+    rows = [
+        [
+            f'<span class="sev-{esc(f.severity)}">{esc(f.severity)}</span>',
+            f"<strong>{esc(f.title)}</strong><br>{esc(_figure_text(f.figures))}",
+            f'<span class="nowrap">{f.steps[0]:,}&ndash;{f.steps[1]:,}</span>',
+            "<br>".join(f"<code>{esc(line)}</code>" for line in f.advice),
+        ]
+        for f in diagnosis.findings
+    ]
+    plots = []
+    for finding in diagnosis.findings:
+        png = finding_png(finding, diagnosis)
+        if png is None:  # a finding about the settings alone: the table says it all
+            continue
+        data = base64.b64encode(png).decode("ascii")
+        plots.append(
+            f'<figure><img alt="{esc(finding.code)}" src="data:image/png;base64,{data}">'
+            f"<figcaption><code>{esc(finding.code)}</code> · steps {finding.steps[0]:,}&ndash;{finding.steps[1]:,}"
+            "</figcaption></figure>"
+        )
+    note = f'<p class="note">{esc(scope)}; the same as <code>rlkit doctor {esc(facts.path)}</code>.</p>'
+    figures = f'<div class="findings">{"".join(plots)}</div>' if plots else ""
+    findings = table(["severity", "finding and its figures", "steps", "what to try"], rows)
+    return f'<div class="doctor">{findings}</div>{note}{figures}'
+
+
 def run_section(facts: RunFacts) -> str:
     params = hyperparameter_table(facts.preset, facts.shipped, facts.alias)
     return (
@@ -598,6 +677,7 @@ def run_section(facts: RunFacts) -> str:
         f"<h3>Launch command</h3>{command_html(facts)}"
         f'<div class="grid"><div><h3>Training</h3>{training_table(facts)}</div>'
         f"<div><h3>Video</h3>{video_html(facts)}</div></div>"
+        f"<h3>Doctor</h3>{doctor_section(facts)}"
         f"<h3>Periodic evaluations</h3>"
         f"{periodic_table(facts.periodic, facts.state.get('confirmations'), facts.preset.get('eval_episodes', '-'))}"
         f"<h3>Saved evaluations</h3>{evaluation_table(facts.evaluations, facts)}{solved_story(facts)}"

@@ -19,6 +19,7 @@ from rlkit.core import atomic
 from rlkit.training.buffer_store import buffer_nbytes, save_buffer
 from rlkit.training.run_state import RunState
 from rlkit.training.rundir import BUFFER, MANIFEST, RESUME, RunDir, write_manifest
+from rlkit.training.start_values import StartValues
 
 if TYPE_CHECKING:
     from stable_baselines3.common.vec_env import VecEnv
@@ -92,6 +93,9 @@ EvalRow = dict[str, float]
 EvalHook = Callable[["Evaluator", EvalRow], "bool | None"]
 """Called with the evaluator and the new row; ``False`` stops training (as an SB3 callback does)."""
 
+StepHook = Callable[[dict[str, Any], dict[str, Any]], None]
+"""``evaluate_policy``'s per-step callback: the loop's locals and globals."""
+
 ProgressHook = Callable[[str, int, int], "bool | None"]
 """Called while an evaluation plays: what it is (``evaluating``, ``confirming``), the episodes ended
 so far and the episodes in all; first with 0, last with all of them. ``False`` stops the evaluation
@@ -129,9 +133,12 @@ class Evaluator(BaseCallback):
         callback_on_new_best: list[EvalHook] | None = None,
         callback_after_eval: list[EvalHook] | None = None,
         callback_on_progress: list[ProgressHook] | None = None,
+        clip_reward: bool = False,
     ) -> None:
         super().__init__()
         self.eval_env = eval_env
+        self.clip_reward = clip_reward
+        """Training clips rewards to their sign (Atari): the discounted returns of the rows do too."""
         self.eval_freq = eval_freq
         self.n_episodes = n_episodes
         self.clock = clock or Clock()
@@ -155,11 +162,13 @@ class Evaluator(BaseCallback):
         self._last = now
         return self.evaluate()
 
-    def play(self, env: VecEnv, episodes: int, what: str = "evaluating") -> tuple[list[float], list[int]]:
+    def play(
+        self, env: VecEnv, episodes: int, what: str = "evaluating", observe: StepHook | None = None
+    ) -> tuple[list[float], list[int]]:
         """``episodes`` deterministic episodes on ``env`` with SB3's ``evaluate_policy``: returns and lengths.
 
         The progress hooks hear of each episode's end; one answering ``False`` raises
-        :class:`EvaluationStopped` at the next environment step.
+        :class:`EvaluationStopped` at the next environment step. ``observe`` sees every step's locals.
         """
         self._progress(what, 0, episodes)
         rewards, lengths = evaluate_policy(
@@ -168,7 +177,7 @@ class Evaluator(BaseCallback):
             n_eval_episodes=episodes,
             deterministic=True,
             return_episode_rewards=True,
-            callback=self._progress_callback(what, episodes) if self.callback_on_progress else None,
+            callback=self._progress_callback(what, episodes, observe) if self.callback_on_progress or observe else None,
         )
         assert isinstance(rewards, list) and isinstance(lengths, list)
         self.last_played = (what, list(rewards), list(lengths))
@@ -181,11 +190,14 @@ class Evaluator(BaseCallback):
         if any(answer is False for answer in answers):
             raise EvaluationStopped(what)
 
-    def _progress_callback(self, what: str, total: int) -> Callable[[dict[str, Any], dict[str, Any]], None]:
+    def _progress_callback(self, what: str, total: int, observe: StepHook | None = None) -> StepHook:
         """``evaluate_policy``'s callback (called at every env step of every env): the hooks, with the episodes ended."""
 
-        def callback(locals_: dict[str, Any], _globals: dict[str, Any]) -> None:
-            self._progress(what, int(locals_["episode_counts"].sum()), total)
+        def callback(locals_: dict[str, Any], globals_: dict[str, Any]) -> None:
+            if observe is not None:
+                observe(locals_, globals_)
+            if self.callback_on_progress:
+                self._progress(what, int(locals_["episode_counts"].sum()), total)
 
         return callback
 
@@ -197,7 +209,8 @@ class Evaluator(BaseCallback):
             return False
 
     def _evaluate(self) -> bool:
-        rewards, lengths = self.play(self.eval_env, self.n_episodes)
+        values = StartValues(float(getattr(self.model, "gamma", 1.0)), clip_reward=self.clip_reward)
+        rewards, lengths = self.play(self.eval_env, self.n_episodes, observe=values.step)
         n = len(rewards)
         mean = sum(rewards) / n
         std = math.sqrt(sum((r - mean) ** 2 for r in rewards) / n)
@@ -209,6 +222,7 @@ class Evaluator(BaseCallback):
             "max_reward": max(rewards),
             "mean_ep_length": sum(lengths) / n,
             "wall_s": self.clock.seconds(),
+            **values.row(self.model),  # the Q-values' evidence: predicted at the start states, and obtained
         }
         self._last = self.num_timesteps
         self.history.append(row)

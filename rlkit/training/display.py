@@ -298,6 +298,10 @@ class TrainingDisplay:
             text = self._if_room(text, f": checkpoints/{path.name}")
         self.history(text)
 
+    def on_finding(self, headline: str, step: int, advice: list[str]) -> None:
+        """A history line for a doctor's finding the first time it fires (see :func:`finding_line`)."""
+        self.history(finding_line(headline, step, advice, self.console.width))
+
     def _if_room(self, text: str, more: str) -> str:
         """``text + more`` when it fits the terminal's width (always when output is no terminal)."""
         return text + more if not self.live or len(text) + len(more) <= self.console.width else text
@@ -396,6 +400,19 @@ class TrainingDisplay:
             bar.append("╸" if filled - full >= 0.5 else "━", style="bold magenta" if filled - full >= 0.5 else "grey23")
             bar.append("━" * (width - full - 1), style="grey23")
         return bar
+
+
+def finding_line(headline: str, step: int, advice: list[str], width: int) -> str:
+    """``doctor: <headline> at step N — try: <advice>`` in ``width`` columns: the first advice whole
+    when it fits, else its ``--set`` part alone (the alias is the run's own), else none (``rlkit doctor
+    RUN`` has it all)."""
+    head = f"doctor: {headline} at step {step:,}"
+    hint = advice[0].split("#", 1)[0].strip() if advice else ""
+    tries = [hint] + ([hint[hint.index("--set ") :]] if "--set " in hint else [])
+    for text in (f"{head} — try: {t}" for t in tries if t):
+        if len(text) <= width:
+            return text
+    return head
 
 
 def thread_reason(measurement: dict[str, Any]) -> str:

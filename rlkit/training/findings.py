@@ -4,7 +4,9 @@ Each rule is a function of a run's :class:`Evidence` (its preset, state, periodi
 the Q-value predicted at their start states and the discounted return obtained, training episodes
 and ``diag/`` scalars) and returns a :class:`Finding` or nothing. ``rlkit doctor`` reads the
 evidence from a run directory (:mod:`rlkit.analysis.doctor`); during training the same rules run
-on the figures in memory after every evaluation (:class:`rlkit.training.callbacks.DoctorWatch`).
+on the figures in memory after every evaluation (:class:`rlkit.training.doctor_watch.DoctorWatch`).
+The live history line names a finding by its short ``headline`` (``HEADLINES``): it must fit 80
+columns with the step and a hint.
 
 Every threshold is a named constant below with the reason for its value. They are set so that
 the shipped presets' healthy runs raise no finding (``tests/test_doctor.py`` trains them) and a
@@ -24,6 +26,19 @@ import numpy as np
 from rlkit.config.schema import Preset
 
 Severity = Literal["critical", "warning", "info"]
+HEADLINES = {
+    "divergence": "Q-values running away",
+    "dormant_units": "dormant hidden units",
+    "q_overestimation": "Q overestimates the returns",
+    "exploration_ended_early": "exploration ended too early",
+    "train_eval_mismatch": "training beats evaluation",
+    "collapse": "performance collapsed",
+    "stalled": "stalled: no new best",
+    "replay_and_targets": "replay or target settings",
+}
+"""Each finding in a few words (at most ``HEADLINE_MAX`` characters), for the live history line."""
+HEADLINE_MAX = 27
+"""``doctor: `` (8), a headline, `` at step 1,234,567`` (18): 53 columns, 27 left of 80 for a hint."""
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 Array = np.ndarray[Any, Any]
 
@@ -60,6 +75,10 @@ MISMATCH = 0.5
 """Training episodes return more than the greedy evaluations by half of the training mean's size."""
 STALL = 0.3
 """No new best evaluation over this share of the steps trained (and at least 3 evaluations)."""
+STALL_BUDGET = 0.1
+"""...and over this share of the budget: early on, a noisy evaluation goes a while without a new best
+(a healthy LunarLander run, 10 episodes spread by +-100, went from 20k to 45k steps without one), and
+the doctor watching a run live must not call that a stall."""
 STALL_GAIN = 0.05
 """A 'new best' must beat the old one by this share of the range seen, not by noise."""
 REPLAY_SHARE = 0.01
@@ -113,8 +132,19 @@ class Finding:
     figures: dict[str, float | int | str]
     advice: list[str]
 
+    @property
+    def headline(self) -> str:
+        """The finding in a few words (``HEADLINES``), for the live history line."""
+        return HEADLINES.get(self.code, self.code)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def with_episodes(rows: list[dict[str, float]], episodes: int) -> list[dict[str, float]]:
+    """Evaluation rows with the episodes each played (``evaluations.csv`` has no such column; the
+    standard errors of the rules need it)."""
+    return [{"episodes": float(episodes), **row} for row in rows]
 
 
 Rule = Callable[[Evidence, str], "Finding | None"]
@@ -377,7 +407,7 @@ def stalled(evidence: Evidence, alias: str) -> Finding | None:
             best, best_step = m, s
     total = float(steps[-1])
     flat = int(((steps > best_step) & (steps <= total)).sum())
-    if total - best_step < STALL * total or flat < 3:
+    if total - best_step < max(STALL * total, STALL_BUDGET * evidence.preset.n_timesteps) or flat < 3:
         return None
     p = evidence.preset
     return Finding(

@@ -57,7 +57,23 @@ LOCK = "run.lock"
 GONE = "stopped (process gone)"
 """What a run whose state says ``running`` but whose lock nobody holds is reported as."""
 
-EVAL_FIELDS = ["timesteps", "mean_reward", "std_reward", "min_reward", "max_reward", "mean_ep_length", "wall_s"]
+EVAL_FIELDS = [
+    "timesteps",
+    "mean_reward",
+    "std_reward",
+    "min_reward",
+    "max_reward",
+    "mean_ep_length",
+    "q_start",
+    "return_discounted",
+    "return_discounted_std",
+    "wall_s",
+]
+"""The columns of ``evaluations.csv`` (``wall_s`` stays last). ``OPTIONAL_EVAL_FIELDS`` (the mean
+greedy Q at the episodes' start states, the mean and spread of the discounted returns they obtained)
+came later: a run directory written before them reads without them, and its old rows stay blank
+there when it resumes."""
+OPTIONAL_EVAL_FIELDS = frozenset(EVAL_FIELDS[6:9])
 
 
 def default_root() -> Path:
@@ -286,7 +302,7 @@ class RunDir:
             return []
         try:
             with open(self.evaluations, newline="") as handle:
-                return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+                return [_eval_row(row) for row in csv.DictReader(handle)]
         except (OSError, UnicodeDecodeError, ValueError, TypeError, csv.Error) as exc:
             raise RlkitError(f"{self.evaluations}: damaged evaluation history ({one_line(exc)})") from None
 
@@ -295,7 +311,7 @@ class RunDir:
         writer = csv.DictWriter(buffer, fieldnames=EVAL_FIELDS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: row[k] for k in EVAL_FIELDS})
+            writer.writerow({k: row.get(k, "") if k in OPTIONAL_EVAL_FIELDS else row[k] for k in EVAL_FIELDS})
         atomic.write_text(self.evaluations, buffer.getvalue())
 
     # --- training episodes ---------------------------------------------------------------
@@ -346,6 +362,11 @@ class RunDir:
             if p.is_dir() and p.name[5:].isdigit() and (p / "state.json").exists()
         ]
         return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def _eval_row(row: dict[str, Any]) -> dict[str, float]:
+    """One row of ``evaluations.csv`` as numbers; a blank optional column (an older row) is left out."""
+    return {k: float(v) for k, v in row.items() if not (k in OPTIONAL_EVAL_FIELDS and v in ("", None))}
 
 
 def one_line(exc: BaseException) -> str:

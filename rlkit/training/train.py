@@ -41,7 +41,9 @@ if TYPE_CHECKING:
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import VecEnv
 
-    from rlkit.training.callbacks import StopWhenSolved
+    from rlkit.training.callbacks import Evaluator, StopWhenSolved
+    from rlkit.training.display import TrainingDisplay
+    from rlkit.training.doctor_watch import DoctorWatch
     from rlkit.training.factory import Trainee
     from rlkit.training.tracking import Tracker
 
@@ -519,6 +521,24 @@ def confirm_seed(seed: int, k: int) -> int:
     return stream_seed(seed, "confirm", k)
 
 
+def _doctor_watch(
+    run: RunDir, preset: Preset, display: TrainingDisplay, evaluator: Evaluator, solved: StopWhenSolved
+) -> DoctorWatch:
+    """The run doctor after every evaluation: a history line for each finding the first time it fires."""
+    from rlkit.training.doctor_watch import DoctorWatch
+
+    watch = DoctorWatch(
+        preset,
+        run.read_config()[0],
+        lambda finding, step: display.on_finding(finding.headline, step, finding.advice),
+        state=lambda: {"solved": solved.solved},
+        run=run,
+        history=evaluator.history,
+    )
+    evaluator.callback_after_eval.append(watch.after_eval)
+    return watch
+
+
 def _confirmed_before(state: dict[str, Any]) -> int:
     found = state.get("confirmations")
     return len(found) if isinstance(found, list) else 0
@@ -579,7 +599,9 @@ class _Session:
             callback_on_new_best=[recorder.on_new_best],
             callback_after_eval=[recorder.after_eval, self.solved],
             callback_on_progress=[self.display.on_progress],
+            clip_reward=preset.atari is not None and preset.atari.clip_reward,
         )
+        self.watch = None if request.quiet else _doctor_watch(run, preset, self.display, self.evaluator, self.solved)
         self.stopper = StopOnSignal()  # installed around learning
         self.checkpointer = Checkpointer(
             run,
@@ -661,7 +683,13 @@ class _Session:
                         self.evaluator,
                         total_steps=self.preset.n_timesteps,
                         stopper=self.stopper,
-                        callbacks=[self.checkpointer, DisplayUpdater(self.display), *tracked, *self.request.callbacks],
+                        callbacks=[
+                            self.checkpointer,
+                            DisplayUpdater(self.display),
+                            *tracked,
+                            *([self.watch] if self.watch else []),
+                            *self.request.callbacks,
+                        ],
                         continue_counter=self.resumed,
                     )
                 if learned.signal is not None:
