@@ -158,10 +158,12 @@ def summary_text(result: TrainResult, quiet: bool) -> str:
     solved = ""
     at = result.solved_at
     if at is not None:
+        from rlkit.training.train import solved_line  # loaded already: the run trained in this process
+
         earlier = at["timesteps"] <= result.session_start and result.session_start > 0
         sentence = (
             f"\nsolved{' earlier:' if earlier else ''} at step {int(at['timesteps']):,} "
-            f"after {at['wall_s']:.1f} s (mean {at['mean_reward']:.1f} over {int(at['episodes'])} episodes)"
+            f"after {at['wall_s']:.1f} s ({solved_line(at, _solved_score(result.run_dir))})"
         )
         solved = sentence if quiet or earlier else f"; solved at step {int(at['timesteps']):,}"
     elif result.solved:

@@ -544,7 +544,7 @@ def _confirmed_before(state: dict[str, Any]) -> int:
     return len(found) if isinstance(found, list) else 0
 
 
-def _solved_line(at: dict[str, float], score: float | None) -> str:
+def solved_line(at: dict[str, float], score: float | None) -> str:
     """How a confirmation came out, in words: its mean, episodes and, with a margin, the lower bound against the score."""
     text = f"mean {at['mean_reward']:.1f} over {int(at['episodes'])}"
     if "lower_bound" not in at:
@@ -640,13 +640,13 @@ class _Session:
         self.state.solved(at)
         self.display.message(
             f"solved at step {int(at['timesteps']):,} after {at['wall_s']:.1f} s: "
-            f"{_solved_line(at, self.preset.solved_score)}"
+            f"{solved_line(at, self.preset.solved_score)}"
         )
 
     def _on_confirmation(self, at: dict[str, float], held: bool) -> None:
         record_confirmation(self.run, at, held, self.evaluator.last_played)
         if not held:
-            line = _solved_line(at, self.preset.solved_score)
+            line = solved_line(at, self.preset.solved_score)
             self.display.message(f"step {int(at['timesteps']):,}: not confirmed: {line}")
 
     def _announce(self) -> None:
