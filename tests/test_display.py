@@ -278,3 +278,23 @@ def test_the_evaluation_line_reads_the_return_at_the_evaluations_step_not_the_la
     model.ep_info_buffer.extend({"r": 10.0, "l": 10} for _ in range(20))  # what the run holds at 2,000
     display.on_eval({"timesteps": 2_000.0, "mean_reward": 25.0, "std_reward": 1.0}, new_best=True, episodes=10)
     assert file.getvalue().splitlines()[-1].endswith("ret(20ep) 10.0")
+
+
+def test_a_history_line_longer_than_the_terminal_wraps_between_words() -> None:
+    # The solved line with its margin is ~100 columns: the terminal's own wrap at 80 cut it anywhere
+    # ("99% lowe" / "r bound"), depending on the figures.
+    console = terminal(80)
+    display = TrainingDisplay(TOTAL, console=console)
+    text = "solved at step 12,000 after 13.4 s: mean 500.0 over 100 fresh episodes, 99% lower bound 500.0 >= 475"
+    with display:
+        display.message(text)
+    lines = screen_after(console.file.getvalue())  # type: ignore[attr-defined]
+    assert all(len(line) <= 80 for line in lines)
+    assert " ".join(line.strip() for line in lines if line) == text  # every word whole, in order
+
+
+def test_without_a_terminal_a_long_history_line_stays_one_line() -> None:
+    file = io.StringIO()
+    display = TrainingDisplay(TOTAL, console=Console(file=file, width=80, force_terminal=False))
+    display.message("x " * 60)
+    assert file.getvalue() == "x " * 60 + "\n"  # logs and pipes get whole lines to grep

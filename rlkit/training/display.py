@@ -311,9 +311,13 @@ class TrainingDisplay:
         self.history(text)
 
     def history(self, text: str) -> None:
-        """One line of history: above the live line on a terminal, plain otherwise; not when quiet."""
+        """One line of history: above the live line on a terminal, plain otherwise; not when quiet.
+
+        On a terminal a line longer than the window wraps between words (the terminal's own wrap
+        cuts anywhere: ``99% lowe`` / ``r bound``); without one it stays whole, for logs and grep.
+        """
         if not self.quiet:
-            self.console.print(text, highlight=False, markup=False, soft_wrap=True)
+            self.console.print(text, highlight=False, markup=False, soft_wrap=not self.live)
 
     # ------------------------------------------------------------------------------------
     # Layout
