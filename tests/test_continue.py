@@ -16,6 +16,7 @@ from rlkit.core.errors import RlkitError
 from rlkit.environments.resolve import resolve
 from rlkit.training import train
 from rlkit.training.factory import load_model
+from rlkit.training.rundir import RunDir
 
 FAST = [
     "learning_starts=100", "eval_episodes=2", "policy_kwargs.net_arch=[32]", "train_freq=4", "gradient_steps=1",
@@ -52,6 +53,24 @@ def test_a_finished_run_trains_on_to_a_new_total(tmp_path: Path) -> None:
     assert state["status"] == "finished" and state["budget_history"] == [600, 1200]
     with pytest.raises(RlkitError, match=r"already trained 1200 steps; give a larger total budget"):
         train.extend(first.run_dir, 1000, quiet=True)
+
+
+def test_a_run_solved_early_trains_on_to_a_total_below_its_first_budget(tmp_path: Path) -> None:
+    # The README's rlkit.resume(run, steps=30_000) on a CartPole run solved at 12,000 of its 50,000: the
+    # schedules stay anchored in absolute steps, so their fractions of the smaller total pass 1.
+    solved = [*FAST, "solved_score=1", "stop_on_solved=true", "solved_episodes=2", "solved_confidence=0"]
+    first = train.start(resolve("cartpole", overrides=solved), seed=2, run_dir=tmp_path / "run", quiet=True)
+    assert first.num_timesteps == 300
+    epsilons = Epsilons()
+    result = train.extend(first.run_dir, 450, quiet=True, callbacks=[epsilons])
+    assert result.num_timesteps == 450
+    _, _, preset = RunDir.open(first.run_dir).read_config()  # the run reads back (evaluate, report, resume)
+    assert preset.exploration_fraction == pytest.approx(600 / 450) and preset.per_beta_fraction > 1
+    more = CliRunner().invoke(app, ["train", "--resume", str(first.run_dir), "--steps", "500", "-q"])
+    assert more.exit_code == 0 and "done: 500 steps" in more.output, more.output
+    # Epsilon goes on down the first run's line (1 at 0, the floor at 600): at 449 it is not at the floor yet.
+    floor = resolve("cartpole").preset.exploration_final_eps
+    assert epsilons.seen[-1] == pytest.approx(1 + 449 / 600 * (floor - 1), abs=0.01)
 
 
 def test_extend_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -185,8 +185,10 @@ class Preset(_Strict):
     target_update_interval: int = Field(default=10_000, ge=1)
     """Environment steps between target network syncs."""
 
-    exploration_fraction: float = Field(default=0.1, gt=0, le=1)
-    """Fraction of the budget over which epsilon decays linearly."""
+    exploration_fraction: float = Field(default=0.1, gt=0)
+    """Fraction of the budget over which epsilon decays linearly. Above 1 epsilon is still decaying
+    when the budget ends: what a run trained on to a total below its first budget gets (a run that
+    stopped once solved, ``--resume RUN --steps N``), its schedule staying anchored in absolute steps."""
 
     exploration_initial_eps: float = Field(default=1.0, ge=0, le=1)
     """Epsilon at the start of training."""
@@ -233,8 +235,9 @@ class Preset(_Strict):
     per_beta_final: float = Field(default=1.0, ge=0, le=1)
     """Importance-sampling exponent reached after ``per_beta_fraction`` of the budget."""
 
-    per_beta_fraction: float = Field(default=1.0, gt=0, le=1)
-    """Fraction of the budget over which beta anneals linearly from ``per_beta0`` to ``per_beta_final``."""
+    per_beta_fraction: float = Field(default=1.0, gt=0)
+    """Fraction of the budget over which beta anneals linearly from ``per_beta0`` to ``per_beta_final``
+    (above 1, as ``exploration_fraction``: still annealing when the budget ends)."""
 
     per_eps: float = Field(default=1e-6, gt=0)
     """Added to |TD error| so that every transition keeps a non-zero priority."""
