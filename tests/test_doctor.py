@@ -105,6 +105,20 @@ def test_stalled_and_static_settings() -> None:
     assert _codes(_evidence("target_update_interval=20000", "n_timesteps=100000")) == ["replay_and_targets"]
 
 
+def test_stalled_says_no_real_gain_where_the_evaluation_it_fires_at_saved_a_best_model() -> None:
+    # LunarLander seed 5 at 60k steps: 35,000 beat 20,000 by 2.2 (under 5% of the range seen), so it saved
+    # best_model.zip, and the history line below it read "stalled: no new best at step 35,000".
+    from rlkit.training.display import finding_line
+
+    lunar = _evidence("n_timesteps=60000", evaluations=[-22.0, -47.0, -57.1, 68.1, 38.2, 33.6, 70.3])
+    lunar.evaluations = [r | {"timesteps": 5000.0 * (i + 1)} for i, r in enumerate(lunar.evaluations)]
+    (found,) = doctor.diagnose(lunar, "lunarlander")
+    assert found.code == "stalled" and found.steps == (20_000, 35_000)
+    line = finding_line(found.headline, 35_000, found.advice, 80)
+    assert "new best" not in line and "no real gain" in line
+    assert line.endswith("— try: --set learning_rate=0.000767") and len(line) <= 80
+
+
 # ----------------------------------------------------------------------------------------
 # Real runs, each provoked into one pathology
 # ----------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ HEADLINES = {
     "exploration_ended_early": "exploration ended too early",
     "train_eval_mismatch": "training beats evaluation",
     "collapse": "performance collapsed",
-    "stalled": "stalled: no new best",
+    "stalled": "stalled: no real gain",
     "replay_and_targets": "replay or target settings",
 }
 """Each finding in a few words (at most ``HEADLINE_MAX`` characters), for the live history line."""
@@ -412,7 +412,7 @@ def stalled(evidence: Evidence, alias: str) -> Finding | None:
     p = evidence.preset
     return Finding(
         "stalled",
-        "stalled: no better evaluation for a long stretch",
+        "stalled: no evaluation clearly better (by 5% of the range) for a long stretch",
         "info",
         (int(best_step), int(total)),
         {
