@@ -245,7 +245,8 @@ def test_resume_keeps_extensions_and_prioritized_buffer(tmp_path: Path, monkeypa
     monkeypatch.setattr(RlkitDQN, "train", spy)
     result = training.resume(run, quiet=True)
     assert result is not None and result.num_timesteps >= 1200
-    assert seen["first_step"] > 1000  # continued from the step-1000 checkpoint
+    # Continued from the step-1000 checkpoint, taken inside step 1000: that step and the phase after it are replayed.
+    assert seen["first_step"] == 1000
     buffer = seen["buffer"]
     assert isinstance(buffer, PrioritizedReplayBuffer) and buffer.size() >= 1000 and buffer.max_priority > 1.0
     final = load_model(run / "model.zip", None, "cpu")
