@@ -957,15 +957,12 @@ def _rescaled_fractions(preset: Preset, old_total: int, total_steps: int) -> tup
     scale = old_total / total_steps
     fractions: dict[str, float] = {}
     notes: list[str] = []
-    for key, what in (("exploration_fraction", "epsilon"), ("per_beta_fraction", "prioritized replay's beta")):
+    for key, what in (("exploration_fraction", "epsilon"), ("per_beta_fraction", "PER's beta")):
         value = getattr(preset, key) * scale
         fractions[key] = min(1.0, value)
-        if value > 1.0:
+        if value > 1.0 and (key != "per_beta_fraction" or preset.prioritized_replay):
             ends = int(getattr(preset, key) * old_total)
-            notes.append(
-                f"--steps {total_steps} is below the run's budget of {old_total}: {what} now reaches its final "
-                f"value at step {total_steps:,} (the new end) instead of {ends:,}"
-            )
+            notes.append(f"budget cut to {total_steps:,}: {what} ends at step {total_steps:,}, not {ends:,}")
     return fractions, notes
 
 
