@@ -332,7 +332,7 @@ def _restore(
     model.tensorboard_log = str(run.tensorboard)
     resumed = _resume_state(ckpt)
     try:
-        why = resume_state.restore(model, resumed) if exact else "its replay buffer was not restored"
+        why = resume_state.restore(model, resumed, steps) if exact else "its replay buffer was not restored"
     except (KeyError, TypeError, ValueError, IndexError) as exc:  # a resume.json of the wrong shape
         why = f"resume.json is damaged ({type(exc).__name__}: {exc})"
     if why is not None:
