@@ -171,3 +171,32 @@ def test_the_summary_of_a_resumed_session_divides_and_says_solved_once(tmp_path:
     assert shown.exit_code == 0, shown.output
     assert shown.output.count("solved at step 300 after") == 1, shown.output  # the history line, not again
     assert "; solved at step 300\n" in shown.output  # the summary just names the step
+
+
+def test_an_interrupted_run_cut_short_keeps_a_valid_config(tmp_path: Path) -> None:
+    """--resume RUN --steps N below the run's budget: the schedules end at N, the config stays readable.
+
+    Rescaling a fraction by old/new budget went past 1 (per_beta_fraction 1.0 x 2 = 2.0): the run's
+    config.yaml was written invalid and every later resume failed on it (the run was lost).
+    """
+    import signal
+
+    from rlkit.core.errors import Interrupted
+    from tests.test_resume import SignalAt
+
+    long = [*FAST, "n_timesteps=1200", "per_beta_fraction=1.0"]
+    with pytest.raises(Interrupted):
+        train.start(
+            resolve("cartpole", overrides=long), seed=2, run_dir=tmp_path / "run", quiet=True,
+            callbacks=[SignalAt(450, signal.SIGINT)],
+        )  # fmt: skip
+    notes: list[str] = []
+    result = train.extend(tmp_path / "run", 600, quiet=True, notify=notes.append)
+    assert result.num_timesteps == 600
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["preset"]
+    assert config["n_timesteps"] == 600
+    assert config["exploration_fraction"] == 1.0 and config["per_beta_fraction"] == 1.0
+    assert notes == ["budget cut to 600: epsilon ends at step 600, not 1,200"]  # no PER: nothing said of beta
+    from rlkit.training.rundir import RunDir
+
+    RunDir(tmp_path / "run").read_config()  # still readable

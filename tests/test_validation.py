@@ -177,6 +177,25 @@ def test_sqlite_storage_folders_are_not_created(tmp_path: Path, _isolated_runs: 
     assert not missing.parent.exists()
 
 
+def test_a_storage_whose_driver_is_not_installed_is_one_line(tmp_path: Path, _isolated_runs: Path) -> None:
+    """optuna raises a bare ImportError for a missing driver (MySQLdb here): it was a traceback."""
+    pytest.importorskip("sqlalchemy")
+    try:
+        import MySQLdb  # noqa: F401
+
+        pytest.skip("a MySQL driver is installed here")
+    except ImportError:
+        pass
+    url = "mysql://someone@127.0.0.1/db"
+    tune = invoke("tune", "cartpole", "--trials", "1", "--steps", "100", "--storage", url)
+    bench = invoke(
+        "benchmark", "cartpole", "--seeds", "2", "--jobs", "1", "--storage", url, "--out", str(tmp_path / "b")
+    )
+    for result in (tune, bench):
+        assert_one_line_error(result, "database driver missing: MySQLdb", "pip install mysqlclient")
+    assert not (tmp_path / "b").exists()
+
+
 # --- the schema ----------------------------------------------------------------------------
 
 

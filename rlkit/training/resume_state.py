@@ -26,11 +26,14 @@ import base64
 import hashlib
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch as th
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecTransposeImage
+
+from rlkit.core.errors import RlkitError
 
 FORMAT = 1
 
@@ -90,7 +93,7 @@ def capture(model: Any, pending: Pending | None, eval_env: VecEnv | None) -> dic
     return doc
 
 
-def restore(model: Any, doc: dict[str, Any]) -> str | None:
+def restore(model: Any, doc: dict[str, Any], step: int) -> str | None:
     """Put ``model`` (built from the checkpoint, its envs fresh) where ``doc`` says; ``None``, or why it could not.
 
     On failure nothing of the model's random streams or counters has changed; the envs may have
@@ -105,10 +108,15 @@ def restore(model: Any, doc: dict[str, Any]) -> str | None:
     why = _not_replayable(venv, np.zeros(1))
     if why is not None:
         return why
-    envs = doc["envs"]
-    if len(envs) != venv.num_envs:
-        return f"the checkpoint has {len(envs)} envs' states, the run {venv.num_envs} envs"
-    obs: Any = np.stack([venv.env_method("replay", log, indices=[i])[0] for i, log in enumerate(envs)])
+    checked = check(doc, model, step)
+    if isinstance(checked, str):
+        return f"resume.json is damaged ({checked})"
+    try:
+        obs: Any = np.stack([venv.env_method("replay", log, indices=[i])[0] for i, log in enumerate(doc["envs"])])
+    except RlkitError:  # an env process failed (its workers are stopped): one line from SubprocEnvs
+        raise
+    except Exception as exc:  # the env's own code, asked to replay what it did not do
+        return f"replaying the envs' episodes failed ({type(exc).__name__}: {exc})"
     if isinstance(venv, VecTransposeImage):
         obs = venv.transpose_observations(obs)
     if _digest(obs) != doc["last_obs_sha256"]:
@@ -116,15 +124,189 @@ def restore(model: Any, doc: dict[str, Any]) -> str | None:
     model._last_obs = obs
     model._last_episode_starts = np.array(doc["last_episode_starts"], dtype=bool)
     model.num_timesteps = int(doc["num_timesteps"])
-    _set_streams(model, doc["rng"])
-    pending = doc.get("pending")
-    if pending is not None:
-        model.resume_with(
-            np.array(pending["actions"], dtype=pending["dtype"]),
-            np.array(pending["buffer_actions"], dtype=pending["buffer_dtype"]),
-            int(pending["rollout_steps_before"]),
-        )
+    checked.apply(model)
+    if checked.pending is not None:
+        model.resume_with(*checked.pending)
     return None
+
+
+class _Plain(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class _PCG64Counter(_Plain):
+    state: int = Field(ge=0, lt=2**128)
+    inc: int = Field(ge=0, lt=2**128)
+
+
+class _PCG64(_Plain):
+    """A numpy ``PCG64`` bit generator's state, as ``bit_generator.state`` gives it."""
+
+    bit_generator: Literal["PCG64"]
+    state: _PCG64Counter
+    has_uint32: int = Field(ge=0, le=1)
+    uinteger: int = Field(ge=0, lt=2**32)
+
+
+class _EnvLog(_Plain):
+    """One training env's episode log (:meth:`rlkit.environments.replayable.Replayable.replay_log`)."""
+
+    seed: int | None = Field(default=None, ge=0, lt=2**128)
+    options: dict[str, Any] | None
+    rng: _PCG64
+    resets_at: list[int]
+    actions: list[Any]
+    dtype: str | None
+
+
+class _Numpy(_Plain):
+    name: Literal["MT19937"]
+    keys: list[int] = Field(min_length=624, max_length=624)
+    pos: int = Field(ge=0, le=624)
+    has_gauss: int = Field(ge=0, le=1)
+    cached: float
+
+
+class _Python(_Plain):
+    version: Literal[3]
+    internal: list[int] = Field(min_length=625, max_length=625)
+    gauss: float | None
+
+
+class _Streams(_Plain):
+    numpy: _Numpy
+    python: _Python
+    torch: str
+    action_space: dict[str, Any]
+    cuda: list[str] | None = None
+
+
+class _Pending(_Plain):
+    actions: list[Any]
+    buffer_actions: list[Any]
+    dtype: str
+    buffer_dtype: str
+    rollout_steps_before: int = Field(ge=0)
+
+
+class _Doc(BaseModel):
+    """``resume.json`` of an exact checkpoint: the types every value must have before any is used."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+    format: Literal[1]
+    exact: Literal[True]
+    num_timesteps: int = Field(ge=0)
+    envs: list[_EnvLog]
+    last_obs_sha256: str
+    last_episode_starts: list[bool]
+    rng: _Streams
+    eval_rng: list[_PCG64 | None] | None = None
+    pending: _Pending | None = None
+
+
+@dataclass
+class Checked:
+    """A ``resume.json`` found consistent with the run it is restored into: its streams and pending step, built."""
+
+    numpy: tuple[Any, ...]
+    python: tuple[Any, ...]
+    torch: th.Tensor
+    cuda: list[th.Tensor] | None
+    action_space: dict[str, Any]
+    pending: tuple[np.ndarray, np.ndarray, int] | None
+
+    def apply(self, model: Any) -> None:
+        """Set the random streams (nothing here can fail: :func:`check` built and tried each)."""
+        np.random.set_state(self.numpy)
+        random.setstate(self.python)
+        th.set_rng_state(self.torch)
+        if self.cuda is not None and th.cuda.is_available():
+            th.cuda.set_rng_state_all(self.cuda)
+        model.action_space.np_random.bit_generator.state = self.action_space
+
+
+def check(doc: dict[str, Any], model: Any, step: int) -> Checked | str:
+    """``doc`` checked against the model it restores (built from the checkpoint at ``step``): the
+    streams and pending step ready to apply, or what is wrong with it, in a few words.
+
+    The checks bound what a tampered file can make a resume do: every value of its type, as many
+    envs as the run has, no longer a replay than the steps the run took, actions its action space
+    holds, a step counter matching the checkpoint's. Nothing of ``model`` changes here.
+    """
+    try:
+        parsed = _Doc.model_validate(doc)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        return f"{'.'.join(str(part) for part in err['loc'])}: {err['msg']}"
+    n_envs = model.get_env().num_envs
+    if len(parsed.envs) != n_envs:
+        return f"the checkpoint has {len(parsed.envs)} envs' states, the run {n_envs} envs"
+    try:
+        for i, log in enumerate(parsed.envs):
+            _check_log(log, model.action_space, step, f"envs.{i}")
+        pending = _check_pending(parsed, model, step, n_envs)
+        if len(parsed.last_episode_starts) != n_envs:
+            raise ValueError(f"last_episode_starts holds {len(parsed.last_episode_starts)} values for {n_envs} envs")
+        for state in parsed.eval_rng or []:
+            if state is not None:
+                _pcg64(state.model_dump())
+        return _built_streams(parsed.rng, model, pending)
+    except (ValueError, TypeError, OverflowError) as exc:
+        return str(exc)
+
+
+def _check_log(log: _EnvLog, action_space: Any, step: int, where: str) -> None:
+    events = len(log.actions) + len(log.resets_at)
+    if events > step:
+        raise ValueError(f"{where} replays {events:,} events, more than the {step:,} steps the run took")
+    if sorted(set(log.resets_at)) != log.resets_at or any(not 0 <= r < events for r in log.resets_at):
+        raise ValueError(f"{where}.resets_at is not increasing event indices below {events}")
+    _pcg64(log.rng.model_dump())
+    if log.actions:
+        dtype = np.dtype(log.dtype)
+        if not all(action_space.contains(np.asarray(a, dtype=dtype)[()]) for a in log.actions):
+            raise ValueError(f"{where}.actions holds an action outside the action space {action_space}")
+
+
+def _check_pending(parsed: _Doc, model: Any, step: int, n_envs: int) -> tuple[np.ndarray, np.ndarray, int] | None:
+    p = parsed.pending
+    if not step - n_envs <= parsed.num_timesteps <= step:  # inside a step: the counter before it
+        raise ValueError(f"num_timesteps is {parsed.num_timesteps:,}, the checkpoint's step {step:,}")
+    if p is None:
+        return None
+    actions = np.array(p.actions, dtype=np.dtype(p.dtype))
+    buffer_actions = np.array(p.buffer_actions, dtype=np.dtype(p.buffer_dtype))
+    space = model.action_space
+    if actions.shape != (n_envs, *space.shape) or not all(space.contains(a) for a in actions):
+        raise ValueError(f"pending.actions is not one action of {space} for each of the {n_envs} envs")
+    if len(buffer_actions) != n_envs:
+        raise ValueError(f"pending.buffer_actions holds {len(buffer_actions)} actions for {n_envs} envs")
+    frequency = model.train_freq.frequency
+    if p.rollout_steps_before >= frequency:
+        raise ValueError(f"pending.rollout_steps_before is {p.rollout_steps_before}, past a rollout of {frequency}")
+    return actions, buffer_actions, p.rollout_steps_before
+
+
+def _built_streams(streams: _Streams, model: Any, pending: tuple[np.ndarray, np.ndarray, int] | None) -> Checked:
+    n, p = streams.numpy, streams.python
+    torch_state = th.frombuffer(bytearray(base64.b64decode(streams.torch, validate=True)), dtype=th.uint8)
+    if torch_state.numel() != th.get_rng_state().numel():
+        raise ValueError(f"rng.torch holds {torch_state.numel()} bytes, torch's state {th.get_rng_state().numel()}")
+    cuda = None
+    if streams.cuda is not None:
+        cuda = [th.frombuffer(bytearray(base64.b64decode(s, validate=True)), dtype=th.uint8) for s in streams.cuda]
+    space_state = streams.action_space
+    trial = np.random.Generator(type(model.action_space.np_random.bit_generator)())
+    trial.bit_generator.state = space_state  # raises on a state of the wrong kind, before anything is set
+    numpy_state = (n.name, np.array(n.keys, dtype=np.uint32), n.pos, n.has_gauss, n.cached)
+    np.random.RandomState().set_state(numpy_state)  # likewise, on a stream of its own
+    python_state = (p.version, tuple(p.internal), p.gauss)
+    random.Random().setstate(python_state)
+    return Checked(numpy_state, python_state, torch_state, cuda, space_state, pending)
+
+
+def _pcg64(state: dict[str, Any]) -> None:
+    np.random.Generator(np.random.PCG64()).bit_generator.state = state
 
 
 def _not_replayable(venv: VecEnv, last_obs: Any) -> str | None:
@@ -161,19 +343,6 @@ def _streams(model: Any) -> dict[str, Any]:
     if th.cuda.is_available() and th.cuda.is_initialized():
         streams["cuda"] = [base64.b64encode(s.numpy().tobytes()).decode() for s in th.cuda.get_rng_state_all()]
     return streams
-
-
-def _set_streams(model: Any, streams: dict[str, Any]) -> None:
-    n = streams["numpy"]
-    np.random.set_state((n["name"], np.array(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"], n["cached"]))
-    p = streams["python"]
-    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
-    th.set_rng_state(th.frombuffer(bytearray(base64.b64decode(streams["torch"])), dtype=th.uint8))
-    if "cuda" in streams and th.cuda.is_available():
-        th.cuda.set_rng_state_all(
-            [th.frombuffer(bytearray(base64.b64decode(s)), dtype=th.uint8) for s in streams["cuda"]]
-        )
-    model.action_space.np_random.bit_generator.state = streams["action_space"]
 
 
 def _eval_envs(eval_env: VecEnv | None) -> list[Any] | None:

@@ -28,7 +28,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from rlkit.config.presets import Resolved
-from rlkit.config.schema import Preset
+from rlkit.config.schema import Preset, to_plain, validate
 from rlkit.core import atomic
 from rlkit.core.errors import Interrupted, RlkitError
 from rlkit.core.seeds import check_seed, derive_seed, stream_seed
@@ -232,6 +232,8 @@ def resume(
                 extending = _extended(run, preset, total_steps) if total_steps is not None else None
                 if extending is not None:
                     preset = extending.preset
+                    for note in extending.notes:
+                        say(note)
                 restored = _restore(
                     run,
                     preset,
@@ -330,7 +332,7 @@ def _restore(
     model.tensorboard_log = str(run.tensorboard)
     resumed = _resume_state(ckpt)
     try:
-        why = resume_state.restore(model, resumed) if exact else "its replay buffer was not restored"
+        why = resume_state.restore(model, resumed, steps) if exact else "its replay buffer was not restored"
     except (KeyError, TypeError, ValueError, IndexError) as exc:  # a resume.json of the wrong shape
         why = f"resume.json is damaged ({type(exc).__name__}: {exc})"
     if why is not None:
@@ -907,6 +909,8 @@ class _Extension:
     seed: int
     source: str
     history: list[int]
+    notes: list[str]
+    """What the new total changes beyond the budget (a schedule ending earlier), said before training."""
 
     def write(self, run: RunDir) -> None:
         run.write_config(self.preset, self.alias, self.source, self.seed)
@@ -936,17 +940,30 @@ def _extended(run: RunDir, preset: Preset, total_steps: int) -> _Extension:
             f"continued exactly: start a new run from its weights with rlkit train {alias} --init-from {run.path}"
         )
     old_total = preset.n_timesteps
-    scale = old_total / total_steps
-    extended = preset.model_copy(
-        update={
-            "n_timesteps": total_steps,
-            "exploration_fraction": preset.exploration_fraction * scale,
-            "per_beta_fraction": preset.per_beta_fraction * scale,
-        }
-    )
+    fractions, notes = _rescaled_fractions(preset, old_total, total_steps)
+    extended = validate({**to_plain(preset), "n_timesteps": total_steps, **fractions}, f"--steps {total_steps}")
     source = f"{_config_source(run)}, budget extended from {old_total} to {total_steps}"
     history = [*run.read_state().get("budget_history", [old_total]), total_steps]
-    return _Extension(extended, alias, seed, source, history)
+    return _Extension(extended, alias, seed, source, history, notes)
+
+
+def _rescaled_fractions(preset: Preset, old_total: int, total_steps: int) -> tuple[dict[str, float], list[str]]:
+    """The schedules' fractions over a new total, anchored at the same absolute steps where they fit.
+
+    A run cut short (a total below its budget) would need a fraction above 1 (a schedule ending
+    after the run): the schema refuses that, so such a schedule ends at the new total instead,
+    and a note says so.
+    """
+    scale = old_total / total_steps
+    fractions: dict[str, float] = {}
+    notes: list[str] = []
+    for key, what in (("exploration_fraction", "epsilon"), ("per_beta_fraction", "PER's beta")):
+        value = getattr(preset, key) * scale
+        fractions[key] = min(1.0, value)
+        if value > 1.0 and (key != "per_beta_fraction" or preset.prioritized_replay):
+            ends = int(getattr(preset, key) * old_total)
+            notes.append(f"budget cut to {total_steps:,}: {what} ends at step {total_steps:,}, not {ends:,}")
+    return fractions, notes
 
 
 def apply_schedules(model: Any, preset: Preset) -> None:

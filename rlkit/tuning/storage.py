@@ -137,9 +137,12 @@ def open_storage(
                         max_retry=MAX_RETRY
                     ),
                 )
-            except ModuleNotFoundError as exc:
-                hint = " (pip install 'rlkit[postgres]')" if url.dialect == "postgresql" else ""
-                raise RlkitError(f"storage {url.shown}: database driver missing: {exc.name}{hint}") from None
+            except ImportError as exc:  # optuna re-raises the driver's ModuleNotFoundError as a bare ImportError
+                missing = exc.name or getattr(exc.__cause__, "name", None) or "its Python module"
+                hint = {"postgresql": " (pip install 'rlkit[postgres]')", "mysql": " (pip install mysqlclient)"}
+                raise RlkitError(
+                    f"storage {url.shown}: database driver missing: {missing}{hint.get(url.dialect, '')}"
+                ) from None
             except (IntegrityError, ProgrammingError):
                 # Workers starting together on an empty database race to create Optuna's tables.
                 if attempt == 2:
