@@ -191,12 +191,20 @@ class Evaluator(BaseCallback):
             raise EvaluationStopped(what)
 
     def _progress_callback(self, what: str, total: int, observe: StepHook | None = None) -> StepHook:
-        """``evaluate_policy``'s callback (called at every env step of every env): the hooks, with the episodes ended."""
+        """``evaluate_policy``'s callback (called at every env step of every env still playing): ``observe``
+        each time; the progress hooks once every ``n_envs`` calls (a vector step) and at each episode's end.
+
+        The hooks (the live display, the signal check) cost about 12 us a call: once per env step they
+        were a tenth of a CartPole run's confirmation; once per vector step a signal still stops it within a step.
+        """
+        hooks = bool(self.callback_on_progress)
+        calls = [0]
 
         def callback(locals_: dict[str, Any], globals_: dict[str, Any]) -> None:
             if observe is not None:
                 observe(locals_, globals_)
-            if self.callback_on_progress:
+            calls[0] += 1
+            if hooks and (calls[0] % locals_["n_envs"] == 0 or locals_["done"]):
                 self._progress(what, int(locals_["episode_counts"].sum()), total)
 
         return callback
