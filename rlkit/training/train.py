@@ -948,21 +948,21 @@ def _extended(run: RunDir, preset: Preset, total_steps: int) -> _Extension:
 
 
 def _rescaled_fractions(preset: Preset, old_total: int, total_steps: int) -> tuple[dict[str, float], list[str]]:
-    """The schedules' fractions over a new total, anchored at the same absolute steps where they fit.
+    """The schedules' fractions over a new total, anchored at the same absolute steps.
 
-    A run cut short (a total below its budget) would need a fraction above 1 (a schedule ending
-    after the run): the schema refuses that, so such a schedule ends at the new total instead,
-    and a note says so.
+    A total below the run's budget (a run that stopped once solved, or one cut short) gives a
+    fraction above 1: the schedule is still on its way when the new total ends, exactly where the
+    first run's would have been; a note says so.
     """
     scale = old_total / total_steps
     fractions: dict[str, float] = {}
     notes: list[str] = []
     for key, what in (("exploration_fraction", "epsilon"), ("per_beta_fraction", "PER's beta")):
         value = getattr(preset, key) * scale
-        fractions[key] = min(1.0, value)
+        fractions[key] = value
         if value > 1.0 and (key != "per_beta_fraction" or preset.prioritized_replay):
             ends = int(getattr(preset, key) * old_total)
-            notes.append(f"budget cut to {total_steps:,}: {what} ends at step {total_steps:,}, not {ends:,}")
+            notes.append(f"budget cut to {total_steps:,}: {what} keeps its schedule (its end at step {ends:,})")
     return fractions, notes
 
 
