@@ -31,7 +31,7 @@ from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from rlkit.dqn import private
 from rlkit.dqn.diagnostics import Diagnostics
 from rlkit.dqn.interface import Minibatch, Networks, weighted_mean
-from rlkit.dqn.loss import LossOut, td_loss
+from rlkit.dqn.loss import LossOut, phase_loss, td_loss
 from rlkit.dqn.mlp import MlpGradient
 from rlkit.replay.buffers import DeviceFrameReplayBuffer, FrameReplayBuffer, PrioritizedReplayBuffer
 
@@ -73,7 +73,8 @@ class AutogradGradient:
     def target_values(self, next_obs: th.Tensor) -> th.Tensor:
         return self.nets.raw(self.nets.target, next_obs)
 
-    def __call__(self, batch: Minibatch) -> tuple[LossOut, th.Tensor]:
+    def __call__(self, batch: Minibatch, per_sample: bool = True) -> tuple[LossOut, th.Tensor | None]:
+        """``per_sample`` is for gradients with ``lazy_loss``: autograd needs the loss, always."""
         nets, data = self.nets, batch.data
         obs, next_obs = data.observations, data.next_observations
         next_online = None
@@ -89,6 +90,7 @@ class AutogradGradient:
         with th.no_grad():
             next_target = batch.next_target if batch.next_target is not None else self.target_values(next_obs)
         out = td_loss(raw, next_target, data, nets.head, nets.options, nets.gamma, next_online)
+        assert out.loss is not None
         loss = weighted_mean(out.loss, batch.weights)
         nets.optimizer.zero_grad()
         loss.backward()
@@ -176,6 +178,23 @@ class OptimizerStep:
 Gradient = AutogradGradient | MlpGradient
 
 
+class PhaseTally:
+    """The losses a phase left out (``td_loss(per_sample=False)``), reduced once at its end with the same
+    :func:`~rlkit.dqn.loss.elementwise_loss`: a handful of tensor ops per phase instead of per step (about
+    40 us a gradient step, 5% at the RL Zoo's LunarLander work). Only for equal-sized uniform batches."""
+
+    def __init__(self, kind: Any) -> None:
+        self.kind = kind
+        self.outs: list[LossOut] = []
+
+    def add(self, out: LossOut) -> None:
+        self.outs.append(out)
+
+    def total(self) -> th.Tensor:
+        """The sum of the left-out batches' mean losses."""
+        return phase_loss(self.outs, self.kind) if self.outs else th.zeros(())
+
+
 class GradientEngine:
     """A model's training phase, from parts chosen once (module docstring)."""
 
@@ -232,22 +251,43 @@ class GradientEngine:
         nets = self.nets
         step = OptimizerStep(nets.optimizer, self.params, self.lean)
         prioritized = isinstance(buffer, PrioritizedReplayBuffer)
-        loss_sum = q_max = th.zeros((), device=self.params[0].device)
+        # A gradient that writes its own backward needs no per-sample loss; without priorities to store
+        # and between diagnostics records, the phase's loss is reduced once at its end (PhaseTally).
+        tally = (
+            PhaseTally(nets.options.loss) if getattr(self.gradient, "lazy_loss", False) and not prioritized else None
+        )
+        loss_sum = th.zeros((), device=self.params[0].device)
+        q_alls: list[th.Tensor] = []
+        norms: list[th.Tensor] = []
         for n, batch in enumerate(self._batches(buffer, steps, batch_size, beta, env), start=first_update + 1):
             if nets.noisy:
                 for net in (nets.online, nets.target):
                     net.reset_noise()  # type: ignore[operator]
-            out, loss = self.gradient(batch)
+            due = diag.due(n)
+            out, loss = self.gradient(batch) if tally is None or due else self.gradient(batch, per_sample=False)
             grad_norm = step(nets.max_grad_norm)
-            loss_sum, q_max = loss_sum + loss, th.maximum(q_max, out.q_all.abs().max())
-            diag.count_clip(grad_norm > nets.max_grad_norm)
+            q_alls.append(out.q_all)
+            norms.append(grad_norm)
+            if loss is None:
+                assert tally is not None
+                tally.add(out)
+            else:
+                loss_sum = loss_sum + loss
             if prioritized:
+                assert out.priority is not None
                 buffer.update_priorities(batch.leaves, out.priority.cpu().numpy())
-            if diag.due(n):
+            if due:
+                assert loss is not None
+                diag.count_clip((th.stack(norms) > nets.max_grad_norm).sum(), len(norms))
+                norms = []
                 diag.record(
                     logger, out, loss, grad_norm, {**figures(), **diag.dormant(nets.online, batch.data.observations)}
                 )
-        mean_loss, largest = th.stack([loss_sum / steps, q_max]).tolist()
+        if norms:
+            diag.count_clip((th.stack(norms) > nets.max_grad_norm).sum(), len(norms))
+        if tally is not None:
+            loss_sum = loss_sum + tally.total()
+        mean_loss, largest = th.stack([loss_sum / steps, th.cat(q_alls).abs().max()]).tolist()
         return mean_loss, largest
 
     def _batches(self, buffer: Any, steps: int, batch_size: int, beta: float, env: Any) -> Iterator[Minibatch]:

@@ -82,8 +82,8 @@ class LossOut:
     Q-values of every action, ``q_taken`` and ``target`` expected values ``(batch, 1)``.
     """
 
-    loss: th.Tensor
-    priority: th.Tensor
+    loss: th.Tensor | None
+    priority: th.Tensor | None
     q_all: th.Tensor
     q_taken: th.Tensor
     target: th.Tensor
@@ -102,11 +102,15 @@ def td_loss(
     options: LossOptions,
     gamma: float,
     next_online: th.Tensor | None = None,
+    per_sample: bool = True,
 ) -> LossOut:
     """The loss of one batch: ``raw`` is the online output on its observations, ``next_target`` the
     target network's on its next observations, ``next_online`` the online network's there (Double DQN).
 
     The bootstrap discount is ``batch.discounts`` (``gamma**k`` of n-step returns) or ``gamma``.
+    ``per_sample=False`` (Q-value heads, for a caller that writes its gradient itself and wants only
+    the phase's mean loss): ``loss`` and ``priority`` are left ``None``, to be had later from the
+    same ``q_taken`` and ``target`` with :func:`elementwise_loss` (:func:`phase_loss`).
     """
     discounts = batch.discounts if batch.discounts is not None else gamma
     rewards, dones = batch.rewards.reshape(-1, 1), batch.dones.reshape(-1, 1)
@@ -126,6 +130,8 @@ def td_loss(
             target = project_distribution(next_probs, rewards, (1.0 - dones) * discounts, head.support)
     if head.kind == "none":
         q_taken = raw.gather(1, actions)
+        if not per_sample:
+            return LossOut(None, None, raw.detach(), q_taken.detach(), target)
         loss = elementwise_loss(q_taken, target, options.loss)
         q_taken = q_taken.detach()
         priority = (target - q_taken).abs().reshape(-1)
@@ -142,6 +148,12 @@ def td_loss(
         q_taken = (taken.detach().softmax(dim=1) * support).sum(dim=1, keepdim=True)
         target_mean = (target * support).sum(dim=1, keepdim=True)
     return LossOut(loss, loss.detach(), head.q_values(raw.detach()), q_taken, target_mean)
+
+
+def phase_loss(outs: list[LossOut], kind: LossKind) -> th.Tensor:
+    """The summed mean losses of equal-sized uniform batches whose ``loss`` was left out, in one reduction."""
+    taken = th.cat([out.q_taken for out in outs])
+    return elementwise_loss(taken, th.cat([out.target for out in outs]), kind).mean() * len(outs)
 
 
 def elementwise_loss(current: th.Tensor, target: th.Tensor, kind: LossKind) -> th.Tensor:

@@ -180,8 +180,11 @@ class MlpGradient:
         with th.no_grad():
             return self.target.q_values(next_obs.float())
 
-    def __call__(self, batch: Minibatch) -> tuple[LossOut, th.Tensor]:
-        """One batch's loss, with the gradient of its weighted mean written into ``.grad``."""
+    lazy_loss = True
+    """It needs no per-sample loss for its gradient: the engine may ask it for none (``per_sample=False``)."""
+
+    def __call__(self, batch: Minibatch, per_sample: bool = True) -> tuple[LossOut, th.Tensor | None]:
+        """One batch's loss (``None`` with ``per_sample=False``), with the gradient of its weighted mean written into ``.grad``."""
         nets, data, weights = self.nets, batch.data, batch.weights
         with th.no_grad():
             for p in self.params:
@@ -197,10 +200,10 @@ class MlpGradient:
             next_target = (
                 batch.next_target if batch.next_target is not None else self.target_values(data.next_observations)
             )
-            out = td_loss(q_all, next_target, data, nets.head, nets.options, nets.gamma, next_online)
+            out = td_loss(q_all, next_target, data, nets.head, nets.options, nets.gamma, next_online, per_sample)
             d_taken = elementwise_grad(out.q_taken - out.target, nets.options.loss)
             if weights is not None:
                 d_taken = d_taken * weights.reshape(-1, 1)
             d_q = th.zeros_like(q_all).scatter_(1, data.actions.long(), d_taken.div_(rows))
             self.online.backward(d_q, saved, rows)
-        return out, weighted_mean(out.loss, weights)
+        return out, None if out.loss is None else weighted_mean(out.loss, weights)
