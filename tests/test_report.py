@@ -347,3 +347,18 @@ def test_every_finding_with_evidence_over_steps_has_a_plot() -> None:
             assert finding_figure(finding, evidence) is not None, finding.code  # type: ignore[arg-type]
             drawn.add(finding.code)
     assert drawn | {"q_overestimation"} == set(DRAW)  # (q_overestimation: the test above)
+
+
+def test_a_benchmark_folder_given_as_a_run_points_to_its_seeds(tmp_path: Path) -> None:
+    """``rlkit report BENCH`` (a benchmark's results folder): one line naming what is missing and where the runs are."""
+    from rlkit.core.errors import RlkitError
+    from rlkit.training.rundir import RunDir
+
+    for seed in range(3):
+        (tmp_path / f"seed-{seed}").mkdir()
+    (tmp_path / "config.yaml").write_text("preset: {}\n")
+    with pytest.raises(RlkitError) as info:
+        RunDir.open(tmp_path)
+    assert str(info.value) == (
+        f"not an rlkit run directory: {tmp_path} has no meta.json; a benchmark folder? its runs are {tmp_path}/seed-* (3 of them)"
+    )

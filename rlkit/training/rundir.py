@@ -193,7 +193,10 @@ class RunDir:
         if not path.is_dir():
             raise RlkitError(f"not a run directory: {path} does not exist")
         if not run.config.is_file() or not run.meta.is_file():
-            raise RlkitError(f"not an rlkit run directory: {path} has no config.yaml and meta.json")
+            missing = " and ".join(f.name for f in (run.config, run.meta) if not f.is_file())
+            seeds = sorted(p.name for p in path.glob("seed-*") if p.is_dir())
+            hint = f"; a benchmark folder? its runs are {path}/seed-* ({len(seeds)} of them)" if seeds else ""
+            raise RlkitError(f"not an rlkit run directory: {path} has no {missing}{hint}")
         return run
 
     # --- contents -----------------------------------------------------------------------
