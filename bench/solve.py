@@ -60,6 +60,7 @@ def _solve_hooks(preset: Any, seed: int, eval_freq: int, eval_episodes: int, con
         confirm_env=confirm_env(preset, seed, confirm),
         confirm_seed=lambda k: confirm_seed(seed, k),
         confidence=preset.solved_confidence,
+        rounds=preset.solved_rounds,
     )
     evaluator = Evaluator(
         make_env(

@@ -268,7 +268,7 @@ def test_a_solved_run_records_its_confirmations_and_the_report_shows_them(tmp_pa
     )
     run = start(resolve("cartpole", overrides=sets), seed=0, run_dir=tmp_path / "run", quiet=True).run_dir
     confirmations = json.loads((run / "state.json").read_text())["confirmations"]
-    assert confirmations[-1]["held"] and confirmations[-1]["episodes"] == 6
+    assert confirmations[-1]["held"] and confirmations[-1]["episodes"] == 12  # two rounds of 6
     assert {"std_reward", "min_reward", "max_reward", "mean_ep_length"} <= set(confirmations[-1])
     out = tmp_path / "r.html"
     assert invoke("report", run, "-o", out, "--episodes", "2", "--no-video").exit_code == 0

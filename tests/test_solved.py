@@ -100,7 +100,7 @@ def test_a_run_stops_once_solved_and_records_when(tmp_path: Path) -> None:
     result = train.start(resolve("cartpole", overrides=sets), seed=0, run_dir=tmp_path / "run", quiet=True)
     assert result.solved and result.solved_at is not None
     assert result.num_timesteps == result.solved_at["timesteps"] < 3000  # stopped there
-    assert result.solved_at["episodes"] == 20 and result.solved_at["mean_reward"] >= 9
+    assert result.solved_at["episodes"] == 40 and result.solved_at["mean_reward"] >= 9  # two rounds of 20
     assert 0 < result.solved_at["wall_s"] <= result.wall_s
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["solved"] is True and state["solved_at"] == result.solved_at
@@ -224,5 +224,59 @@ def test_a_real_run_records_its_confirmation_bound_and_seed(tmp_path: Path) -> N
     assert result.solved_at is not None and result.solved_at["lower_bound"] >= 9
     assert result.solved_at["lower_bound"] <= result.solved_at["mean_reward"]
     state = json.loads((tmp_path / "run" / "state.json").read_text())
-    first = len(state["confirmations"]) - 1
-    assert result.solved_at["seed"] == train.confirm_seed(3, first) and state["confirmations"][-1]["held"]
+    streams_before = sum(c["rounds"] for c in state["confirmations"][:-1])
+    assert result.solved_at["seed"] == train.confirm_seed(3, streams_before) and state["confirmations"][-1]["held"]
+    assert result.solved_at["rounds"] == 2 and result.solved_at["episodes"] == 40  # two rounds of 20, pooled
+
+
+def test_a_second_round_pools_its_episodes_with_the_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first round that clears the bound is followed by one more on the next stream; the bound over both decides."""
+    rounds = iter([[230.0, 236.0] * 50, [150.0, 160.0] * 50, [240.0, 250.0] * 50, [236.0, 246.0] * 50, [100.0] * 100])
+    monkeypatch.setattr(callbacks, "evaluate_policy", lambda *a, **k: (next(rounds), [1] * 100))
+
+    class Env:
+        def __init__(self) -> None:
+            self.seeds: list[int] = []
+
+        def seed(self, seed: int) -> None:
+            self.seeds.append(seed)
+
+    env = Env()
+    seen: list[tuple[float, int, bool]] = []
+    hook = StopWhenSolved(
+        200,
+        True,
+        confirm_episodes=100,
+        confirm_env=lambda: env,  # type: ignore[arg-type,return-value]
+        confirm_seed=lambda k: train.confirm_seed(1, k),
+        confidence=0.99,
+        rounds=2,
+        on_confirmation=lambda at, held: seen.append((at["mean_reward"], int(at["rounds"]), held)),
+    )
+    assert hook(_Evaluator(), _row(1000, 230)) is True  # 233, then 155: pooled 194 falls short
+    assert hook(_Evaluator(), _row(2000, 230)) is False and hook.solved_at is not None  # 245, then 241: solved
+    assert seen == [(194.0, 2, False), (243.0, 2, True)]
+    assert env.seeds == [train.confirm_seed(1, k) for k in range(4)]  # a fresh stream for every round
+    assert hook.solved_at["episodes"] == 200 and hook.solved_at["seed"] == train.confirm_seed(1, 2)
+
+
+def test_a_second_round_undoes_a_lucky_first_one_with_heavy_tails() -> None:
+    """LunarLander-like returns: a crash (12%, around -100) or a landing (around 240), true mean 199.2, just
+    below the score. A round with few crashes has a high mean and a small spread at once, so the bound alone
+    passes it in 25% of runs of ten confirmations; pooling a second round, not chosen, brings that to 6%.
+    A healthy model (5% crashes, mean 223) passes a confirmation 66% of the time with one round, 64% with two."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    z = statistics.NormalDist().inv_cdf(0.99)
+
+    def returns(shape: tuple[int, ...], crash: float) -> np.ndarray:
+        return np.where(rng.random(shape) < crash, rng.normal(-100, 80, shape), rng.normal(240, 30, shape))
+
+    def bound(x: np.ndarray) -> np.ndarray:
+        return x.mean(-1) - z * x.std(-1, ddof=1) / np.sqrt(x.shape[-1])
+
+    first, second = returns((4000, 10, 100), 0.12), returns((4000, 10, 100), 0.12)
+    one_round = (bound(first) >= 200).any(axis=1).mean()
+    two_rounds = ((bound(first) >= 200) & (bound(np.concatenate([first, second], -1)) >= 200)).any(axis=1).mean()
+    assert one_round > 0.2 and two_rounds < 0.08, (one_round, two_rounds)

@@ -520,7 +520,7 @@ PARAM_GROUPS: list[tuple[str, tuple[str, ...]]] = [
         "Budget, evaluation, checkpoints",
         (
             "n_timesteps", "eval_freq", "eval_episodes", "eval_envs", "solved_score", "solved_episodes",
-            "solved_confidence", "stop_on_solved", "checkpoint_freq", "keep_checkpoints", "checkpoint_replay_buffer",
+            "solved_confidence", "solved_rounds", "stop_on_solved", "checkpoint_freq", "keep_checkpoints", "checkpoint_replay_buffer",
         ),
     ),
     ("Runtime and diagnostics", ("torch_threads", "diagnostics_interval", "divergence_q_bound", "search_space")),
@@ -549,7 +549,10 @@ def unused(key: str, flat: dict[str, Any]) -> bool:
         or (key == "loss" and algo == "qrdqn")  # QR-DQN always uses the quantile Huber loss
         or (key.startswith("atari") and flat.get("atari") is None and flat.get("atari.frame_skip") is None)
         or (key in ("policy_kwargs.features_dim", "policy_kwargs.normalize_images") and not cnn)
-        or (key in ("stop_on_solved", "solved_episodes", "solved_confidence") and flat.get("solved_score") is None)
+        or (
+            key in ("stop_on_solved", "solved_episodes", "solved_confidence", "solved_rounds")
+            and flat.get("solved_score") is None
+        )
         or (key == "frame_buffer_storage" and not flat.get("frame_buffer"))
         or (key == "env_kwargs" and not flat.get("env_kwargs"))
         or (key == "search_space")  # rlkit tune's, not training's

@@ -298,6 +298,12 @@ class Preset(_Strict):
     its time to solve is recorded and, with ``stop_on_solved``, training stops; 0 trusts the evaluation alone.
     Each confirmation plays episodes from env seeds of its own, never those of the periodic evaluations."""
 
+    solved_rounds: int = Field(default=2, ge=1, le=5)
+    """Confirmation rounds: a round of ``solved_episodes`` that clears the bound is followed by another on
+    fresh seeds, and the run is solved when the bound over all the rounds' episodes together still clears it.
+    A first round is the one that passed among many tries (a lucky one, for a model near the score, whose
+    few crashes also shrink its spread); the next round is not chosen, so pooling it in undoes the luck."""
+
     solved_confidence: float = Field(default=0.99, ge=0.0, lt=1.0)
     """A confirmation holds when the lower bound of a one-sided interval at this confidence for the
     confirming mean (``mean - z * std / sqrt(episodes)``) reaches ``solved_score``; 0 asks only the mean.

@@ -295,6 +295,7 @@ class StopWhenSolved:
         confirm_env: Callable[[], VecEnv] | None = None,
         confirm_seed: Callable[[int], int] | None = None,
         confidence: float = 0.0,
+        rounds: int = 1,
         confirmed_before: int = 0,
         solved_at: SolvedAt | None = None,
         on_solved: Callable[[SolvedAt], None] | None = None,
@@ -304,6 +305,7 @@ class StopWhenSolved:
         self.stop = stop
         self.confirm_episodes = confirm_episodes if confirm_env is not None else 0
         self.confidence = confidence
+        self.rounds = rounds
         self._make_env = confirm_env
         self._seed = confirm_seed
         self._env: VecEnv | None = None
@@ -343,21 +345,34 @@ class StopWhenSolved:
         return not self.stop
 
     def _confirm(self, evaluator: Evaluator) -> SolvedAt:
-        """The k-th confirmation of the run: its episodes' mean, lower bound, confidence and first env seed."""
+        """A confirmation: rounds of episodes, each from the run's next seed stream, while the bound over all
+        the episodes so far clears the score (up to ``rounds``). Its mean, lower bound, confidence, rounds
+        played and first env seed; ``Evaluator.last_played`` holds every episode of it."""
         if self._env is None:
             assert self._make_env is not None
             self._env = self._make_env()
         figures: SolvedAt = {}
-        if self._seed is not None:
-            figures["seed"] = self._seed(self._done)
-            self._env.seed(int(figures["seed"]))  # applied at the reset that starts the episodes
-        self._done += 1
-        rewards, _ = evaluator.play(self._env, self.confirm_episodes, "confirming")
+        rewards: list[float] = []
+        lengths: list[int] = []
+        played = 0
+        while played < self.rounds:
+            if self._seed is not None:
+                seed = self._seed(self._done)
+                figures.setdefault("seed", seed)
+                self._env.seed(int(seed))  # applied at the reset that starts the episodes
+            self._done += 1
+            more, more_lengths = evaluator.play(self._env, self.confirm_episodes, "confirming")
+            rewards, lengths, played = rewards + list(more), lengths + list(more_lengths), played + 1
+            if self.score is None or lower_bound(rewards, self.confidence) < self.score:
+                break  # short already: no further round can be needed to say so
+        evaluator.last_played = ("confirming", rewards, lengths)
         mean = sum(rewards) / len(rewards)
         low = lower_bound(rewards, self.confidence)
         evaluator.logger.record("eval/confirm_mean_reward", mean)
         evaluator.logger.record("eval/confirm_lower_bound", low)
-        figures.update(mean_reward=mean, episodes=len(rewards), lower_bound=low, confidence=self.confidence)
+        figures.update(
+            mean_reward=mean, episodes=len(rewards), lower_bound=low, confidence=self.confidence, rounds=played
+        )
         return figures
 
     def close(self) -> None:

@@ -476,12 +476,12 @@ def _solved_before(state: dict[str, Any], steps: int) -> dict[str, float] | None
         return None
     if at["timesteps"] > steps:
         return None
-    whole = ("timesteps", "episodes", "seed")
+    whole = ("timesteps", "episodes", "seed", "rounds")
     keys = [k for k in SOLVED_KEYS if isinstance(at.get(k), (int, float))]  # runs before the margin lack the last three
     return {k: int(at[k]) if k in whole else float(at[k]) for k in keys}
 
 
-SOLVED_KEYS = ("timesteps", "wall_s", "mean_reward", "episodes", "lower_bound", "confidence", "seed")
+SOLVED_KEYS = ("timesteps", "wall_s", "mean_reward", "episodes", "lower_bound", "confidence", "seed", "rounds")
 """What ``solved_at`` records: the step and time, the confirming mean and episodes, its lower bound, confidence and first env seed."""
 
 
@@ -542,8 +542,10 @@ def _doctor_watch(
 
 
 def _confirmed_before(state: dict[str, Any]) -> int:
+    """The seed streams the run's confirmations have used: one per round played (one for rows before rounds)."""
     found = state.get("confirmations")
-    return len(found) if isinstance(found, list) else 0
+    rows = [c for c in found if isinstance(c, dict)] if isinstance(found, list) else []
+    return sum(int(c["rounds"]) if isinstance(c.get("rounds"), int) else 1 for c in rows)
 
 
 def solved_line(at: dict[str, float], score: float | None) -> str:
@@ -632,6 +634,7 @@ class _Session:
             confirm_env=confirm_env(preset, seed, preset.solved_episodes) if preset.solved_episodes > 0 else None,
             confirm_seed=lambda k: confirm_seed(seed, k),
             confidence=preset.solved_confidence,
+            rounds=preset.solved_rounds,
             confirmed_before=_confirmed_before(self.run.read_state()),
             solved_at=solved_at,
             on_solved=self._on_solved,

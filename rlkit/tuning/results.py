@@ -307,6 +307,7 @@ BUDGET_KEYS = (
     "stop_on_solved",
     "solved_episodes",
     "solved_confidence",
+    "solved_rounds",
 )
 """How long and how a run trains, evaluates and saves: the preset's own, not the tuning budget's."""
 
