@@ -251,17 +251,25 @@ def fmt_readme_headline(inputs: Inputs) -> str:
     lunar, cart = inputs.one("lunarlander"), inputs.one("cartpole")
     lu, c = Solved.of(lunar.data), Solved.of(cart.data)
 
-    def solved(s: Solved, env: str) -> str:
+    def solved(s: Solved, src: Source) -> str:
+        doc = src.data
+        fresh = [float(r["fresh_mean"]) for r in doc["per_seed"] if r.get("fresh_mean") is not None]
+        scored = (
+            f"solved on fresh episodes (100 each, env seeds nothing in training used) on "
+            f"{doc.get('seeds_solved_fresh', sum(f >= doc['solved_score'] for f in fresh))} of {s.n}, "
+            f"scoring {span(fresh)}"
+            if len(fresh) == len(doc["per_seed"])
+            else f"the final models scoring {span(s.final)} over {doc['eval_episodes']} new episodes"
+        )
         return (
-            f"{env} solved on {s.solved} of {s.n} seeds, median {s.median_steps or 0:,.0f} steps and {s.median()} "
-            f"of training, the final models scoring {span(s.final)} over "
-            f"{lunar.data['eval_episodes']} new episodes"
+            f"{doc['env_id']} confirmed solved on {s.solved} of {s.n} seeds, median {s.median_steps or 0:,.0f} "
+            f"steps and {s.median()} of training ({src.machine()}); {scored}"
         )
 
     presets = (
         f"- The shipped presets, {lu.n} seeds each, stopping once solved "
         f"(`rlkit benchmark <preset> --seeds {lu.n} --episodes {lunar.data['eval_episodes']}`): "
-        f"{solved(lu, lunar.data['env_id'])}; {solved(c, cart.data['env_id'])} ({machines(lunar, cart)})."
+        f"{solved(lu, lunar)}; {solved(c, cart)}."
     )
     peers = inputs.one("peers").data
     same = (
