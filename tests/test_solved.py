@@ -46,6 +46,16 @@ class _Evaluator:
         return list(rewards), list(lengths)  # type: ignore[arg-type]
 
 
+class _SeededEnv:
+    """What a confirmation asks of its env besides playing: ``seed``, recorded."""
+
+    def __init__(self) -> None:
+        self.seeds: list[int] = []
+
+    def seed(self, seed: int) -> None:
+        self.seeds.append(seed)
+
+
 def _row(step: float, mean: float) -> dict[str, float]:
     return {"timesteps": step, "mean_reward": mean}
 
@@ -158,14 +168,7 @@ def test_a_confirmation_whose_mean_reaches_the_score_but_not_its_bound_does_not_
     confirming = iter([[190.0, 212.0] * 50, [205.0, 215.0] * 50])  # mean 201 (bound 199.2), then 210 (bound 209.2)
     monkeypatch.setattr(callbacks, "evaluate_policy", lambda *a, **k: (next(confirming), []))
 
-    class Env:
-        def __init__(self) -> None:
-            self.seeds: list[int] = []
-
-        def seed(self, seed: int) -> None:
-            self.seeds.append(seed)
-
-    env = Env()
+    env = _SeededEnv()
     seen: list[tuple[float, bool]] = []
     hook = StopWhenSolved(
         200,
@@ -234,14 +237,7 @@ def test_a_second_round_pools_its_episodes_with_the_first(monkeypatch: pytest.Mo
     rounds = iter([[230.0, 236.0] * 50, [150.0, 160.0] * 50, [240.0, 250.0] * 50, [236.0, 246.0] * 50, [100.0] * 100])
     monkeypatch.setattr(callbacks, "evaluate_policy", lambda *a, **k: (next(rounds), [1] * 100))
 
-    class Env:
-        def __init__(self) -> None:
-            self.seeds: list[int] = []
-
-        def seed(self, seed: int) -> None:
-            self.seeds.append(seed)
-
-    env = Env()
+    env = _SeededEnv()
     seen: list[tuple[float, int, bool]] = []
     hook = StopWhenSolved(
         200,
