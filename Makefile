@@ -5,7 +5,7 @@
 # The messages of `make train` and `make demo`, from the benchmark JSON (python bench/refresh_docs.py):
 # results:make-messages
 TRAIN_LINES := 'Training LunarLander-v3 until solved, at most 500,000 steps (Ctrl-C saves a' 'checkpoint). How long depends on the machine: on the reference machine (env' '26,900 steps/s, matmul 5,950/s on that machine) seeds 0-4 took 25.0-82.1 s of' 'training (median 48.1 s; 5 of 5 solved).'
-DEMO_LINES := 'Training CartPole-v1 (seed 0) until solved: mean >= 475 over 100 episodes. On' 'the reference machine (env 130,000 steps/s, matmul 5,930/s on that machine)' 'seed 0 solved at 10,000 steps after 4.7 s of training.'
+DEMO_LINES := 'Training CartPole-v1 (seed 0) until solved: mean >= 475 over 100 episodes. On' 'the reference machine (env 130,000 steps/s, matmul 5,930/s on that machine)' 'seed 0 solved at step 10,000 after 4.7 s of training.'
 # /results:make-messages
 PYTHON ?= python3
 PIP := PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install --quiet --disable-pip-version-check --no-warn-script-location

@@ -195,15 +195,19 @@ def seed_zero_text(doc: dict[str, Any]) -> str:
     return f"{run['time_to_solve_s']:.1f} s (solved at {run['solved_step']:,} steps)"
 
 
+def seed_zero_sentence(doc: dict[str, Any], verb: str) -> str:
+    """``seed 0 <verb> at step N after T s of training`` (``solves``, ``solved``), or that it did not solve."""
+    run = seed_run(doc, 0)
+    if run is None or run.get("time_to_solve_s") is None:
+        return f"seed 0 did not solve within {doc['n_timesteps']:,} steps"
+    return f"seed 0 {verb} at step {run['solved_step']:,} after {run['time_to_solve_s']:.1f} s of training"
+
+
 def fmt_readme_demo(inputs: Inputs) -> str:
     src = inputs.one("cartpole")
     doc, s = src.data, Solved.of(src.data)
-    run = seed_run(doc, 0)
-    first = (
-        f"Seed 0 solves at step {run['solved_step']:,} after {run['time_to_solve_s']:.1f} s of training"
-        if run and run.get("time_to_solve_s") is not None
-        else f"Seed 0 did not solve within {s.budget:,} steps"
-    )
+    sentence = seed_zero_sentence(doc, "solves")
+    first = sentence[0].upper() + sentence[1:]
     rest = (
         f"over {seeds_text(s.seeds)}, {s.solved} of {s.n} solved, at {span(s.steps, '{:,}', ' to ')} steps "
         f"(median {s.median()} of training; `{s.command}`, {src.machine()}; docs/BENCHMARKS.md)."
@@ -600,13 +604,8 @@ def make_lines(name: str, text: str) -> str:
 
 def fmt_make_messages(inputs: Inputs) -> str:
     cart, lunar = inputs.one("cartpole"), inputs.one("lunarlander")
-    c, lu = Solved.of(cart.data), Solved.of(lunar.data)
-    run = seed_run(cart.data, 0)
-    zero = (
-        f"seed 0 solved at {run['solved_step']:,} steps after {run['time_to_solve_s']:.1f} s of training"
-        if run and run.get("time_to_solve_s") is not None
-        else f"seed 0 did not solve within {c.budget:,} steps"
-    )
+    lu = Solved.of(lunar.data)
+    zero = seed_zero_sentence(cart.data, "solved")
     train = (
         f"Training {lunar.data['env_id']} until solved, at most {lu.budget:,} steps (Ctrl-C saves a checkpoint). "
         f"How long depends on the machine: on the reference machine ({lunar.machine()}) "
